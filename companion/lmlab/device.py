@@ -1,0 +1,143 @@
+"""Devices, seeds and mixed precision.
+
+Library code never picks a device on its own: models follow their inputs (``x.device``) and
+trainers take ``device=``. Notebooks, scripts and tests call :func:`get_device` once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["get_device", "seed_everything", "autocast", "resolve_device", "device_name"]
+
+_ALLOWED = ("cuda", "mps", "cpu")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def get_device(prefer: str | torch.device | None = None) -> torch.device:
+    """Return the best available device: cuda, then mps, then cpu.
+
+    Args:
+        prefer: force a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``). When ``None``,
+            the environment variable ``LMLAB_DEVICE`` is used if set, else the best available.
+
+    Returns:
+        The chosen :class:`torch.device`.
+
+    Raises:
+        ValueError: ``prefer`` names an unknown device type.
+        RuntimeError: the preferred device type is not available on this machine.
+
+    Example:
+        >>> get_device("cpu")
+        device(type='cpu')
+    """
+    if prefer is None:
+        prefer = os.environ.get("LMLAB_DEVICE") or None
+    if prefer is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if not isinstance(prefer, (str, torch.device)):
+        raise TypeError(f"prefer: expected a str, torch.device or None, got {type(prefer).__name__}")
+    try:
+        device = torch.device(prefer)
+    except RuntimeError as err:
+        raise ValueError(f"prefer: unknown device {prefer!r}; allowed types are {_ALLOWED}") from err
+    if device.type not in _ALLOWED:
+        raise ValueError(f"prefer: unknown device type {device.type!r}; allowed: {_ALLOWED}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("prefer='cuda' but no CUDA device is available here")
+    if device.type == "mps" and not _mps_available():
+        raise RuntimeError("prefer='mps' but no MPS device is available here")
+    return device
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a :class:`torch.device`, or the best available one when ``None``."""
+    return get_device(device) if device is not None else get_device()
+
+
+def device_name(device: str | torch.device | None = None) -> str:
+    """A short human-readable name of ``device`` (the GPU's model name where there is one)."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (all devices) for reproducible runs.
+
+    Args:
+        seed: a non-negative integer.
+
+    Returns:
+        A CPU :class:`torch.Generator` seeded with ``seed``, for code that takes a generator.
+
+    Example:
+        >>> _ = seed_everything(0); a = torch.rand(3)
+        >>> _ = seed_everything(0); b = torch.rand(3)
+        >>> torch.equal(a, b)
+        True
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed: expected a non-negative int, got {seed}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # seeds every CUDA/MPS device too
+    return torch.Generator().manual_seed(seed)
+
+
+def _autocast_dtype(device: torch.device, dtype: torch.dtype | None) -> torch.dtype | None:
+    if device.type == "cpu":
+        return None  # bf16 matmul on CPU is far slower than fp32: never autocast here
+    if dtype is not None:
+        return dtype
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16
+
+
+@contextlib.contextmanager
+def autocast(device: str | torch.device, enabled: bool = True,
+             dtype: torch.dtype | None = None) -> Iterator[torch.dtype | None]:
+    """Mixed precision where it helps, a no-op elsewhere.
+
+    On CUDA this is :func:`torch.autocast` with bf16 (fp16 on GPUs without bf16); on MPS fp16; on
+    CPU nothing changes, because low-precision matrix products are slower than fp32 there.
+
+    Args:
+        device: the device the computation runs on (a tensor's ``.device``).
+        enabled: ``False`` turns it off everywhere.
+        dtype: the low-precision dtype to use on accelerators (default: picked per device).
+
+    Yields:
+        The dtype in use, or ``None`` when running in full precision.
+
+    Example:
+        >>> with autocast("cpu") as dtype:
+        ...     dtype is None
+        True
+    """
+    device = torch.device(device)
+    chosen = _autocast_dtype(device, dtype) if enabled else None
+    if chosen is None:
+        yield None
+        return
+    with torch.autocast(device_type=device.type, dtype=chosen):
+        yield chosen

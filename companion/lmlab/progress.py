@@ -1,0 +1,48 @@
+"""One progress bar for the whole package.
+
+Bars show counts and a postfix (the loss) but never elapsed time or rates, so a notebook's stored
+output is the same on every run. Silence them with :func:`set_progress` or ``LMLAB_PROGRESS=0``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from typing import TypeVar
+
+from tqdm import tqdm
+
+__all__ = ["progress", "set_progress", "progress_enabled"]
+
+_T = TypeVar("_T")
+_BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}{postfix}"
+_enabled: bool | None = None
+
+
+def set_progress(enabled: bool) -> None:
+    """Turn every lmlab progress bar on or off."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def progress_enabled() -> bool:
+    """Whether progress bars are shown (``set_progress`` wins over ``LMLAB_PROGRESS``)."""
+    if _enabled is not None:
+        return _enabled
+    return os.environ.get("LMLAB_PROGRESS", "1") not in ("0", "false", "False", "")
+
+
+def progress(iterable: Iterable[_T] | None = None, total: int | None = None, desc: str = "",
+             enabled: bool | None = None) -> tqdm:
+    """A tqdm bar without timing fields. Use ``bar.set_postfix(loss=...)`` for live numbers.
+
+    Args:
+        iterable: what to iterate over (or ``None`` and update by hand).
+        total: number of steps, when ``iterable`` has no length.
+        desc: a label in front of the bar.
+        enabled: override the global switch for this bar.
+    """
+    show = progress_enabled() if enabled is None else enabled
+    return tqdm(iterable, total=total, desc=desc or "progress", bar_format=_BAR_FORMAT,
+                disable=not show, file=sys.stderr, ascii=True, dynamic_ncols=False, ncols=80)

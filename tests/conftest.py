@@ -1,0 +1,30 @@
+"""Shared test set-up: the ``gpu`` marker skips where no CUDA or MPS device is present."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmlab.device import get_device
+
+
+def _has_gpu() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps is not None and mps.is_available())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _has_gpu():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA or MPS device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def gpu_device() -> torch.device:
+    """The accelerator a ``gpu`` test runs on (cuda first, then mps)."""
+    device = get_device()
+    assert device.type in ("cuda", "mps")
+    return device
