@@ -545,6 +545,7 @@ def _bert_pipeline(tok: tokenizers.Tokenizer, lowercase: bool) -> tokenizers.Tok
     tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                 strip_accents=None, lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.add_special_tokens([t for t in BERT_SPECIAL_TOKENS if tok.token_to_id(t) is not None])
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     if cls_id is None or sep_id is None:
         raise ValueError("vocabulary: [CLS] and [SEP] must be in the vocabulary")
@@ -572,7 +573,7 @@ def train_wordpiece(text: str | Iterable[str], vocab_size: int = 8000, lowercase
     Returns:
         A trained ``tokenizers.Tokenizer``.
     """
-    from tokenizers import Tokenizer, models, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     texts = [text] if isinstance(text, str) else list(text)
     if not texts or not all(isinstance(t, str) for t in texts):
@@ -583,11 +584,12 @@ def train_wordpiece(text: str | Iterable[str], vocab_size: int = 8000, lowercase
         raise ValueError(f"vocab_size: must be an int > {len(BERT_SPECIAL_TOKENS)}, got "
                          f"{vocab_size!r}")
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    _bert_pipeline(tok, lowercase)  # normaliser and pre-tokenizer are used by training
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                strip_accents=None, lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=list(BERT_SPECIAL_TOKENS),
                                         show_progress=False, continuing_subword_prefix="##")
-    tok.post_processor = None
     tok.train_from_iterator(texts, trainer=trainer)
     return _bert_pipeline(tok, lowercase)
 

@@ -1,0 +1,104 @@
+"""Tests for lmlab.embedding against PyTorch's own layers and FLOP counter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from lmlab.device import seed_everything
+from lmlab.embedding import LMHead, TokenEmbedding, embedding_cost
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 7), (3, 2, 4)])
+@pytest.mark.parametrize("vocab_size,d_model", [(11, 4), (300, 16)])
+def test_embedding_is_a_row_lookup_and_a_one_hot_product(shape, vocab_size, d_model):
+    seed_everything(0)
+    emb = TokenEmbedding(vocab_size, d_model)
+    ids = torch.randint(0, vocab_size, shape)
+    out = emb(ids)
+    assert out.shape == (*shape, d_model)
+    reference = nn.Embedding(vocab_size, d_model)
+    with torch.no_grad():
+        reference.weight.copy_(emb.weight)
+    torch.testing.assert_close(out, reference(ids))
+    one_hot = F.one_hot(ids, vocab_size).float()  # (*, V)
+    torch.testing.assert_close(out, one_hot @ emb.weight)
+
+
+@pytest.mark.parametrize("vocab_size,d_model", [(11, 4), (300, 16)])
+def test_unembed_is_a_linear_layer_sharing_the_weight(vocab_size, d_model):
+    seed_everything(1)
+    emb = TokenEmbedding(vocab_size, d_model)
+    x = torch.randn(2, 5, d_model)
+    linear = nn.Linear(d_model, vocab_size, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(emb.weight)
+    torch.testing.assert_close(emb.unembed(x), linear(x))
+    # Tied: the gradient of the logits flows into the one shared matrix, from both ends.
+    ids = torch.randint(0, vocab_size, (2, 5))
+    emb.unembed(emb(ids)).sum().backward()
+    assert emb.weight.grad is not None and emb.weight.grad.abs().sum() > 0
+    assert sum(p.numel() for p in emb.parameters()) == vocab_size * d_model
+
+
+def test_lm_head_matches_linear():
+    seed_everything(2)
+    head = LMHead(d_model=8, vocab_size=20, bias=True)
+    x = torch.randn(3, 8)
+    torch.testing.assert_close(head(x), F.linear(x, head.proj.weight, head.proj.bias))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("vocab_size,d_model", [(1000, 32), (50257, 64)])
+def test_embedding_cost_counts_real_parameters_and_flops(tied, vocab_size, d_model):
+    emb = TokenEmbedding(vocab_size, d_model)
+    modules = [emb] if tied else [emb, LMHead(d_model, vocab_size)]
+    cost = embedding_cost(vocab_size, d_model, tied=tied)
+    assert cost.total_params == sum(p.numel() for m in modules for p in m.parameters())
+    tokens = 6
+    ids = torch.randint(0, vocab_size, (1, tokens))
+    with FlopCounterMode(display=False) as counter:
+        x = emb(ids)
+    assert counter.get_total_flops() == cost.embedding_flops_per_token * tokens
+    with FlopCounterMode(display=False) as counter:
+        (emb.unembed(x) if tied else modules[1](x))
+    assert counter.get_total_flops() == cost.head_flops_per_token * tokens
+
+
+def test_gpt2_sizes():
+    tied, untied = embedding_cost(50257, 768), embedding_cost(50257, 768, tied=False)
+    assert untied.total_params - tied.total_params == 38_597_376
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="vocab_size"):
+        TokenEmbedding(0, 4)
+    with pytest.raises(ValueError, match="d_model"):
+        embedding_cost(10, -1)
+    emb = TokenEmbedding(10, 4)
+    with pytest.raises(IndexError, match=r"ids: values must be in \[0, 10\)"):
+        emb(torch.tensor([3, 10]))
+    with pytest.raises(IndexError, match="ids"):
+        emb(torch.tensor([-1]))
+    with pytest.raises(TypeError, match="ids"):
+        emb(torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="d_model=4"):
+        emb.unembed(torch.zeros(2, 5))
+
+
+@pytest.mark.gpu
+def test_embedding_on_gpu_matches_cpu(gpu_device):
+    seed_everything(3)
+    emb = TokenEmbedding(500, 32)
+    ids = torch.randint(0, 500, (4, 9))
+    x = torch.randn(4, 9, 32)
+    gpu = TokenEmbedding(500, 32).to(gpu_device)
+    gpu.load_state_dict(emb.state_dict())
+    out = gpu(ids.to(gpu_device))
+    assert out.device.type == gpu_device.type
+    torch.testing.assert_close(out.cpu(), emb(ids))
+    torch.testing.assert_close(gpu.unembed(x.to(gpu_device)).cpu(), emb.unembed(x),
+                               rtol=1e-4, atol=1e-4)  # TF32 / other kernels on the GPU
