@@ -204,7 +204,8 @@ def load_text(name: str) -> str:
     return "\n\n".join(load_documents(name))
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]*[A-Z0-9])|\n\s*\n")
+_SENTENCE_END = re.compile(
+    r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[\"'(\[]*[A-Z0-9])|\n\s*\n")
 
 
 def split_sentences(text: str) -> list[str]:

@@ -20,10 +20,10 @@ _BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}{postfix}
 _enabled: bool | None = None
 
 
-def set_progress(enabled: bool) -> None:
-    """Turn every lmlab progress bar on or off."""
+def set_progress(enabled: bool | None) -> None:
+    """Turn every lmlab progress bar on or off; ``None`` goes back to ``LMLAB_PROGRESS``."""
     global _enabled
-    _enabled = bool(enabled)
+    _enabled = None if enabled is None else bool(enabled)
 
 
 def progress_enabled() -> bool:

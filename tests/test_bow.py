@@ -1,0 +1,176 @@
+"""lmlab.bow against scikit-learn's CountVectorizer and TfidfVectorizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
+from lmlab import data
+from lmlab.bow import (Vocabulary, cosine_similarity, count_vectors, inverse_document_frequency,
+                       tfidf_vectors, tokenize, top_k_similar)
+
+DOCS = [
+    "The dog bites the man.",
+    "The man bites the dog!",
+    "A cat sat on the mat; the cat purred.",
+    "Dogs and cats: friends or foes? Nobody knows.",
+    "The man doesn't own a dog.",
+]
+
+
+@pytest.fixture(scope="module")
+def speeches() -> list[str]:
+    return data.load_documents("sotu")[-40:]
+
+
+def sklearn_columns(vectorizer, vocab: Vocabulary) -> np.ndarray:
+    """Column order of sklearn's matrix re-arranged to the vocabulary's ids 1..V-1."""
+    return np.array([vectorizer.vocabulary_[w] for w in vocab.tokens[1:]])
+
+
+def test_tokenize():
+    assert tokenize("The dog doesn't bite, 3 times.") == ["the", "dog", "doesn't", "bite", "3", "times"]
+    assert tokenize("Hello World", lowercase=False) == ["Hello", "World"]
+    assert tokenize("naïve café—déjà vu") == ["naïve", "café", "déjà", "vu"]
+    assert tokenize("  ... !!! ") == []
+    with pytest.raises(TypeError, match="text"):
+        tokenize(42)  # type: ignore[arg-type]
+
+
+def test_vocabulary_order_min_count_and_max_size():
+    v = Vocabulary.from_documents(DOCS)
+    assert v.tokens[0] == "<unk>" and v.tokens[1] == "the"
+    counts = dict(zip(v.tokens, v.counts))
+    assert counts["the"] == 7 and counts["dog"] == 3
+    v2 = Vocabulary.from_documents(DOCS, min_count=2)
+    assert set(v2.tokens[1:]) == {"the", "dog", "man", "bites", "a", "cat"}
+    assert v2.counts[0] == sum(v.counts) - sum(v2.counts[1:])  # unknown collects the rest
+    v3 = Vocabulary.from_documents(DOCS, max_size=3)
+    assert v3.tokens == ("<unk>", "the", "dog", "man")
+    assert v3.token_to_id("zebra") == 0 and v3.encode("the zebra") == [1, 0]
+    assert v3.id_to_token(2) == "dog" and "dog" in v3 and "zebra" not in v3
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"min_count": 0}, "min_count"),
+    ({"min_count": 1.5}, "min_count"),
+    ({"max_size": 0}, "max_size"),
+    ({"min_count": 100}, "min_count"),
+])
+def test_vocabulary_bad_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Vocabulary.from_documents(DOCS, **kwargs)
+
+
+def test_vocabulary_needs_words():
+    with pytest.raises(ValueError, match="documents"):
+        Vocabulary.from_documents([])
+    with pytest.raises(ValueError, match="no words"):
+        Vocabulary.from_documents(["...", "!!"])
+    with pytest.raises(TypeError, match="documents"):
+        Vocabulary.from_documents("a single string")
+    with pytest.raises(ValueError, match="idx"):
+        Vocabulary.from_documents(DOCS).id_to_token(10_000)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_counts_match_sklearn(speeches, sparse):
+    vocab = Vocabulary.from_documents(speeches)
+    ours = count_vectors(speeches, vocab, sparse=sparse)
+    ours = ours.to_dense() if sparse else ours
+    ref = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
+    theirs = ref.fit_transform(speeches).toarray()[:, sklearn_columns(ref, vocab)]
+    np.testing.assert_array_equal(ours[:, 1:].numpy(), theirs)
+    assert ours[:, 0].sum() == 0  # every word is in a vocabulary built from the same corpus
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("smooth, sublinear", [(True, False), (False, False), (True, True)])
+def test_tfidf_matches_sklearn(speeches, sparse, smooth, sublinear):
+    vocab = Vocabulary.from_documents(speeches)
+    counts = count_vectors(speeches, vocab, sparse=sparse)
+    idf = inverse_document_frequency(counts, smooth=smooth)
+    ours = tfidf_vectors(counts, idf, sublinear_tf=sublinear)
+    ours = ours.to_dense() if sparse else ours
+    ref = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None,
+                          smooth_idf=smooth, sublinear_tf=sublinear)
+    theirs = ref.fit_transform(speeches).toarray()
+    cols = sklearn_columns(ref, vocab)
+    np.testing.assert_allclose(idf[1:].numpy(), ref.idf_[cols], rtol=1e-5)
+    np.testing.assert_allclose(ours[:, 1:].numpy(), theirs[:, cols], rtol=1e-4, atol=1e-6)
+
+
+def test_tfidf_for_unseen_queries_uses_the_corpus_idf():
+    vocab = Vocabulary.from_documents(DOCS)
+    idf = inverse_document_frequency(count_vectors(DOCS, vocab))
+    ref = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None).fit(DOCS)
+    query = ["the cat bites the dog"]
+    ours = tfidf_vectors(count_vectors(query, vocab), idf)
+    theirs = ref.transform(query).toarray()[:, sklearn_columns(ref, vocab)]
+    np.testing.assert_allclose(ours[:, 1:].numpy(), theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_tfidf_rejects_mismatched_idf():
+    counts = count_vectors(DOCS, Vocabulary.from_documents(DOCS))
+    with pytest.raises(ValueError, match="idf"):
+        tfidf_vectors(counts, torch.ones(3))
+    with pytest.raises(ValueError, match="counts"):
+        inverse_document_frequency(torch.ones(3))
+
+
+def test_cosine_similarity_matches_torch_and_sklearn():
+    from sklearn.metrics.pairwise import cosine_similarity as sk_cosine
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(7, 5, generator=g), torch.randn(4, 5, generator=g)
+    ours = cosine_similarity(a, b)
+    torch.testing.assert_close(ours, torch.nn.functional.cosine_similarity(
+        a[:, None, :], b[None, :, :], dim=-1))
+    np.testing.assert_allclose(ours.numpy(), sk_cosine(a.numpy(), b.numpy()), rtol=1e-5, atol=1e-6)
+    for sa, sb in [(True, False), (False, True), (True, True)]:
+        x = a.to_sparse() if sa else a
+        y = b.to_sparse() if sb else b
+        torch.testing.assert_close(cosine_similarity(x, y), ours, rtol=1e-5, atol=1e-6)
+    assert cosine_similarity(torch.zeros(1, 5), a).abs().max() == 0  # zero vector: similarity 0
+    with pytest.raises(ValueError, match="same E"):
+        cosine_similarity(a, torch.randn(2, 6))
+
+
+def test_word_order_is_lost():
+    vocab = Vocabulary.from_documents(DOCS)
+    x = count_vectors(["dog bites man", "man bites dog"], vocab)
+    assert torch.equal(x[0], x[1])
+    assert cosine_similarity(x)[0, 1].item() == pytest.approx(1.0)
+
+
+def test_top_k_similar():
+    vocab = Vocabulary.from_documents(DOCS)
+    x = tfidf_vectors(count_vectors(DOCS, vocab), inverse_document_frequency(count_vectors(DOCS, vocab)))
+    scores, idx = top_k_similar(x[0], x, k=2)
+    assert sorted(idx.tolist()) == [0, 1]  # itself, and the same words in another order
+    assert scores.tolist() == pytest.approx([1.0, 1.0])
+    scores, idx = top_k_similar(x, x, k=1, exclude_self=True)
+    assert idx[0].item() == 1 and idx[1].item() == 0
+    assert (idx[:, 0] != torch.arange(len(DOCS))).all()
+    with pytest.raises(ValueError, match="k"):
+        top_k_similar(x, x, k=len(DOCS), exclude_self=True)
+    with pytest.raises(ValueError, match="k"):
+        top_k_similar(x, x, k=0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=8))
+def test_counts_sum_to_number_of_words(docs):
+    words = [tokenize(d) for d in docs]
+    if not any(words):
+        with pytest.raises(ValueError):
+            Vocabulary.from_documents(docs)
+        return
+    vocab = Vocabulary.from_documents(docs, max_size=5)
+    counts = count_vectors(docs, vocab)
+    assert counts.sum(dim=1).tolist() == [float(len(w)) for w in words]
+    torch.testing.assert_close(count_vectors(docs, vocab, sparse=True).to_dense(), counts)

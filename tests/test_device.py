@@ -1,0 +1,81 @@
+"""lmlab.device: device choice, seeding, mixed precision."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmlab.device import autocast, get_device, resolve_device, seed_everything
+
+
+def test_cpu_can_always_be_chosen():
+    assert get_device("cpu") == torch.device("cpu")
+
+
+def test_default_prefers_accelerators(monkeypatch):
+    monkeypatch.delenv("LMLAB_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else (
+        "mps" if torch.backends.mps.is_available() else "cpu")
+    assert get_device().type == expected
+
+
+def test_environment_variable_overrides(monkeypatch):
+    monkeypatch.setenv("LMLAB_DEVICE", "cpu")
+    assert get_device() == torch.device("cpu")
+    assert resolve_device(None) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("bad", ["tpu", "gpu0", "banana"])
+def test_unknown_device_is_a_value_error(bad):
+    with pytest.raises(ValueError, match="prefer"):
+        get_device(bad)
+
+
+def test_wrong_type_is_a_type_error():
+    with pytest.raises(TypeError, match="prefer"):
+        get_device(3)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
+def test_missing_cuda_is_reported():
+    with pytest.raises(RuntimeError, match="CUDA"):
+        get_device("cuda")
+
+
+def test_seed_everything_makes_runs_repeatable():
+    import random
+
+    import numpy as np
+
+    seed_everything(123)
+    first = (random.random(), np.random.rand(), torch.rand(4))
+    g = seed_everything(123)
+    second = (random.random(), np.random.rand(), torch.rand(4))
+    assert first[0] == second[0] and first[1] == second[1]
+    assert torch.equal(first[2], second[2])
+    assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(123)))
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "1", True])
+def test_seed_must_be_a_non_negative_int(bad):
+    with pytest.raises((TypeError, ValueError), match="seed"):
+        seed_everything(bad)
+
+
+def test_autocast_is_a_no_op_on_cpu():
+    a, b = torch.randn(8, 8), torch.randn(8, 8)
+    with autocast("cpu") as dtype:
+        out = a @ b
+    assert dtype is None
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, a @ b)
+
+
+@pytest.mark.gpu
+def test_autocast_lowers_precision_on_a_gpu(gpu_device):
+    a, b = torch.randn(64, 64, device=gpu_device), torch.randn(64, 64, device=gpu_device)
+    with autocast(gpu_device) as dtype:
+        out = a @ b
+    assert dtype in (torch.bfloat16, torch.float16)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float().cpu(), (a @ b).cpu(), atol=0.5, rtol=0.05)
