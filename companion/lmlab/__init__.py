@@ -5,10 +5,16 @@ One module per concept, layered bottom-up:
 * :mod:`lmlab.device` -- pick a device (cuda -> mps -> cpu), seed everything, mixed precision.
 * :mod:`lmlab.data` -- corpora, evaluation sets, vocabularies and weights, read from installed
   packages (never the network).
-* :mod:`lmlab.bow` -- Bag of Words: tokens, vocabulary, count and TF-IDF vectors, similarity.
+* :mod:`lmlab.io` -- atomic files and safetensors checkpoints.
+* :mod:`lmlab.progress` -- the one progress bar, without timing fields.
+* ``lmlab.bow`` -- chapter 1, Bag of Words: tokens, vocabulary, count and TF-IDF vectors.
+* ``lmlab.word2vec`` -- chapter 2, skip-gram with negative sampling and word vectors.
+* ``lmlab.rnn`` -- chapter 3, GRU/LSTM encoder-decoder with greedy and beam decoding.
+* ``lmlab.attention`` -- chapter 4, dot-product and additive attention, masks.
+* ``lmlab.tokenization`` and ``lmlab.embedding`` -- chapter 5, BPE and WordPiece tokenizers,
+  embeddings and the tied language-model head.
 
-Later chapters add ``word2vec``, ``rnn``, ``attention``, ``tokenization``, and after them
-transformer blocks and attention variants.
+Transformer blocks (chapter 6) and attention variants (chapter 7) build on these.
 
 Shape letters used in every docstring and shape comment:
 
@@ -38,8 +44,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("device", "data", "bow", "progress", "io", "word2vec", "rnn", "attention",
-               "tokenization")
+_SUBMODULES = ("device", "data", "io", "progress", "bow", "word2vec", "rnn", "attention",
+               "tokenization", "embedding")
 
 __all__ = ["__version__", *_SUBMODULES]
 

