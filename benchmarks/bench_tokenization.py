@@ -1,0 +1,90 @@
+"""Benchmark lmlab's byte-level BPE against Hugging Face ``tokenizers``.
+
+1. Training an 8k vocabulary (8,192 ids) on the 12 MB State of the Union corpus.
+   Goal: ours within 10x of ``tokenizers``' BPE trainer.
+2. Encoding throughput on the same corpus, one document (or one line) per batch item, with
+   GPT-2's real vocabulary and with the 8k vocabulary just trained. Goal: ours at least 0.3x of
+   ``tokenizers``' ``encode_batch`` (which uses every core), with our cache of encoded words
+   starting empty.
+
+Run: ``.venv/bin/python benchmarks/bench_tokenization.py`` (under the CPU lock on shared machines).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from lmlab import data
+from lmlab.tokenization import BPETokenizer, load_gpt2_reference, train_hf_bpe
+
+REPEATS = 2
+VOCAB_SIZE = 8192
+
+
+def best_of(fn, repeats: int = REPEATS) -> tuple[float, object]:
+    """The fastest of ``repeats`` runs, and the last result."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main() -> None:
+    text = data.load_text("sotu")
+    docs = data.load_documents("sotu")
+    lines = text.split("\n")
+    megabytes = len(text.encode("utf-8")) / 1e6
+    print(f"corpus: State of the Union, {len(docs)} documents, {megabytes:.1f} MB, "
+          f"{os.cpu_count()} CPU cores, best of {REPEATS} runs")
+
+    def train_ours() -> BPETokenizer:
+        tok = BPETokenizer()
+        tok.train(text, VOCAB_SIZE)
+        return tok
+
+    t_ours, ours = best_of(train_ours)
+    t_hf, hf = best_of(lambda: train_hf_bpe(text, VOCAB_SIZE))
+    same = len({ours.id_to_token(i) for i in range(ours.vocab_size)} & set(hf.get_vocab()))
+    print(f"\ntraining {VOCAB_SIZE} ids ({VOCAB_SIZE - 256} merges)")
+    print(f"  lmlab BPETokenizer.train : {t_ours:7.2f} s")
+    print(f"  tokenizers BpeTrainer    : {t_hf:7.2f} s")
+    print(f"  ratio ours / tokenizers  : {t_ours / t_hf:7.2f}x   (goal: <= 10x)")
+    print(f"  tokens in both vocabularies: {same} of {VOCAB_SIZE}")
+
+    print("\nencoding the corpus with encode_batch, MB/s")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "sotu-8k.json"
+        ours.save(path)
+        gpt2 = load_gpt2_reference()
+        cases = (("GPT-2 vocabulary (50,257)", "documents", docs, BPETokenizer.from_gpt2, gpt2),
+                 ("GPT-2 vocabulary (50,257)", "lines", lines, BPETokenizer.from_gpt2, gpt2),
+                 (f"trained vocabulary ({VOCAB_SIZE})", "documents", docs,
+                  lambda: BPETokenizer.from_file(path), hf))
+        for name, unit, batch, make_ours, theirs in cases:
+            def cold(make=make_ours, batch=batch):
+                return make().encode_batch(batch)  # a fresh tokenizer: its cache starts empty
+
+            t_cold, ids_ours = best_of(cold)
+            warm_tok = make_ours()
+            warm_tok.encode_batch(batch)
+            t_warm, _ = best_of(lambda tok=warm_tok, batch=batch: tok.encode_batch(batch))
+            t_theirs, enc = best_of(lambda tok=theirs, batch=batch: tok.encode_batch(batch))
+            print(f"  {name}, a batch of {len(batch):,} {unit}")
+            print(f"    tokenizers encode_batch : {megabytes / t_theirs:6.2f} MB/s")
+            print(f"    lmlab, empty cache      : {megabytes / t_cold:6.2f} MB/s   ratio "
+                  f"{t_theirs / t_cold:.2f}x (goal: >= 0.3x)")
+            print(f"    lmlab, warm cache       : {megabytes / t_warm:6.2f} MB/s   ratio "
+                  f"{t_theirs / t_warm:.2f}x")
+            n_ours, n_theirs = sum(map(len, ids_ours)), sum(len(e.ids) for e in enc)
+            agree = sum(a == e.ids for a, e in zip(ids_ours, enc))
+            print(f"    tokens: lmlab {n_ours:,}, tokenizers {n_theirs:,}; {unit} with "
+                  f"identical ids: {agree:,} of {len(batch):,}")
+
+
+if __name__ == "__main__":
+    main()
