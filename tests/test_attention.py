@@ -1,0 +1,191 @@
+"""Tests of lmlab.attention against torch.nn.functional.scaled_dot_product_attention and formulas."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lmlab import attention as A
+from lmlab.device import seed_everything
+
+SHAPES = [  # (leading dims, T, S, D, Dv)
+    ((), 1, 1, 4, 4),
+    ((), 5, 7, 8, 3),
+    ((3,), 6, 6, 16, 16),
+    ((2, 4), 5, 9, 8, 8),  # (B, H, T, D)
+    ((2, 4), 1, 12, 32, 32),  # one query against a cache
+]
+
+
+def _random_mask(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    mask = torch.rand(shape, generator=generator) > 0.4
+    mask[..., 0] = True  # every query may attend somewhere (F.sdpa returns NaN otherwise)
+    return mask
+
+
+@pytest.mark.parametrize("lead,T,S,D,Dv", SHAPES)
+@pytest.mark.parametrize("use_mask", [False, True])
+@pytest.mark.parametrize("scale", [None, 1.0, 0.3])
+def test_sdpa_matches_torch(lead: tuple[int, ...], T: int, S: int, D: int, Dv: int, use_mask: bool,
+                            scale: float | None) -> None:
+    g = seed_everything(0)
+    q, k, v = torch.randn(*lead, T, D), torch.randn(*lead, S, D), torch.randn(*lead, S, Dv)
+    mask = _random_mask((*lead, T, S), g) if use_mask else None
+    out, weights = A.scaled_dot_product_attention(q, k, v, mask, scale=scale)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(*lead, T))
+    if mask is not None:
+        assert torch.all(weights[~mask] == 0)
+
+
+@pytest.mark.parametrize("T", [1, 4, 9])
+def test_causal_mask_matches_is_causal(T: int) -> None:
+    seed_everything(1)
+    q, k, v = torch.randn(2, 3, T, 8), torch.randn(2, 3, T, 8), torch.randn(2, 3, T, 8)
+    out, _ = A.scaled_dot_product_attention(q, k, v, A.causal_mask(T))
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("T,S", [(1, 5), (3, 8), (6, 6)])
+def test_causal_mask_with_cache_equals_last_rows_of_full(T: int, S: int) -> None:
+    seed_everything(2)
+    q, k, v = torch.randn(2, S, 8), torch.randn(2, S, 8), torch.randn(2, S, 8)
+    full, _ = A.scaled_dot_product_attention(q, k, v, A.causal_mask(S))
+    last, _ = A.scaled_dot_product_attention(q[:, -T:], k, v, A.causal_mask(T, S))
+    torch.testing.assert_close(last, full[:, -T:])
+    from torch.nn.attention.bias import causal_lower_right
+
+    ref = F.scaled_dot_product_attention(q[:, -T:], k, v, attn_mask=causal_lower_right(T, S))
+    torch.testing.assert_close(last, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_padding_mask_and_padding_gets_zero_weight() -> None:
+    seed_everything(3)
+    lengths = torch.tensor([5, 2, 1])
+    mask = A.padding_mask(lengths, 6)
+    assert mask.tolist()[1] == [True, True, False, False, False, False]
+    q, k, v = torch.randn(3, 4, 8), torch.randn(3, 6, 8), torch.randn(3, 6, 8)
+    out, w = A.scaled_dot_product_attention(q, k, v, mask[:, None, :])
+    assert torch.all(w[1, :, 2:] == 0) and torch.all(w[2, :, 1:] == 0)
+    torch.testing.assert_close(w[2, :, 0], torch.ones(4))
+    k2, v2 = k.clone(), v.clone()
+    k2[~mask] = 1e3 * torch.randn(int((~mask).sum()), 8)
+    v2[~mask] = 1e3
+    out2, _ = A.scaled_dot_product_attention(q, k2, v2, mask[:, None, :])
+    torch.testing.assert_close(out2, out)  # padded keys and values never matter
+    for b, n in enumerate(lengths.tolist()):
+        alone, _ = A.scaled_dot_product_attention(q[b], k[b, :n], v[b, :n])
+        torch.testing.assert_close(out[b], alone)
+
+
+def test_fully_masked_rows_get_zero_weights() -> None:
+    w = A.masked_softmax(torch.randn(2, 3), torch.tensor([[False, False, False], [True, False, True]]))
+    assert torch.all(w[0] == 0)
+    torch.testing.assert_close(w[1].sum(), torch.tensor(1.0))
+
+
+def test_dot_product_scores_is_a_matrix_of_dot_products() -> None:
+    q, k = torch.randn(3, 5), torch.randn(4, 5)
+    ref = torch.tensor([[float(torch.dot(a, b)) for b in k] for a in q])
+    torch.testing.assert_close(A.dot_product_scores(q, k), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(A.dot_product_scores(q, k, scale=None), ref / 5 ** 0.5,
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("lead,T,S", [((), 3, 4), ((2,), 1, 6), ((2, 3), 4, 5)])
+def test_additive_matches_bahdanau_formula(lead: tuple[int, ...], T: int, S: int) -> None:
+    seed_everything(4)
+    Dq, Dk, Adim, Dv = 6, 5, 7, 3
+    module = A.AdditiveAttention(Dq, Dk, Adim)
+    q, k, v = torch.randn(*lead, T, Dq), torch.randn(*lead, S, Dk), torch.randn(*lead, S, Dv)
+    out, w = module(q, k, v)
+    # e_ts = v_a . tanh(W_a q_t + U_a k_s), one (t, s) pair at a time
+    scores = torch.empty(*lead, T, S)
+    for t in range(T):
+        for s in range(S):
+            scores[..., t, s] = module.w_v(torch.tanh(module.w_q(q[..., t, :]) + module.w_k(k[..., s, :])))[..., 0]
+    ref_w = torch.softmax(scores, -1)
+    torch.testing.assert_close(w, ref_w, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, ref_w @ v, rtol=1e-5, atol=1e-5)
+
+
+def test_modules_match_functions() -> None:
+    seed_everything(5)
+    q, k, v = torch.randn(2, 3, 8), torch.randn(2, 5, 8), torch.randn(2, 5, 4)
+    mask = A.padding_mask(torch.tensor([5, 3]))[:, None, :]
+    for scaled, scale in ((True, None), (False, 1.0)):
+        out, w = A.DotProductAttention(scaled=scaled)(q, k, v, mask)
+        ref_out, ref_w = A.scaled_dot_product_attention(q, k, v, mask, scale=scale)
+        torch.testing.assert_close(out, ref_out)
+        torch.testing.assert_close(w, ref_w)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 8), st.integers(0, 2**16), st.booleans())
+def test_attention_properties(T: int, S: int, seed: int, additive: bool) -> None:
+    """Weights are a distribution over keys, and permuting keys with their values changes nothing."""
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = torch.randn(T, 4, generator=g), torch.randn(S, 4, generator=g), torch.randn(S, 3, generator=g)
+    if additive:
+        W = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g), torch.randn(5, generator=g)
+        out, w = A.additive_attention(q, k, v, *W)
+    else:
+        out, w = A.scaled_dot_product_attention(q, k, v)
+    assert torch.all(w >= 0)
+    torch.testing.assert_close(w.sum(-1), torch.ones(T))
+    perm = torch.randperm(S, generator=g)
+    if additive:
+        out_p, w_p = A.additive_attention(q, k[perm], v[perm], *W)
+    else:
+        out_p, w_p = A.scaled_dot_product_attention(q, k[perm], v[perm])
+    torch.testing.assert_close(out_p, out, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(w_p, w[:, perm])
+    # the output is a convex combination of the values
+    assert torch.all(out <= v.max(0).values + 1e-5) and torch.all(out >= v.min(0).values - 1e-5)
+
+
+def test_bad_input_raises_clear_errors() -> None:
+    q, k, v = torch.randn(2, 3, 8), torch.randn(2, 5, 8), torch.randn(2, 5, 4)
+    with pytest.raises(TypeError, match="mask: expected a boolean"):
+        A.scaled_dot_product_attention(q, k, v, torch.ones(3, 5))
+    with pytest.raises(ValueError, match="mask: shape"):
+        A.scaled_dot_product_attention(q, k, v, torch.ones(2, 4, dtype=torch.bool))  # (B, S') wrong
+    with pytest.raises(ValueError, match="mask: shape"):
+        A.scaled_dot_product_attention(q, k, v, A.padding_mask(torch.tensor([5, 3]), 6)[:, None, :])
+    with pytest.raises(ValueError, match="k: width"):
+        A.scaled_dot_product_attention(q, torch.randn(2, 5, 7), v)
+    with pytest.raises(ValueError, match="v:"):
+        A.scaled_dot_product_attention(q, k, torch.randn(2, 4, 4))
+    with pytest.raises(ValueError, match="T:"):
+        A.causal_mask(0)
+    with pytest.raises(ValueError, match="S:"):
+        A.causal_mask(4, 3)
+    with pytest.raises(ValueError, match="S: padded length"):
+        A.padding_mask(torch.tensor([3, 7]), 5)
+    with pytest.raises(ValueError, match="lengths: every sequence"):
+        A.padding_mask(torch.tensor([3, 0]))
+    with pytest.raises(ValueError, match="lengths:"):
+        A.padding_mask(torch.tensor([[3]]))
+    with pytest.raises(ValueError, match="w_k"):
+        A.additive_scores(q, k, torch.randn(4, 8), torch.randn(4, 3), torch.randn(4))
+    with pytest.raises(ValueError, match="attention_dim"):
+        A.AdditiveAttention(8, 8, 0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("additive", [False, True])
+def test_attention_on_gpu_matches_cpu(gpu_device: torch.device, additive: bool) -> None:
+    seed_everything(6)
+    q, k, v = torch.randn(2, 4, 7, 16), torch.randn(2, 4, 9, 16), torch.randn(2, 4, 9, 16)
+    mask = A.causal_mask(7, 9)
+    module = A.AdditiveAttention(16, 16, 8) if additive else A.DotProductAttention()
+    out, w = module(q, k, v, mask)
+    gpu_out, gpu_w = module.to(gpu_device)(q.to(gpu_device), k.to(gpu_device), v.to(gpu_device),
+                                           A.causal_mask(7, 9, device=gpu_device))
+    torch.testing.assert_close(gpu_out.cpu(), out, rtol=1e-3, atol=1e-3)  # TF32 matmuls on GPU
+    torch.testing.assert_close(gpu_w.cpu(), w, rtol=1e-3, atol=1e-3)
