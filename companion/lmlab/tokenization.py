@@ -52,8 +52,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-"""GPT-2's pre-tokenization regex: contractions, letters, digits, punctuation and spaces each
-form their own chunk, and a single space sticks to the front of the word after it."""
+"""The pre-tokenization regex of GPT-2. Contractions, letters, digits, punctuation and spaces
+each form their own chunk, and a single space sticks to the front of the word after it."""
 
 _FORMAT = "lmlab-bpe"
 _FORMAT_VERSION = 1
@@ -211,7 +211,7 @@ class BPETokenizer:
 
     @property
     def vocab_size(self) -> int:
-        """Number of ids: bytes + merges + special tokens."""
+        """The number of ids (bytes, then merges, then special tokens)."""
         return len(self.vocab) + len(self.special_tokens)
 
     # ------------------------------------------------------------------ training
@@ -219,7 +219,7 @@ class BPETokenizer:
     def train(self, text: str, vocab_size: int) -> None:
         """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
 
-        The text is cut into chunks by :attr:`pattern` and the distinct chunks are counted
+        The text is cut into chunks by the ``pattern`` regex and the distinct chunks are counted
         once. Each merge takes the most frequent adjacent pair (ties: the smallest pair of ids),
         and updates only the counts of the chunks that contain it, using an index from pair to
         chunks and a heap of candidate pairs. Training stops early, with a log message, if no
