@@ -187,7 +187,9 @@ def test_model_forward_is_sgns_loss_over_pairs(V: int, B: int, M: int, K: int, E
     center, context, negatives = _batch(V, B, M, K, seed=1)
     pairs = [(b, int(o)) for b in range(B) for o in context[b] if o >= 0]
     rows = torch.tensor([b for b, _ in pairs])
-    expected = sgns_loss(model.input.weight[center[rows]], model.output.weight[torch.tensor([o for _, o in pairs])],
+    contexts = torch.tensor([o for _, o in pairs])
+    torch.nn.init.normal_(model.input.weight)
+    expected = sgns_loss(model.input.weight[contexts], model.output.weight[center[rows]],
                          model.output.weight[negatives[rows]]).mean()
     torch.testing.assert_close(model(center, context, negatives), expected)
 

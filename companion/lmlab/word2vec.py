@@ -205,8 +205,9 @@ def skipgram_windows(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
     Each center position draws its own window ``b`` uniformly from ``1..window`` (so near
     neighbours are used more often than far ones); its contexts are the words at most ``b``
     positions away in the same sentence. Built with tensor operations on one
-    ``(N, 2 * window)`` grid of candidate positions; missing contexts are ``-1``. Centers without
-    any context (one-word sentences) are dropped.
+    ``(N, 2 * window)`` grid of candidate positions. Each row lists the contexts in text order
+    and is padded with ``-1`` at the end. Centers without any context (one-word sentences) are
+    dropped.
 
     Args:
         ids: word ids of consecutive words (already subsampled).
@@ -223,7 +224,7 @@ def skipgram_windows(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
     Example:
         >>> c, o = skipgram_windows(torch.tensor([7, 8, 9]), torch.tensor([0, 0, 1]), window=1)
         >>> c.tolist(), o.tolist()
-        ([7, 8], [[-1, 8], [7, -1]])
+        ([7, 8], [[8, -1], [7, -1]])
     """
     _positive_int("window", window)
     if ids.shape != sentence_ids.shape or ids.dim() != 1:
@@ -239,6 +240,8 @@ def skipgram_windows(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
     target = target.clamp(0, max(N - 1, 0))
     inside &= sentence_ids[target] == sentence_ids.unsqueeze(1)
     context = torch.where(inside, ids[target], -1)  # (N, 2W)
+    first = torch.sort((~inside).to(torch.uint8), dim=1, stable=True).indices  # (N, 2W)
+    context = context.gather(1, first)  # real contexts first, in text order, then the -1 pads
     has_context = inside.any(dim=1)  # (N,)
     return ids[has_context], context[has_context]
 
@@ -263,16 +266,16 @@ def skipgram_pairs(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
 # --------------------------------------------------------------------------- the model
 
 
-def sgns_loss(center_vecs: torch.Tensor, context_vecs: torch.Tensor,
+def sgns_loss(input_vecs: torch.Tensor, target_vecs: torch.Tensor,
               negative_vecs: torch.Tensor) -> torch.Tensor:
-    """The negative-sampling loss of each pair: ``-log s(u_o . v_c) - sum_k log s(-u_k . v_c)``.
+    """The negative-sampling loss of each pair: ``-log s(v . u_t) - sum_k log s(-v . u_k)``.
 
     ``s`` is the sigmoid: the model's probability that two words are neighbours. The loss is
-    small when the real context scores high and the K random words score low.
+    small when the real neighbour scores high and the K random words score low.
 
     Args:
-        center_vecs: input vectors ``v_c`` of the center words.
-        context_vecs: output vectors ``u_o`` of the real context words.
+        input_vecs: input vectors ``v`` (the word vectors one keeps).
+        target_vecs: output vectors ``u_t`` of the real neighbours.
         negative_vecs: output vectors ``u_k`` of the negatives.
 
     Returns:
@@ -286,22 +289,23 @@ def sgns_loss(center_vecs: torch.Tensor, context_vecs: torch.Tensor,
         >>> sgns_loss(v, v, torch.zeros(1, 3, 2))  # 4 * log 2
         tensor([2.7726])
     """
-    positive = (center_vecs * context_vecs).sum(-1)  # (B,)
-    negative = torch.bmm(negative_vecs, center_vecs.unsqueeze(2)).squeeze(2)  # (B, K)
+    positive = (input_vecs * target_vecs).sum(-1)  # (B,)
+    negative = torch.bmm(negative_vecs, input_vecs.unsqueeze(2)).squeeze(2)  # (B, K)
     return -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1))
 
 
 class SkipGramNegativeSampling(nn.Module):
-    """Two embedding tables: ``input`` (a word as the center) and ``output`` (as a context).
+    """Two embedding tables: ``input`` (the word vectors one keeps) and ``output``.
 
-    The word vectors one keeps are the rows of ``input``. Initialised like word2vec: input rows
-    uniform in ``±0.5 / E``, output rows zero.
+    Initialised like word2vec: input rows uniform in ``±0.5 / E``, output rows zero.
 
-    A batch is B centers, each with up to M context words (``-1`` pads) and K negatives that all
-    the center's pairs share: the loss is :func:`sgns_loss` summed over the real (center, context)
-    pairs. Sharing the negatives of a window (Ji et al., 2016, "Parallelizing Word2Vec in Shared
-    and Distributed Memory") keeps each pair's loss the same in expectation and touches about 3
-    table rows per pair instead of 7.
+    A batch is B windows: a center word, up to M context words around it (``-1`` pads) and K
+    negatives. Every (context, center) pair is one example of :func:`sgns_loss`: the context
+    word's input vector must score its center's output vector high and the negatives' output
+    vectors low (gensim's orientation; over a corpus the pairs are the same either way). The K
+    negatives are shared by the pairs of a window (Ji et al., 2016, "Parallelizing Word2Vec in
+    Shared and Distributed Memory"), which keeps each pair's loss the same in expectation and
+    turns the scores into one batched matrix product per batch.
 
     Args:
         vocab_size: V, number of words.
@@ -322,7 +326,7 @@ class SkipGramNegativeSampling(nn.Module):
 
     def forward(self, center: torch.Tensor, context: torch.Tensor,
                 negatives: torch.Tensor) -> torch.Tensor:
-        """Mean loss per (center, context) pair of a batch (see :func:`sgns_loss`).
+        """Mean loss per (context, center) pair of a batch of windows (see :func:`sgns_loss`).
 
         Shape:
             ``center``: ``(B,)``, ``context``: ``(B, M)`` (``-1`` = no word),
@@ -330,8 +334,8 @@ class SkipGramNegativeSampling(nn.Module):
         """
         mask = context >= 0  # (B, M)
         rows = torch.arange(center.shape[0], device=center.device).unsqueeze(1).expand_as(mask)[mask]  # (P,)
-        v = self.input(center)  # (B, E)
-        return sgns_loss(v[rows], self.output(context[mask]), self.output(negatives)[rows]).mean()
+        return sgns_loss(self.input(context[mask]), self.output(center)[rows],
+                         self.output(negatives)[rows]).mean()
 
     @torch.no_grad()
     def sgd_step(self, center: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor,
@@ -352,25 +356,22 @@ class SkipGramNegativeSampling(nn.Module):
         """
         W_in, W_out = self.input.weight, self.output.weight
         E = W_in.shape[1]
-        mask = context >= 0  # (B, M)
-        rows = torch.arange(center.shape[0], device=center.device).unsqueeze(1).expand_as(mask)[mask]  # (P,)
-        ctx = context[mask]  # (P,)
-        m = mask.sum(dim=1, keepdim=True).to(W_in.dtype)  # (B, 1) pairs sharing each center's negatives
-        v = W_in[center]  # (B, E)
-        v_pair = v[rows]  # (P, E)
-        u_pos = W_out[ctx]  # (P, E)
-        u_neg = W_out[negatives]  # (B, K, E)
-        s_pos = (u_pos * v_pair).sum(dim=1)  # (P,)
-        s_neg = torch.bmm(u_neg, v.unsqueeze(2)).squeeze(2)  # (B, K)
-        g_pos = 1.0 - torch.sigmoid(s_pos)  # (P,)  label 1: minus the gradient w.r.t. the score
-        g_neg = -torch.sigmoid(s_neg) * m  # (B, K) label 0, once for each of the m pairs
-        grad_v = torch.bmm(g_neg.unsqueeze(1), u_neg).squeeze(1)  # (B, E)
-        grad_v.index_add_(0, rows, g_pos.unsqueeze(1) * u_pos)
-        W_out.index_add_(0, ctx, g_pos.unsqueeze(1) * v_pair, alpha=lr)
-        W_out.index_add_(0, negatives.reshape(-1), (g_neg.unsqueeze(2) * v.unsqueeze(1)).view(-1, E), alpha=lr)
-        W_in.index_add_(0, center, grad_v, alpha=lr)
-        loss = -(F.logsigmoid(s_pos).sum() + (F.logsigmoid(-s_neg) * m).sum())
-        return loss / max(ctx.shape[0], 1)
+        mask = (context >= 0).unsqueeze(2)  # (B, M, 1)
+        rows = context.clamp(min=0)  # (B, M) pads read row 0 and get a zero gradient
+        targets = torch.cat([center.unsqueeze(1), negatives], dim=1)  # (B, 1+K)
+        v = W_in[rows]  # (B, M, E)
+        u = W_out[targets]  # (B, 1+K, E)
+        scores = torch.bmm(v, u.transpose(1, 2))  # (B, M, 1+K)
+        sign = torch.full_like(scores[0, 0], -1.0)
+        sign[0] = 1.0  # (1+K,) +1 for the real center, -1 for the negatives
+        g = (sign.clamp(min=0) - torch.sigmoid(scores)) * mask  # (B, M, 1+K) label - s
+        grad_v = torch.bmm(g, u)  # (B, M, E)
+        grad_u = torch.bmm(g.transpose(1, 2), v)  # (B, 1+K, E)
+        W_in.index_add_(0, rows.reshape(-1), grad_v.reshape(-1, E), alpha=lr)
+        W_out.index_add_(0, targets.reshape(-1), grad_u.reshape(-1, E), alpha=lr)
+        loss = -(F.logsigmoid(scores * sign) * mask).sum()
+        pairs = mask.sum()
+        return loss / pairs.clamp(min=1)
 
 
 # --------------------------------------------------------------------------- training
@@ -426,12 +427,17 @@ class _Run:
             n_kept = int(kept.sum())
             center, context = skipgram_windows(ids[kept], sents[kept], cfg.window, generator=gen)
             order = torch.randperm(center.shape[0], generator=gen, device=device)
+            n_context = (context[order] >= 0).sum(dim=1)  # (B,)
+            n_context, by_size = torch.sort(n_context, stable=True)  # similar windows together
+            order = order[by_size]
             center, context = center[order], context[order]
+            widths = n_context[cfg.batch_size - 1::cfg.batch_size].tolist() + n_context[-1:].tolist()
             B = center.shape[0]
-            for b in range(0, B, cfg.batch_size):
+            for step, b in enumerate(range(0, B, cfg.batch_size)):
                 frac = (self.done + b / max(B, 1)) / self.total  # share of training done
                 lr = cfg.lr - (cfg.lr - cfg.min_lr) * frac
-                c, o = center[b:b + cfg.batch_size], context[b:b + cfg.batch_size]
+                c = center[b:b + cfg.batch_size]
+                o = context[b:b + cfg.batch_size, :widths[step]]  # drop the columns that are all pads
                 negatives = sample_negatives(self.noise, (c.shape[0], cfg.negatives), generator=gen)
                 running += self.model.sgd_step(c, o, negatives, lr)
                 steps += 1

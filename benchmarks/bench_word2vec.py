@@ -1,0 +1,90 @@
+"""Throughput and quality of lmlab.word2vec against gensim's Word2Vec, same corpus and settings.
+
+Run: ``.venv/bin/python benchmarks/bench_word2vec.py [--epochs 3] [--workers 2]``
+(wrap it in ``flock /tmp/lmlab-cpu.lock`` on a shared machine).
+
+Corpus: the State of the Union sentences, lower-cased words (``lmlab.bow.tokenize``), 2.0M words.
+Settings for both: skip-gram, 5 negatives, window 5, min_count 5, sample 1e-3, 100 dimensions,
+``--workers`` threads, linear learning-rate decay 0.025 -> 0.0001.
+
+Throughput is in *effective words per second*: corpus words that survive min_count and
+subsampling (what gensim's ``train`` returns as ``trained_word_count`` and logs as "effective
+words/s"), divided by the wall time of the whole call from tokenized sentences to vectors
+(vocabulary building included on both sides). Quality: analogy accuracy on Google's analogy set
+(30,000 most frequent words), Spearman's rho on WordSim-353 and SimLex-999, all computed with
+:class:`lmlab.word2vec.WordVectors` (whose numbers equal gensim's own evaluation, see the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import torch
+from gensim.models import Word2Vec
+
+from lmlab import data
+from lmlab.bow import tokenize
+from lmlab.word2vec import Word2VecConfig, WordVectors, train_word2vec
+
+
+def quality(wv: WordVectors) -> dict[str, float]:
+    return {
+        "analogy accuracy": wv.evaluate_analogies(restrict_vocab=30000).accuracy,
+        "WordSim-353 rho": wv.evaluate_word_similarity("wordsim353").spearman,
+        "SimLex-999 rho": wv.evaluate_word_similarity("simlex999").spearman,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.workers)
+
+    sentences = [tokenize(s) for s in data.load_sentences("sotu")]
+    print(f"corpus: SOTU, {len(sentences):,} sentences, {sum(map(len, sentences)):,} words; "
+          f"epochs={args.epochs}, threads={args.workers}, torch {torch.__version__}")
+
+    start = time.perf_counter()
+    model = Word2Vec(sg=1, negative=5, window=5, min_count=5, sample=1e-3, vector_size=100,
+                     workers=args.workers, seed=0, alpha=0.025, min_alpha=1e-4)
+    model.build_vocab(sentences)
+    effective, _raw = model.train(sentences, total_examples=model.corpus_count, epochs=args.epochs)
+    gensim_s = time.perf_counter() - start
+    gensim_wv = WordVectors(model.wv.index_to_key, torch.from_numpy(model.wv.vectors.copy()))
+    runs = [("gensim", "cpu", effective, gensim_s, quality(gensim_wv))]
+
+    config = Word2VecConfig(epochs=args.epochs, workers=args.workers)
+    start = time.perf_counter()
+    ours, history = train_word2vec(sentences, config, device="cpu", show_progress=False)
+    runs.append(("lmlab", "cpu", history.effective_words, time.perf_counter() - start, quality(ours)))
+
+    if torch.cuda.is_available():
+        gpu_config = Word2VecConfig(epochs=args.epochs, batch_size=16384, chunk_words=1 << 20)
+        train_word2vec(sentences[:2000], gpu_config, device="cuda", show_progress=False)  # warm-up
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        gpu_wv, gpu_history = train_word2vec(sentences, gpu_config, device="cuda", show_progress=False)
+        torch.cuda.synchronize()
+        runs.append(("lmlab", torch.cuda.get_device_name(), gpu_history.effective_words,
+                     time.perf_counter() - start, quality(gpu_wv)))
+
+    print(f"\n{'':8}{'device':>24}{'eff. words':>12}{'seconds':>9}{'words/s':>10}"
+          f"{'analogy':>9}{'WS-353':>8}{'SL-999':>8}")
+    for name, device, words, seconds, q in runs:
+        print(f"{name:8}{device:>24}{words:>12,}{seconds:>9.1f}{words / seconds:>10,.0f}"
+              f"{q['analogy accuracy']:>9.4f}{q['WordSim-353 rho']:>8.3f}{q['SimLex-999 rho']:>8.3f}")
+    base_speed = runs[0][2] / runs[0][3]
+    for name, device, words, seconds, q in runs[1:]:
+        print(f"\n{name} on {device} / gensim ({args.workers} threads):")
+        print(f"  throughput ratio   {words / seconds / base_speed:.2f}x")
+        for key, value in q.items():
+            print(f"  {key:<18} ratio {value / runs[0][4][key]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
