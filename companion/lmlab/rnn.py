@@ -42,7 +42,7 @@ from lmlab.device import resolve_device
 from lmlab.progress import progress
 
 __all__ = [
-    "GRAPHEMES", "PHONEMES", "Vocab", "cmudict_splits", "Batch", "make_batch",
+    "GRAPHEMES", "PHONEMES", "Vocab", "cmudict_splits", "Batch", "encode_words", "make_batch",
     "gru_cell", "lstm_cell", "unroll",
     "Seq2SeqConfig", "Encoder", "Decoder", "AttentionDecoder", "Seq2Seq",
     "train_seq2seq", "transcribe", "edit_distance", "evaluate", "load_g2p_en",
@@ -185,7 +185,8 @@ def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
     return out  # (B, L)
 
 
-def encode_words(words: Sequence[str], src_vocab: Vocab | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_words(words: Sequence[str], src_vocab: Vocab | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Letters + ``</s>`` of each word as a padded id tensor and its lengths ``(B, S), (B,)``."""
     src_vocab = src_vocab or Vocab(GRAPHEMES)
     if isinstance(words, str):
@@ -371,9 +372,6 @@ def _rnn(config: Seq2SeqConfig) -> nn.GRU | nn.LSTM:
     return layer(config.embedding_dim, config.hidden_size, batch_first=True)
 
 
-State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-
-
 class Encoder(nn.Module):
     """Embeds the letters and runs the recurrent layer over them (packed: padding is skipped).
 
@@ -387,7 +385,8 @@ class Encoder(nn.Module):
                                       padding_idx=config.pad_id)
         self.rnn = _rnn(config)
 
-    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
         """Encode a padded batch.
 
         Returns:
@@ -422,8 +421,10 @@ class Decoder(nn.Module):
         self.rnn = _rnn(config)
         self.out = nn.Linear(config.hidden_size, config.tgt_vocab_size)
 
-    def forward(self, tgt_in: torch.Tensor, state: State, memory: torch.Tensor,
-                src_mask: torch.Tensor) -> tuple[torch.Tensor, State, torch.Tensor | None]:
+    def forward(self, tgt_in: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                memory: torch.Tensor, src_mask: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                           torch.Tensor | None]:
         """Run the decoder over ``T`` given inputs (all of them under teacher forcing, one when
         generating).
 
@@ -475,8 +476,9 @@ class AttentionDecoder(nn.Module):
         self.combine = nn.Linear(2 * C, C)
         self.out = nn.Linear(C, config.tgt_vocab_size)
 
-    def forward(self, tgt_in: torch.Tensor, state: State, memory: torch.Tensor,
-                src_mask: torch.Tensor) -> tuple[torch.Tensor, State, torch.Tensor]:
+    def forward(self, tgt_in: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                memory: torch.Tensor, src_mask: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         """As :meth:`Decoder.forward`, and also return the attention weights.
 
         Shape:
@@ -489,7 +491,8 @@ class AttentionDecoder(nn.Module):
         return logits, state, weights
 
 
-def _select_state(state: State, index: torch.Tensor) -> State:
+def _select_state(state: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                  index: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     if isinstance(state, tuple):
         return tuple(s[:, index] for s in state)  # type: ignore[return-value]
     return state[:, index]
@@ -527,7 +530,8 @@ class Seq2Seq(nn.Module):
         if int(src.min()) < 0 or int(src.max()) >= self.config.src_vocab_size:
             raise ValueError(f"src: ids must lie in [0, {self.config.src_vocab_size})")
 
-    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[torch.Tensor, State, torch.Tensor]:
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor,
+               ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``(memory, state, src_mask)`` for a batch; see :meth:`Encoder.forward`.
 
         Shape:
@@ -624,8 +628,8 @@ class Seq2Seq(nn.Module):
                                           beam_size, max_len))
         return results
 
-    def _beam_one(self, memory: torch.Tensor, state: State, src_mask: torch.Tensor, beam_size: int,
-                  max_len: int) -> list[int]:
+    def _beam_one(self, memory: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                  src_mask: torch.Tensor, beam_size: int, max_len: int) -> list[int]:
         eos = self.config.eos_id
         device = memory.device
         seqs: list[list[int]] = [[]]
@@ -858,7 +862,8 @@ def save_checkpoint(model: Seq2Seq, path: str | Path, metadata: dict[str, object
     save_tensors(tensors, path, metadata=header)
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[Seq2Seq, dict[str, object]]:
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
+                    ) -> tuple[Seq2Seq, dict[str, object]]:
     """Read a model written by :func:`save_checkpoint`.
 
     Returns:
