@@ -6,7 +6,9 @@ import functools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -297,7 +299,9 @@ def test_bad_encode_decode_input():
         tok.encode("x", allowed_special="some")
     with pytest.raises(ValueError, match="surrogate"):
         tok.encode("lone \ud800 surrogate")
-    for bad in (-1, 50257, 10**9, "1", 1.0):
+    assert tok.decode(torch.tensor([15496, 995])) == "Hello world"
+    assert tok.decode(np.array([15496, 995])) == "Hello world"
+    for bad in (-1, 50257, 10**9, "1", 1.0, True, None):
         with pytest.raises(ValueError, match="ids:.*range\\(0, 50257\\)"):
             tok.decode([15496, bad])
 

@@ -30,6 +30,7 @@ import functools
 import heapq
 import json
 import logging
+import operator
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -403,7 +404,8 @@ class BPETokenizer:
         Bytes that do not form valid UTF-8 on their own (a partial character) become U+FFFD.
 
         Args:
-            ids: token ids, each in ``range(vocab_size)``.
+            ids: token ids, each in ``range(vocab_size)`` (Python or NumPy ints, or a 1-D integer
+                tensor).
 
         Returns:
             The text; ``decode(encode(s)) == s`` for every valid string ``s``.
@@ -418,12 +420,14 @@ class BPETokenizer:
         parts = []
         vocab, special = self.vocab, self._inverse_special
         for i in ids:
-            piece = vocab.get(i) if isinstance(i, int) else None
+            try:  # ints, NumPy integers and 0-d integer tensors; not floats, strings or bools
+                key = None if isinstance(i, bool) else operator.index(i)
+            except TypeError:
+                key = None
+            piece = vocab.get(key, special.get(key)) if key is not None else None
             if piece is None:
-                piece = special.get(i) if isinstance(i, int) else None
-                if piece is None:
-                    raise ValueError(f"ids: {i!r} is not a token id; expected ints in "
-                                     f"range(0, {self.vocab_size})")
+                raise ValueError(f"ids: {i!r} is not a token id; expected ints in "
+                                 f"range(0, {self.vocab_size})")
             parts.append(piece)
         return b"".join(parts).decode("utf-8", errors="replace")
 
