@@ -1,4 +1,4 @@
-"""Tests for lmlab.tokenization against Hugging Face tokenizers and the real GPT-2 and BERT files."""
+"""Tests for lmlab.tokenization against HF tokenizers and the real GPT-2 and BERT files."""
 
 from __future__ import annotations
 
