@@ -72,7 +72,7 @@ class Word2VecConfig:
     epochs: int = 1  # passes over the corpus
     lr: float = 0.025  # starting learning rate (gensim: alpha)
     min_lr: float = 1e-4  # learning rate at the end, reached linearly (gensim: min_alpha)
-    batch_size: int = 1024  # B, center words (each with its window's pairs) per update
+    batch_size: int = 1024  # B, windows (a center with its contexts) per update, split between workers
     chunk_words: int = 65536  # corpus words turned into pairs at once (bounds memory)
     workers: int = 1  # CPU threads training at once (lock-free, like gensim); 1 is reproducible
     seed: int = 0  # seed of the initial vectors, subsampling, windows and negatives
@@ -419,6 +419,8 @@ class _Run:
         cfg, device = self.config, self.ids.device
         gen = torch.Generator(device).manual_seed(cfg.seed + 1 + worker)
         running, steps = torch.zeros((), device=device), 0
+        # the workers share batch_size: twice the windows in flight at once made SGD diverge
+        size = max(1, cfg.batch_size // workers)
         for job in range(worker, self.total, workers):
             start = self.starts[job % len(self.starts)]
             chunk = slice(start, start + cfg.chunk_words)
@@ -427,17 +429,12 @@ class _Run:
             n_kept = int(kept.sum())
             center, context = skipgram_windows(ids[kept], sents[kept], cfg.window, generator=gen)
             order = torch.randperm(center.shape[0], generator=gen, device=device)
-            n_context = (context[order] >= 0).sum(dim=1)  # (B,)
-            n_context, by_size = torch.sort(n_context, stable=True)  # similar windows together
-            order = order[by_size]
             center, context = center[order], context[order]
-            widths = n_context[cfg.batch_size - 1::cfg.batch_size].tolist() + n_context[-1:].tolist()
             B = center.shape[0]
-            for step, b in enumerate(range(0, B, cfg.batch_size)):
+            for b in range(0, B, size):
                 frac = (self.done + b / max(B, 1)) / self.total  # share of training done
                 lr = cfg.lr - (cfg.lr - cfg.min_lr) * frac
-                c = center[b:b + cfg.batch_size]
-                o = context[b:b + cfg.batch_size, :widths[step]]  # drop the columns that are all pads
+                c, o = center[b:b + size], context[b:b + size]
                 negatives = sample_negatives(self.noise, (c.shape[0], cfg.negatives), generator=gen)
                 running += self.model.sgd_step(c, o, negatives, lr)
                 steps += 1
@@ -448,7 +445,7 @@ class _Run:
                         h = self.history
                         h.loss.append(loss)
                         h.lr.append(lr)
-                        h.words.append(h.effective_words + int(n_kept * min(1.0, (b + cfg.batch_size) / B)))
+                        h.words.append(h.effective_words + int(n_kept * min(1.0, (b + size) / B)))
                         self.bar.set_postfix(loss=f"{loss:.3f}")
             with self.lock:
                 self.history.effective_words += n_kept
