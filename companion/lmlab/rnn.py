@@ -51,9 +51,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Input symbols: g2p_en's grapheme list (padding, unknown, end mark, a-z).
+#: The input symbols, g2p_en's grapheme list (padding, unknown, end mark, then a to z).
 GRAPHEMES: tuple[str, ...] = ("<pad>", "<unk>", "</s>", *"abcdefghijklmnopqrstuvwxyz")
-#: Output symbols: g2p_en's phoneme list (padding, unknown, start, end, 70 ARPAbet phonemes).
+#: The output symbols, g2p_en's phoneme list (padding, unknown, start, end, 70 ARPAbet phonemes).
 PHONEMES: tuple[str, ...] = ("<pad>", "<unk>", "<s>", "</s>", *(
     "AA0 AA1 AA2 AE0 AE1 AE2 AH0 AH1 AH2 AO0 AO1 AO2 AW0 AW1 AW2 AY0 AY1 AY2 B CH D DH EH0 EH1 "
     "EH2 ER0 ER1 ER2 EY0 EY1 EY2 F G HH IH0 IH1 IH2 IY0 IY1 IY2 JH K L M N NG OW0 OW1 OW2 OY0 OY1 "
