@@ -2,10 +2,14 @@
 attention, on CMUdict's training split, with the same budget (steps, batch size, learning rate,
 seed and batch order), and store them as small safetensors files beside the chapters.
 
-Usage (from the repository root; about 10 minutes per model on 2 CPU cores)::
+Usage (from the repository root)::
 
-    .venv/bin/python scripts/train_rnn_attention.py                  # both models
+    .venv/bin/python scripts/train_rnn_attention.py                  # both models, one after the other
     .venv/bin/python scripts/train_rnn_attention.py --model attention --steps 100 --out /tmp/x
+
+The committed checkpoints were made on a CPU with the defaults, one process per model, each on
+one thread (``--model rnn --threads 1`` and ``--model attention --threads 1``); on a CPU with one
+thread the run is deterministic.
 
 Each file keeps its config, the training budget and its loss curve (mean loss per ``--log-every``
 steps) in the safetensors header; the chapters read them with :func:`lmlab.rnn.load_checkpoint`.

@@ -571,9 +571,9 @@ class Seq2Seq(nn.Module):
 
         Returns:
             ``(ids, weights)``: the generated ids of each sequence, and per sequence its
-            attention weights ``(len(ids) + 1, S_b)`` over its own letters (``None`` for the plain
-            decoder); the last row belongs to the step that chose ``</s>`` (or the step cut off
-            at ``max_len``).
+            attention weights over its own ``S_b`` letters, one row per decoding step
+            (``len(ids) + 1`` rows when it ended with ``</s>``, ``len(ids)`` when cut off at
+            ``max_len``; ``None`` for the plain decoder).
         """
         if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
             raise ValueError(f"max_len: expected an int >= 1, got {max_len!r}")
