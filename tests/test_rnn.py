@@ -401,6 +401,12 @@ def test_training_script_writes_loadable_checkpoints(tmp_path: Path) -> None:
         assert rnn.transcribe(model, ["cat"], max_len=3)[0] is not None
     assert budgets[0] == budgets[1] == {"steps": 4, "batch_size": 8, "lr": 3e-3, "seed": 0}
     assert rnn.load_checkpoint(paths[1])[0].config.attention == "scaled_dot"
+    again = script.main(["--model", "attention", "--steps", "4", "--batch-size", "8",
+                         "--hidden-size", "16", "--log-every", "2", "--device", "cpu",
+                         "--threads", "1", "--out", str(tmp_path / "again")])
+    first, second = rnn.load_checkpoint(paths[1])[0], rnn.load_checkpoint(again[0])[0]
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name  # the same command gives the same checkpoint
     with pytest.raises(ValueError, match="path"):
         from lmlab.io import save_tensors
 
