@@ -153,7 +153,7 @@ def keep_probabilities(counts: torch.Tensor, sample: float = 1e-3) -> torch.Tens
 
     Example:
         >>> keep_probabilities(torch.tensor([900, 90, 10]), sample=0.01)
-        tensor([0.1111, 0.4444, 1.0000])
+        tensor([0.1165, 0.4444, 1.0000])
     """
     if not isinstance(sample, (int, float)) or sample < 0:
         raise ValueError(f"sample: expected a float >= 0, got {sample!r}")
@@ -532,7 +532,7 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
 def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
     """Spearman's rank correlation: Pearson's correlation of the ranks (ties get their mean rank).
 
-    Matches :func:`scipy.stats.spearmanr`.
+    Matches ``scipy.stats.spearmanr``.
 
     Shape:
         ``(N,)``, ``(N,)`` -> float
