@@ -7,7 +7,7 @@ pipeline, one function a step::
 
     vocab_words, counts = word_counts(sentences, min_count=5)
     keep = keep_probabilities(counts, sample=1e-3)          # frequent-word subsampling
-    center, context = skipgram_pairs(ids, sentence_ids, window=5)
+    center, context = skipgram_windows(ids, sentence_ids, window=5)  # (B,), (B, M)
     negatives = sample_negatives(noise_distribution(counts), (B, K))
     loss = model(center, context, negatives)                # the "are these neighbours?" loss
 
@@ -16,8 +16,8 @@ pipeline, one function a step::
 WordSim-353 / SimLex-999, sentence and sub-word vectors, save/load) and a
 :class:`TrainingHistory` to plot.
 
-Letters: B pairs in a batch, K negatives per pair, E embedding width, V vocabulary size,
-N words of the corpus.
+Letters: B windows (or pairs) in a batch, M context slots per window, K negatives, E embedding
+width, V vocabulary size, N words of the corpus, P (context, center) pairs.
 """
 
 from __future__ import annotations
@@ -464,15 +464,16 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
 
     The corpus is cut into chunks of ``config.chunk_words`` words. For each chunk of each epoch:
     subsample (:func:`keep_probabilities`), build every center's window
-    (:func:`skipgram_windows`), shuffle the centers, and take SGD steps on batches of
-    ``config.batch_size`` centers with ``config.negatives`` fresh negatives each
+    (:func:`skipgram_windows`), shuffle the windows, and take SGD steps on batches of
+    ``config.batch_size`` windows with ``config.negatives`` fresh negatives each
     (:meth:`SkipGramNegativeSampling.sgd_step`). The learning rate falls linearly from ``lr`` to
     ``min_lr`` over all epochs.
 
     On the CPU, ``config.workers`` threads train at once on different chunks, each running
     single-threaded PyTorch operations (``torch.set_num_threads(1)`` during training, restored
     afterwards), and update the shared tables without locks, as word2vec's C code and gensim
-    do; only ``workers=1`` is reproducible. On a GPU one worker runs.
+    do; each worker then takes ``batch_size // workers`` windows per step. Only ``workers=1``
+    is reproducible. On a GPU one worker runs.
 
     Args:
         sentences: strings (split with :func:`lmlab.bow.tokenize`) or lists of words.
