@@ -1,40 +1,57 @@
-"""lmlab.progress: bars carry no timing fields and can be silenced."""
+"""lmlab.progress: bars carry no timing fields, redraw on steps, and can be silenced."""
 
 from __future__ import annotations
 
-import io
 import re
+
+import pytest
 
 from lmlab.progress import progress, progress_enabled, set_progress
 
 
-def test_bar_has_counts_and_postfix_but_no_time(monkeypatch):
-    buf = io.StringIO()
-    monkeypatch.setattr("sys.stderr", buf)
+class Captured:
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def getvalue(self) -> str:
+        return self.capsys.readouterr().err
+
+
+@pytest.fixture
+def stderr(capsys):
+    """What the bars draw on stderr; the global switch is restored afterwards."""
+    yield Captured(capsys)
+    set_progress(None)
+
+
+def run_bar(steps: int, desc: str = "train") -> None:
+    bar = progress(range(steps), desc=desc)
+    for i in bar:
+        bar.set_postfix(loss=f"{i:.1f}")
+    bar.close()
+
+
+def test_bar_has_counts_and_postfix_but_no_time(stderr):
     set_progress(True)
-    try:
-        bar = progress(range(3), desc="train")
-        for _ in bar:
-            bar.set_postfix(loss="1.234")
-        bar.close()
-    finally:
-        set_progress(None)
-    final = buf.getvalue().split("\r")[-1]
-    assert "train: 100%" in final and "3/3" in final and "loss=1.234" in final
-    assert not re.search(r"\d+:\d\d|it/s|s/it", buf.getvalue())
+    run_bar(3)
+    final = stderr.getvalue().split("\r")[-1]
+    assert "train: 100%" in final and "3/3" in final and "loss=2.0" in final
+    assert not re.search(r"\d+:\d\d|it/s|s/it", stderr.getvalue())
 
 
-def test_bars_can_be_silenced(monkeypatch):
-    buf = io.StringIO()
-    monkeypatch.setattr("sys.stderr", buf)
+def test_redraws_follow_steps_not_the_clock(stderr):
+    set_progress(True)
+    run_bar(1000, desc="steps")
+    draws = [d for d in stderr.getvalue().split("\r") if d.strip()]
+    assert 20 <= len(draws) <= 23  # initial draw, every 5%, and the final state
+    assert "1000/1000" in draws[-1] and "loss=999.0" in draws[-1]
+
+
+def test_bars_can_be_silenced(stderr):
     set_progress(False)
-    try:
-        assert not progress_enabled()
-        for _ in progress(range(3)):
-            pass
-    finally:
-        set_progress(None)
-    assert buf.getvalue() == ""
+    assert not progress_enabled()
+    run_bar(3)
+    assert stderr.getvalue() == ""
 
 
 def test_environment_variable_silences(monkeypatch):

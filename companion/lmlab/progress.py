@@ -1,7 +1,9 @@
 """One progress bar for the whole package.
 
-Bars show counts and a postfix (the loss) but never elapsed time or rates, so a notebook's stored
-output is the same on every run. Silence them with :func:`set_progress` or ``LMLAB_PROGRESS=0``.
+Bars show counts and a postfix (the loss) but never elapsed time or rates, and they redraw at
+fixed steps (every 5% of a known total) rather than on a clock, so a notebook's stored output is
+the same on every run and stays small. Silence them with :func:`set_progress` or
+``LMLAB_PROGRESS=0``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from tqdm import tqdm
 __all__ = ["progress", "set_progress", "progress_enabled"]
 
 _BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}{postfix}"
+_REDRAWS = 20  # redraws per bar with a known total
 _enabled: bool | None = None
+
+
+class _StepBar(tqdm):
+    """tqdm that redraws on progress steps only: ``set_postfix`` just records the numbers."""
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = False, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=refresh, **kwargs)
 
 
 def set_progress(enabled: bool | None) -> None:
@@ -36,12 +46,23 @@ def progress(iterable: Iterable[Any] | None = None, total: int | None = None, de
              enabled: bool | None = None) -> tqdm:
     """A tqdm bar without timing fields. Use ``bar.set_postfix(loss=...)`` for live numbers.
 
+    With a known length (``total`` or ``len(iterable)``) the bar redraws every 5% of it and once
+    more when closed, whatever the speed of the machine; ``set_postfix`` values appear at the next
+    redraw.
+
     Args:
-        iterable: what to iterate over (or ``None`` and update by hand).
+        iterable: what to iterate over (or ``None`` and call ``bar.update()`` by hand).
         total: number of steps, when ``iterable`` has no length.
         desc: a label in front of the bar.
         enabled: override the global switch for this bar.
     """
     show = progress_enabled() if enabled is None else enabled
-    return tqdm(iterable, total=total, desc=desc or "progress", bar_format=_BAR_FORMAT,
-                disable=not show, file=sys.stderr, ascii=True, dynamic_ncols=False, ncols=80)
+    if total is None and iterable is not None and hasattr(iterable, "__len__"):
+        total = len(iterable)  # type: ignore[arg-type]
+    schedule: dict[str, Any] = {}
+    if total:
+        schedule = {"miniters": max(1, total // _REDRAWS), "mininterval": 0.0,
+                    "maxinterval": float("inf")}
+    return _StepBar(iterable, total=total, desc=desc or "progress", bar_format=_BAR_FORMAT,
+                    disable=not show, file=sys.stderr, ascii=True, dynamic_ncols=False, ncols=80,
+                    **schedule)
