@@ -25,6 +25,8 @@ import math
 import torch
 from torch import nn
 
+from lmlab._checks import check_int
+
 __all__ = [
     "causal_mask", "padding_mask", "dot_product_scores", "masked_softmax",
     "scaled_dot_product_attention", "additive_scores", "additive_attention",
@@ -55,10 +57,8 @@ def causal_mask(T: int, S: int | None = None, device: torch.device | str | None 
         [[1, 1, 0], [1, 1, 1]]
     """
     S = T if S is None else S
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"T: expected an int >= 1, got {T!r}")
-    if isinstance(S, bool) or not isinstance(S, int) or S < T:
-        raise ValueError(f"S: expected an int >= T={T}, got {S!r}")
+    check_int("T", T)
+    check_int("S", S, minimum=T)
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
 
@@ -297,8 +297,7 @@ class AdditiveAttention(nn.Module):
         super().__init__()
         for name, value in (("query_dim", query_dim), ("key_dim", key_dim),
                             ("attention_dim", attention_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+            check_int(name, value)
         self.w_q = nn.Linear(query_dim, attention_dim, bias=False)
         self.w_k = nn.Linear(key_dim, attention_dim, bias=False)
         self.w_v = nn.Linear(attention_dim, 1, bias=False)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lmlab._checks import check_int
+
 __all__ = [
     "tokenize", "Vocabulary", "count_vectors", "inverse_document_frequency", "tfidf_vectors",
     "cosine_similarity", "top_k_similar",
@@ -113,11 +115,9 @@ class Vocabulary:
             >>> v.tokens
             ('<unk>', 'dog', 'bites', 'man')
         """
-        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-            raise ValueError(f"min_count: expected an int >= 1, got {min_count!r}")
-        if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int)
-                                     or max_size < 1):
-            raise ValueError(f"max_size: expected None or an int >= 1, got {max_size!r}")
+        check_int("min_count", min_count)
+        if max_size is not None:
+            check_int("max_size", max_size)
         docs = _check_documents(documents)
         counter = Counter(w for d in docs for w in d)
         if not counter:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from lmlab._checks import check_int
 from lmlab.attention import AdditiveAttention, DotProductAttention, padding_mask
 from lmlab.device import resolve_device
 from lmlab.progress import progress
@@ -355,8 +356,7 @@ class Seq2SeqConfig:
     def __post_init__(self) -> None:
         for name in ("src_vocab_size", "tgt_vocab_size", "embedding_dim", "hidden_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+            check_int(name, value)
         if self.cell not in _CELLS:
             raise ValueError(f"cell: expected one of {_CELLS}, got {self.cell!r}")
         if self.attention not in _ATTENTIONS:
@@ -575,8 +575,7 @@ class Seq2Seq(nn.Module):
             (``len(ids) + 1`` rows when it ended with ``</s>``, ``len(ids)`` when cut off at
             ``max_len``; ``None`` for the plain decoder).
         """
-        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-            raise ValueError(f"max_len: expected an int >= 1, got {max_len!r}")
+        check_int("max_len", max_len)
         memory, state, src_mask = self.encode(src, src_lengths)
         B, S = src_mask.shape
         eos = self.config.eos_id
@@ -616,10 +615,8 @@ class Seq2Seq(nn.Module):
         Returns:
             The ids of the most likely output of each sequence (``</s>`` not included).
         """
-        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-            raise ValueError(f"beam_size: expected an int >= 1, got {beam_size!r}")
-        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-            raise ValueError(f"max_len: expected an int >= 1, got {max_len!r}")
+        check_int("beam_size", beam_size)
+        check_int("max_len", max_len)
         memory, state, src_mask = self.encode(src, src_lengths)
         results = []
         for b in range(src.shape[0]):
@@ -693,10 +690,8 @@ def train_seq2seq(model: Seq2Seq, pairs: Sequence[tuple[str, Sequence[str]]], st
     Returns:
         The training loss of every step.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+    check_int("steps", steps)
+    check_int("batch_size", batch_size)
     if len(pairs) == 0:
         raise ValueError("pairs: expected at least one training pair, got none")
     device = resolve_device(device)

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmlab._checks import check_int
 from lmlab.bow import Vocabulary, cosine_similarity, tokenize
 from lmlab.device import resolve_device
 from lmlab.io import atomic_write, load_tensors, save_tensors
@@ -48,11 +49,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _positive_int(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -80,7 +76,7 @@ class Word2VecConfig:
     def __post_init__(self) -> None:
         for name in ("dim", "window", "negatives", "min_count", "epochs", "batch_size",
                      "chunk_words", "workers"):
-            _positive_int(name, getattr(self, name))
+            check_int(name, getattr(self, name))
         if not isinstance(self.sample, (int, float)) or self.sample < 0:
             raise ValueError(f"sample: expected a float >= 0 (0 turns subsampling off), got {self.sample!r}")
         if not isinstance(self.ns_exponent, (int, float)) or not math.isfinite(self.ns_exponent):
@@ -89,7 +85,7 @@ class Word2VecConfig:
             raise ValueError(f"lr: expected a float > 0, got {self.lr!r}")
         if not isinstance(self.min_lr, (int, float)) or not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"min_lr: expected a float with 0 <= min_lr <= lr={self.lr}, got {self.min_lr!r}")
-        _positive_int("seed", self.seed, minimum=0)
+        check_int("seed", self.seed, minimum=0)
 
 
 # --------------------------------------------------------------------------- the data side
@@ -129,7 +125,7 @@ def word_counts(sentences: Iterable[str | Sequence[str]], min_count: int = 5
         >>> words, counts.tolist()
         (('the', 'cat'), [3, 2])
     """
-    _positive_int("min_count", min_count)
+    check_int("min_count", min_count)
     vocab = Vocabulary.from_documents(_as_sentences(sentences), min_count=min_count)
     return vocab.tokens[1:], torch.tensor(vocab.counts[1:], dtype=torch.long)
 
@@ -226,7 +222,7 @@ def skipgram_windows(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
         >>> c.tolist(), o.tolist()
         ([7, 8], [[8, -1], [7, -1]])
     """
-    _positive_int("window", window)
+    check_int("window", window)
     if ids.shape != sentence_ids.shape or ids.dim() != 1:
         raise ValueError(f"ids, sentence_ids: expected two (N,) tensors, got {tuple(ids.shape)} "
                          f"and {tuple(sentence_ids.shape)}")
@@ -315,8 +311,8 @@ class SkipGramNegativeSampling(nn.Module):
 
     def __init__(self, vocab_size: int, dim: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        _positive_int("vocab_size", vocab_size)
-        _positive_int("dim", dim)
+        check_int("vocab_size", vocab_size)
+        check_int("dim", dim)
         self.input = nn.Embedding(vocab_size, dim)
         self.output = nn.Embedding(vocab_size, dim)
         with torch.no_grad():
@@ -492,7 +488,7 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
     config = Word2VecConfig() if config is None else config
     if not isinstance(config, Word2VecConfig):
         raise TypeError(f"config: expected a Word2VecConfig, got {type(config).__name__}")
-    _positive_int("record_every", record_every)
+    check_int("record_every", record_every)
     device = resolve_device(device)
     sents = _as_sentences(sentences)
     words, counts = word_counts(sents, config.min_count)
@@ -647,7 +643,7 @@ class WordVectors:
 
     def _nearest(self, query: torch.Tensor, k: int, exclude: Iterable[int],
                  restrict_vocab: int | None = None) -> list[tuple[str, float]]:
-        _positive_int("k", k)
+        check_int("k", k)
         unit = self._unit[:restrict_vocab]
         sims = unit @ (query / query.norm().clamp(min=1e-12))  # (V,)
         for i in exclude:
@@ -698,7 +694,7 @@ class WordVectors:
                 :func:`lmlab.data.load_analogies`, Google's 19,544 questions).
             restrict_vocab: how many of the most frequent words to use (>= 1).
         """
-        _positive_int("restrict_vocab", restrict_vocab)
+        check_int("restrict_vocab", restrict_vocab)
         if questions is None:
             from lmlab.data import load_analogies
             questions = load_analogies()
@@ -746,7 +742,7 @@ class WordVectors:
                 or ``(word1, word2, score)`` tuples.
             restrict_vocab: how many of the most frequent words to use (>= 1).
         """
-        _positive_int("restrict_vocab", restrict_vocab)
+        check_int("restrict_vocab", restrict_vocab)
         if isinstance(pairs, str):
             from lmlab.data import load_word_similarity
             pairs = load_word_similarity(pairs)
