@@ -55,14 +55,14 @@ def test_vocabulary_order_min_count_and_max_size():
     assert v3.id_to_token(2) == "dog" and "dog" in v3 and "zebra" not in v3
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"min_count": 0}, "min_count"),
-    ({"min_count": 1.5}, "min_count"),
-    ({"max_size": 0}, "max_size"),
-    ({"min_count": 100}, "min_count"),
+@pytest.mark.parametrize("kwargs, match, error", [
+    ({"min_count": 0}, "min_count", ValueError),
+    ({"min_count": 1.5}, "min_count", TypeError),
+    ({"max_size": 0}, "max_size", ValueError),
+    ({"min_count": 100}, "min_count", ValueError),
 ])
-def test_vocabulary_bad_parameters(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_vocabulary_bad_parameters(kwargs, match, error):
+    with pytest.raises(error, match=match):
         Vocabulary.from_documents(DOCS, **kwargs)
 
 
