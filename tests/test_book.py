@@ -65,6 +65,16 @@ def test_notebook_hygiene(path):
             assert "Warning" not in text, f"a warning in a stored output: {text[:200]!r}"
             assert not re.search(r"\b\d+(\.\d+)?\s?(it/s|s/it)\b|\[\d\d:\d\d", text), \
                 "timing in an output"
+    for c in code:
+        wide = [ln for ln in "".join(c["source"]).splitlines() if len(ln) > 88]
+        assert not wide, f"code wider than 88 columns scrolls sideways on the page: {wide[0]!r}"
+        streams = [o["name"] for o in c.get("outputs", []) if o["output_type"] == "stream"]
+        assert len(streams) == len(set(streams)), \
+            "one stored output per stream and cell (re-run with scripts/run_chapter.py)"
+        for out in c.get("outputs", []):
+            if out["output_type"] == "stream":
+                assert "\r" not in "".join(out["text"]), \
+                    "a progress bar's redraws are stored: re-run with scripts/run_chapter.py"
     sources = "\n".join("".join(c["source"]) for c in code)
     assert re.search(r"^\s*(from lmlab|import lmlab)", sources, re.M), "chapters import lmlab"
     assert "allow_errors" not in json.dumps(nb.get("metadata", {}))
