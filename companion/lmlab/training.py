@@ -82,6 +82,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW's moment decay rates
     eps: float = 1e-8  # AdamW's denominator guard
     grad_clip: float | None = 1.0  # largest global gradient norm; None: no clipping
+    accumulate: int = 1  # split each batch into this many micro-batches, one backward each
     eval_every: int = 0  # run eval_fn every this many steps and after the last; 0: last only
     checkpoint_every: int = 0  # write the checkpoint every this many steps and after the last
     log_every: int = 1  # read losses back, update the bar and check for NaN every n steps
@@ -107,6 +108,7 @@ class TrainConfig:
         check_float("eps", self.eps, 0.0, min_inclusive=False)
         if self.grad_clip is not None:
             check_float("grad_clip", self.grad_clip, 0.0, min_inclusive=False)
+        check_int("accumulate", self.accumulate)
         check_int("eval_every", self.eval_every, minimum=0)
         check_int("checkpoint_every", self.checkpoint_every, minimum=0)
         check_int("log_every", self.log_every, minimum=1)
@@ -240,14 +242,18 @@ def _map_tensors(batch: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     return batch
 
 
-def _shard(batch: Any, rank: int, world_size: int) -> Any:
-    def take(t: torch.Tensor) -> torch.Tensor:
-        if t.dim() == 0 or t.shape[0] % world_size:
-            raise ValueError(f"batches: every tensor of a batch must split into {world_size} "
-                             f"equal parts along dim 0 for data parallelism, got shape "
-                             f"{tuple(t.shape)}")
-        return t.chunk(world_size)[rank]
-    return _map_tensors(batch, take)
+def _split(batch: Any, parts: int, why: str) -> list[Any]:
+    """``parts`` equal slices of a batch along dim 0 (of every tensor in it)."""
+    if parts == 1:
+        return [batch]
+
+    def check(t: torch.Tensor) -> torch.Tensor:
+        if t.dim() == 0 or t.shape[0] % parts:
+            raise ValueError(f"batches: every tensor of a batch must split into {parts} equal "
+                             f"parts along dim 0 ({why}), got shape {tuple(t.shape)}")
+        return t
+    _map_tensors(batch, check)
+    return [_map_tensors(batch, lambda t, i=i: t.chunk(parts)[i]) for i in range(parts)]
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -478,7 +484,8 @@ def _seed_fork(seed: int, device: torch.device) -> None:
     """Seed the forked global generators (CPU, and this GPU's) only."""
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
-        torch.cuda.manual_seed(seed)  # the current device, which the fork covers
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)  # this GPU only, which the fork covers
 
 
 def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
@@ -486,13 +493,16 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
           *, device: str | torch.device | None = None,
           eval_fn: Callable[[nn.Module], Any] | None = None,
           checkpoint: str | os.PathLike[str] | None = None,
-          resume: bool = False, until: int | None = None) -> TrainResult:
+          resume: bool = False, until: int | None = None,
+          on_log: Callable[[TrainResult], None] | None = None) -> TrainResult:
     """Train ``model`` for ``config.steps`` steps of AdamW; see the module docstring.
 
     Every step: set the learning rate (:func:`learning_rate`), take the step's batch (this
     rank's share of it under :func:`distributed`), move it to ``device``, compute
     ``loss_fn(model, batch)`` (under bf16 autocast on CUDA), backpropagate, clip the global
-    gradient norm to ``grad_clip``, and step. Weight decay applies to tensors of two or more
+    gradient norm to ``grad_clip``, and step. With ``accumulate > 1`` the batch is cut into
+    that many equal micro-batches along dim 0, each backpropagated on its own (``loss /
+    accumulate``) before the one optimizer step: the same update for less memory. Weight decay applies to tensors of two or more
     dimensions (weight matrices and embeddings), not to biases and norm gains.
 
     Args:
@@ -519,6 +529,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
         until: stop once this many steps are done (default ``config.steps``), writing the
             checkpoint there; a later call with ``resume=True`` continues the same run, so a
             long run can be split into parts. The schedule still spans ``config.steps``.
+        on_log: ``on_log(result)``, called every ``config.log_every`` steps once the losses
+            so far are in ``result.losses`` (a point where the GPU has caught up: benchmarks
+            time steps from here).
 
     Returns:
         The :class:`TrainResult`: the loss of every step, the evaluations, the step count.
@@ -558,6 +571,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
         raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
     if eval_fn is not None and not callable(eval_fn):
         raise TypeError(f"eval_fn: expected a callable or None, got {type(eval_fn).__name__}")
+    if on_log is not None and not callable(on_log):
+        raise TypeError(f"on_log: expected a callable or None, got {type(on_log).__name__}")
     check_bool("resume", resume)
     path = None if checkpoint is None else _path("checkpoint", checkpoint)
     if path is not None and not path.parent.is_dir():
@@ -629,23 +644,32 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 batch = source.get(step)
-                if world_size > 1:
-                    batch = _shard(batch, rank, world_size)
-                batch = _to_device(batch, device)
-                with autocast(device, enabled=use_amp, dtype=torch.bfloat16):
-                    loss = step_loss(net, batch)
-                if step == result.start_step:
-                    _check_loss(loss)
-                loss.backward()
+                batch = _split(batch, world_size, f"one share per process of {world_size}")[rank]
+                micro = _split(batch, config.accumulate, f"accumulate={config.accumulate}")
+                loss = torch.zeros((), device=device)
+                for i, part in enumerate(micro):
+                    part = _to_device(part, device)
+                    sync = i == len(micro) - 1 or world_size == 1  # DDP: all-reduce once
+                    with contextlib.nullcontext() if sync else net.no_sync():
+                        with autocast(device, enabled=use_amp, dtype=torch.bfloat16):
+                            part_loss = step_loss(net, part)
+                        if step == result.start_step:
+                            _check_loss(part_loss)
+                        if len(micro) > 1:
+                            part_loss = part_loss / len(micro)
+                        part_loss.backward()
+                    loss += part_loss.detach().float()
                 if config.grad_clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                pending.append(loss.detach())
+                pending.append(loss)
                 result.step = done = step + 1
                 last = done == stop
                 if last or done % config.log_every == 0:
                     flush()
+                    if on_log is not None:
+                        on_log(result)
                 if eval_fn is not None and (done == config.steps or (
                         config.eval_every and done % config.eval_every == 0)):
                     flush()
