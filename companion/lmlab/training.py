@@ -502,8 +502,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
     ``loss_fn(model, batch)`` (under bf16 autocast on CUDA), backpropagate, clip the global
     gradient norm to ``grad_clip``, and step. With ``accumulate > 1`` the batch is cut into
     that many equal micro-batches along dim 0, each backpropagated on its own (``loss /
-    accumulate``) before the one optimizer step: the same update for less memory. Weight decay applies to tensors of two or more
-    dimensions (weight matrices and embeddings), not to biases and norm gains.
+    accumulate``) before the one optimizer step: the same update for less memory. Weight
+    decay applies to tensors of two or more dimensions (weight matrices and embeddings), not
+    to biases and norm gains.
 
     Args:
         model: the model; moved to ``device``, trained in place, returned in eval mode.
