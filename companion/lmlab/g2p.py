@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -309,24 +308,26 @@ def load_g2p_en(path: str | Path | None = None) -> Seq2Seq:
         ValueError: the file is not g2p_en's checkpoint (corrupted, truncated or other
             arrays); the message names the file.
     """
-    from lmlab._checks import check_file
+    from lmlab.io import load_npz
 
     if path is None:
         from lmlab.data import g2p_checkpoint
 
         path = g2p_checkpoint()
-    path = check_file("path", path)
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"path: expected a path (str or pathlib.Path), got {type(path).__name__}")
+    path = Path(path)
+    arrays = load_npz(path)  # errors name the file
     names = [f"{side}_{w}" for side in ("enc", "dec") for w in ("emb", "w_ih", "w_hh", "b_ih",
                                                                "b_hh")] + ["fc_w", "fc_b"]
-    try:
-        with np.load(path) as npz:
-            w = {k: torch.from_numpy(npz[k].astype(np.float32)) for k in names}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"path: {path.name} is not g2p_en's checkpoint ({err})") from None
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise ValueError(f"{path}: not g2p_en's checkpoint, no arrays {missing}")
+    w = {k: torch.from_numpy(arrays[k].astype(np.float32)) for k in names}
     C = w["enc_emb"].shape[1]
     R = w["enc_w_hh"].shape[1]
     if (w["enc_emb"].shape[0], w["dec_emb"].shape[0]) != (len(GRAPHEMES), len(PHONEMES)):
-        raise ValueError(f"path: {path.name} has vocabularies of {w['enc_emb'].shape[0]} and "
+        raise ValueError(f"{path}: has vocabularies of {w['enc_emb'].shape[0]} and "
                          f"{w['dec_emb'].shape[0]} symbols, expected {len(GRAPHEMES)} and "
                          f"{len(PHONEMES)}")
     model = Seq2Seq(Seq2SeqConfig(GRAPHEME_VOCAB, PHONEME_VOCAB, d_model=C, hidden_size=R))
@@ -341,6 +342,6 @@ def load_g2p_en(path: str | Path | None = None) -> Seq2Seq:
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise ValueError(f"path: {path.name} has arrays of unexpected shapes ({err})") from None
+        raise ValueError(f"{path}: arrays of unexpected shapes ({err})") from None
     logger.info("loaded g2p_en checkpoint: C=%d, R=%d", C, R)
     return model.eval()

@@ -18,8 +18,7 @@ recurrent state (``hidden_size``), ``V`` target vocabulary size.
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmlab._checks import check_bool, check_choice, check_float, check_int, check_str, check_tensor
+from lmlab._checks import check_bool, check_choice, check_float, check_int, check_tensor
 from lmlab.attention import padding_mask
 from lmlab.bow import Vocabulary
-from lmlab.device import get_device
-from lmlab.progress import progress
 from lmlab.rnn import ATTENTIONS, CELLS, AttentionDecoder, Decoder, Encoder, State
 
-__all__ = ["Seq2SeqConfig", "Batch", "encode_sources", "make_batch", "Seq2Seq", "train_seq2seq",
+__all__ = ["Seq2SeqConfig", "Batch", "encode_sources", "make_batch", "Seq2Seq", "pair_batches",
+           "train_seq2seq",
            "save_checkpoint", "load_checkpoint"]
 
 
@@ -476,14 +474,64 @@ class Seq2Seq(nn.Module):
 # --------------------------------------------------------------------------- training
 
 
+def pair_batches(pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]],
+                 src_vocab: Vocabulary, tgt_vocab: Vocabulary, batch_size: int,
+                 seed: int = 0) -> Callable[[int, torch.Generator], Batch]:
+    """The batches of an epoch-wise shuffled pass over ``pairs``, as a function of the step.
+
+    Epoch ``e`` visits the pairs in the order ``torch.randperm(len(pairs))`` seeded with
+    ``seed + e``; batch ``step`` takes the next ``batch_size`` pairs of the epochs laid end to
+    end (a batch may straddle two epochs). It depends on the step alone, as
+    :func:`lmlab.training.train` needs for a run that resumes bit-exactly.
+
+    Args:
+        pairs: ``(source, target)`` pairs.
+        src_vocab: input vocabulary.
+        tgt_vocab: output vocabulary.
+        batch_size: pairs per batch (>= 1).
+        seed: seed of the first epoch's order (>= 0).
+
+    Returns:
+        ``batches(step, generator) -> Batch`` (the generator is not used).
+    """
+    if isinstance(pairs, str) or not isinstance(pairs, Sequence):
+        raise TypeError(f"pairs: expected a list of (source, target) pairs, got "
+                        f"{type(pairs).__name__}")
+    if len(pairs) == 0:
+        raise ValueError("pairs: expected at least one training pair, got none")
+    check_int("batch_size", batch_size)
+    check_int("seed", seed, minimum=0)
+    make_batch(pairs[:1], src_vocab, tgt_vocab)  # fail early on a malformed pair or vocabulary
+    n = len(pairs)
+    orders: dict[int, list[int]] = {}
+
+    def order(epoch: int) -> list[int]:
+        if epoch not in orders:
+            if len(orders) > 4:  # keep a few epochs' orders, not all of them
+                orders.clear()
+            g = torch.Generator().manual_seed(seed + epoch)
+            orders[epoch] = torch.randperm(n, generator=g).tolist()
+        return orders[epoch]
+
+    def batches(step: int, generator: torch.Generator | None = None) -> Batch:
+        start = step * batch_size
+        chosen = [pairs[order(i // n)[i % n]] for i in range(start, start + batch_size)]
+        return make_batch(chosen, src_vocab, tgt_vocab)
+
+    return batches
+
+
 def train_seq2seq(model: Seq2Seq, pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]],
                   steps: int, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
                   clip: float | None = 1.0, device: torch.device | str | None = None,
-                  desc: str = "train") -> list[float]:
-    """Train with teacher forcing and Adam for a fixed number of steps (the training budget).
+                  desc: str = "train", warmup_steps: int = 0) -> list[float]:
+    """Train with teacher forcing for a fixed number of steps (the training budget), with
+    :func:`lmlab.training.train`.
 
-    Batches are drawn by shuffling ``pairs`` with ``seed`` (reshuffled every epoch); the
-    learning rate decays linearly to a tenth; gradients are clipped to norm ``clip``.
+    Batches come from :func:`pair_batches` (each epoch shuffled with ``seed``); the optimizer
+    is Adam (AdamW without weight decay); the learning rate warms up linearly over
+    ``warmup_steps`` and then decays linearly to a tenth at the last step; the gradient norm
+    is clipped to ``clip``.
 
     Args:
         model: the model to train (moved to ``device``).
@@ -495,52 +543,25 @@ def train_seq2seq(model: Seq2Seq, pairs: Sequence[tuple[str | Sequence[str], str
         clip: maximum gradient norm (> 0), or ``None`` for no clipping.
         device: where to train (default: :func:`lmlab.device.get_device`).
         desc: label of the progress bar.
+        warmup_steps: steps of linear warm-up (0 .. ``steps``).
 
     Returns:
         The training loss of every step.
     """
+    from lmlab.training import TrainConfig, train
+
     if not isinstance(model, Seq2Seq):
         raise TypeError(f"model: expected a Seq2Seq, got {type(model).__name__}")
     check_int("steps", steps)
-    check_int("batch_size", batch_size)
-    check_float("lr", lr, minimum=0.0, min_inclusive=False)
-    check_int("seed", seed, minimum=0)
     if clip is not None:
         check_float("clip", clip, minimum=0.0, min_inclusive=False)
-    check_str("desc", desc)
-    if isinstance(pairs, str) or not isinstance(pairs, Sequence):
-        raise TypeError(f"pairs: expected a list of (source, target) pairs, got "
-                        f"{type(pairs).__name__}")
-    if len(pairs) == 0:
-        raise ValueError("pairs: expected at least one training pair, got none")
-    cfg = model.config
-    make_batch(pairs[:1], cfg.src_vocab, cfg.tgt_vocab)  # fail early on a malformed pair
-    device = get_device(device)
-    model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0 - 0.9 * s / steps)
-    rng = random.Random(seed)
-    order: list[int] = []
-    losses = []
-    bar = progress(range(steps), desc=desc)
-    for _ in bar:
-        if len(order) < batch_size:
-            fresh = list(range(len(pairs)))
-            rng.shuffle(fresh)
-            order += fresh
-        chosen, order = order[:batch_size], order[batch_size:]
-        batch = make_batch([pairs[i] for i in chosen], cfg.src_vocab, cfg.tgt_vocab).to(device)
-        loss = model.loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    model.eval()
-    return losses
+    config = TrainConfig(steps=steps, lr=lr, warmup_steps=warmup_steps, decay="linear",
+                         min_lr_ratio=0.1, grad_clip=clip, seed=seed, desc=desc,
+                         mixed_precision=False)  # float32 everywhere: small GRUs, exact tests
+    batches = pair_batches(pairs, model.config.src_vocab, model.config.tgt_vocab, batch_size,
+                           seed)
+    result = train(model, lambda m, batch: m.loss(batch), batches, config, device=device)
+    return result.losses
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -590,18 +611,13 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
         ValueError: the file is not a safetensors file written by :func:`save_checkpoint`
             (truncated, corrupted, or without a config); the message names the file.
     """
-    from safetensors import safe_open
+    from lmlab.io import load_tensors, read_metadata
 
-    from lmlab._checks import check_file
-    from lmlab.io import load_tensors
-
-    path = check_file("path", path)
-    try:
-        tensors = load_tensors(path)
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types, naming no file
-        raise ValueError(f"path: {path.name} is not a readable safetensors file ({err})") from None
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"path: expected a path (str or pathlib.Path), got {type(path).__name__}")
+    path = Path(path)
+    header = read_metadata(path)  # errors name the file
+    tensors = load_tensors(path)
     if "config" not in header:
         raise ValueError(f"path: {path.name} holds no Seq2Seq config; was it written by "
                          "save_checkpoint?")
