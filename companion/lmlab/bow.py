@@ -195,22 +195,22 @@ class Vocabulary:
 
     @property
     def unk_id(self) -> int | None:
-        """Id of :attr:`unk_token` (``None`` if there is none)."""
+        """Id of ``unk_token`` (``None`` if there is none)."""
         return self._special_id("unk_token")
 
     @property
     def pad_id(self) -> int | None:
-        """Id of :attr:`pad_token` (``None`` if there is none)."""
+        """Id of ``pad_token`` (``None`` if there is none)."""
         return self._special_id("pad_token")
 
     @property
     def bos_id(self) -> int | None:
-        """Id of :attr:`bos_token` (``None`` if there is none)."""
+        """Id of ``bos_token`` (``None`` if there is none)."""
         return self._special_id("bos_token")
 
     @property
     def eos_id(self) -> int | None:
-        """Id of :attr:`eos_token` (``None`` if there is none)."""
+        """Id of ``eos_token`` (``None`` if there is none)."""
         return self._special_id("eos_token")
 
     def token_to_id(self, token: str) -> int | None:
@@ -238,7 +238,7 @@ class Vocabulary:
     def encode(self, tokens: str | Sequence[str], add_special_tokens: bool = False) -> list[int]:
         """Ids of a sequence of tokens.
 
-        Tokens outside the vocabulary get :attr:`unk_id`; without an ``unk_token`` they raise.
+        Tokens outside the vocabulary get ``unk_id``; without an ``unk_token`` they raise.
 
         Args:
             tokens: a list of tokens, or a string, which is split into words with

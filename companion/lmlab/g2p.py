@@ -292,7 +292,7 @@ def evaluate(model: Seq2Seq, pairs: Sequence[tuple[str, Sequence[str]]], beam_si
 
 
 def load_g2p_en(path: str | Path | None = None) -> Seq2Seq:
-    """The pretrained GRU encoder-decoder of ``g2p_en`` 2.1.0, running in :class:`Seq2Seq`.
+    """The pretrained GRU encoder-decoder of ``g2p_en`` 2.1.0, running in :class:`lmlab.seq2seq.Seq2Seq`.
 
     The checkpoint (``checkpoint20.npz``, read with NumPy; ``g2p_en`` itself is never
     imported) holds a 256-wide GRU encoder and decoder over :data:`GRAPHEMES` and

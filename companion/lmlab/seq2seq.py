@@ -119,12 +119,12 @@ class Seq2SeqConfig:
 
     @property
     def bos_id(self) -> int:
-        """The target vocabulary's start id: the decoder's first input."""
+        """The target vocabulary's start id, the decoder's first input."""
         return int(self.tgt_vocab.bos_id)  # type: ignore[arg-type]
 
     @property
     def eos_id(self) -> int:
-        """The target vocabulary's end id: generation stops there."""
+        """The target vocabulary's end id, where generation stops."""
         return int(self.tgt_vocab.eos_id)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
