@@ -40,6 +40,22 @@ __all__ = ["Seq2SeqConfig", "Batch", "encode_sources", "make_batch", "Seq2Seq", 
 # --------------------------------------------------------------------------- config
 
 
+_NEEDS = {"src_vocab": ("pad_token", "eos_token"),
+          "tgt_vocab": ("pad_token", "bos_token", "eos_token")}
+
+
+def _check_vocabs(src_vocab: object, tgt_vocab: object | None = None) -> None:
+    for name, vocab in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):
+        if name == "tgt_vocab" and tgt_vocab is None:
+            continue
+        if not isinstance(vocab, Vocabulary):
+            raise TypeError(f"{name}: expected an lmlab.bow.Vocabulary, got "
+                            f"{type(vocab).__name__}")
+        missing = [n for n in _NEEDS[name] if getattr(vocab, n) is None]
+        if missing:
+            raise ValueError(f"{name}: the vocabulary needs {', '.join(missing)} set")
+
+
 @dataclass(frozen=True)
 class Seq2SeqConfig:
     """Vocabularies, sizes and choices of a :class:`Seq2Seq` model.
@@ -63,15 +79,7 @@ class Seq2SeqConfig:
     attention: str | None = None  # None: plain decoder; "dot", "scaled_dot", "additive"
 
     def __post_init__(self) -> None:
-        for name, needs in (("src_vocab", ("pad_token", "eos_token")),
-                            ("tgt_vocab", ("pad_token", "bos_token", "eos_token"))):
-            vocab = getattr(self, name)
-            if not isinstance(vocab, Vocabulary):
-                raise TypeError(f"{name}: expected an lmlab.bow.Vocabulary, got "
-                                f"{type(vocab).__name__}")
-            missing = [n for n in needs if getattr(vocab, n) is None]
-            if missing:
-                raise ValueError(f"{name}: the vocabulary needs {', '.join(missing)} set")
+        _check_vocabs(self.src_vocab, self.tgt_vocab)
         check_int("d_model", self.d_model)
         check_int("hidden_size", self.hidden_size)
         check_choice("cell", self.cell, CELLS)
@@ -221,10 +229,7 @@ def encode_sources(sources: Sequence[str | Sequence[str]], src_vocab: Vocabulary
                         "(wrap a single one in a list)")
     if len(sources) == 0:
         raise ValueError("sources: expected at least one sequence, got none")
-    if not isinstance(src_vocab, Vocabulary):
-        raise TypeError(f"src_vocab: expected a Vocabulary, got {type(src_vocab).__name__}")
-    if src_vocab.eos_id is None or src_vocab.pad_id is None:
-        raise ValueError("src_vocab: needs pad_token and eos_token")
+    _check_vocabs(src_vocab)
     return _source_ids(sources, src_vocab, "sources[{}]")
 
 
@@ -263,13 +268,7 @@ def make_batch(pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]],
     for i, p in enumerate(pairs):
         if not isinstance(p, (tuple, list)) or len(p) != 2:
             raise TypeError(f"pairs[{i}]: expected a (source, target) pair, got {p!r:.60}")
-    for vocab, name in ((src_vocab, "src_vocab"), (tgt_vocab, "tgt_vocab")):
-        if not isinstance(vocab, Vocabulary):
-            raise TypeError(f"{name}: expected a Vocabulary, got {type(vocab).__name__}")
-    if tgt_vocab.bos_id is None or tgt_vocab.eos_id is None or tgt_vocab.pad_id is None:
-        raise ValueError("tgt_vocab: needs pad_token, bos_token and eos_token")
-    if src_vocab.eos_id is None or src_vocab.pad_id is None:
-        raise ValueError("src_vocab: needs pad_token and eos_token")
+    _check_vocabs(src_vocab, tgt_vocab)
     src, src_lengths = _source_ids([s for s, _ in pairs], src_vocab, "pairs[{}][0]")
     tgt = [_symbols(f"pairs[{i}][1]", t, tgt_vocab) for i, (_, t) in enumerate(pairs)]
     tgt_in = _pad([[tgt_vocab.bos_id, *t] for t in tgt], tgt_vocab.pad_id)
