@@ -100,7 +100,7 @@ def cmudict_splits(seed: int = 0, validation_fraction: float = 0.05,
 def cmudict_pronunciations() -> dict[str, tuple[tuple[str, ...], ...]]:
     """Every pronunciation CMUdict lists for each word of letters a-z, the first one first.
 
-    About 8% of the words have more than one (``either``: ``IY1 DH ER0`` and ``AY1 DH ER0``).
+    About 7% of the words have more than one (``either``: ``IY1 DH ER0`` and ``AY1 DH ER0``).
 
     Returns:
         ``{word: (phonemes, ...)}``.
@@ -227,7 +227,7 @@ def evaluate(model: Seq2Seq, pairs: Sequence[tuple[str, Sequence[str]]], beam_si
     """Exact-word accuracy and phoneme error rate, overall, on long words and by word length.
 
     A prediction is exact when it equals one accepted pronunciation: the pair's own, or, with
-    ``references``, any one listed for the word (CMUdict lists several for about 8% of words).
+    ``references``, any one listed for the word (CMUdict lists several for about 7% of words).
     Its phoneme errors are its edit distance to the closest accepted pronunciation; the phoneme
     error rate (PER) is the total of those distances divided by the total length of those
     closest pronunciations.
