@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from lmlab import attention as A
 from lmlab.device import seed_everything
 
-SHAPES = [  # (leading dims, T, S, D, Dv)
+SHAPES = [  # (leading dims, T, S, D, width of the values)
     ((), 1, 1, 4, 4),
     ((), 5, 7, 8, 3),
     ((3,), 6, 6, 16, 16),
@@ -22,7 +22,7 @@ SHAPES = [  # (leading dims, T, S, D, Dv)
 
 def _random_mask(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     mask = torch.rand(shape, generator=generator) > 0.4
-    mask[..., 0] = True  # every query may attend somewhere (F.sdpa returns NaN otherwise)
+    mask[..., 0] = True  # every query may attend somewhere (fully masked rows: tested below)
     return mask
 
 
@@ -89,6 +89,35 @@ def test_fully_masked_rows_get_zero_weights() -> None:
     torch.testing.assert_close(w[1].sum(), torch.tensor(1.0))
 
 
+def test_fully_masked_rows_match_torch_sdpa() -> None:
+    """torch 2.13's F.scaled_dot_product_attention gives a zero output for a row with no key."""
+    seed_everything(7)
+    q, k, v = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 5, 8), torch.randn(2, 3, 5, 8)
+    mask = torch.rand(2, 3, 4, 5) > 0.5
+    mask[0, 1, 2] = False  # one query with no allowed key
+    mask[1, :, 0] = False
+    out, w = A.scaled_dot_product_attention(q, k, v, mask)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert torch.all(out[0, 1, 2] == 0) and torch.all(w[0, 1, 2] == 0)
+    assert torch.isnan(torch.softmax(torch.full((3,), float("-inf")), -1)).all()  # the 0/0
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_nan_scores_stay_visible(use_mask: bool) -> None:
+    scores = torch.tensor([[0.0, float("nan"), 1.0], [0.0, 1.0, 2.0]])
+    mask = torch.tensor([[True, True, False], [True, True, True]]) if use_mask else None
+    w = A.masked_softmax(scores, mask)
+    assert torch.isnan(w[0]).all()  # a NaN score makes its row NaN, as torch.softmax does
+    assert not torch.isnan(w[1]).any()
+    hidden = A.masked_softmax(scores, torch.tensor([[True, False, True]]))
+    assert not torch.isnan(hidden).any()  # a masked-out NaN is never read
+    q = torch.randn(2, 3, 4)
+    q[0, 1, 0] = float("nan")
+    out, _ = A.scaled_dot_product_attention(q, torch.randn(2, 5, 4), torch.randn(2, 5, 4))
+    assert torch.isnan(out[0, 1]).all() and not torch.isnan(out[1]).any()
+
+
 def test_dot_product_scores_is_a_matrix_of_dot_products() -> None:
     q, k = torch.randn(3, 5), torch.randn(4, 5)
     ref = torch.tensor([[float(torch.dot(a, b)) for b in k] for a in q])
@@ -100,9 +129,9 @@ def test_dot_product_scores_is_a_matrix_of_dot_products() -> None:
 @pytest.mark.parametrize("lead,T,S", [((), 3, 4), ((2,), 1, 6), ((2, 3), 4, 5)])
 def test_additive_matches_bahdanau_formula(lead: tuple[int, ...], T: int, S: int) -> None:
     seed_everything(4)
-    Dq, Dk, Adim, Dv = 6, 5, 7, 3
-    module = A.AdditiveAttention(Dq, Dk, Adim)
-    q, k, v = torch.randn(*lead, T, Dq), torch.randn(*lead, S, Dk), torch.randn(*lead, S, Dv)
+    D, Adim, Dv = 6, 7, 3
+    module = A.AdditiveAttention(D, Adim)
+    q, k, v = torch.randn(*lead, T, D), torch.randn(*lead, S, D), torch.randn(*lead, S, Dv)
     out, w = module(q, k, v)
     # e_ts = v_a . tanh(W_a q_t + U_a k_s), one (t, s) pair at a time
     scores = torch.empty(*lead, T, S)
@@ -174,7 +203,45 @@ def test_bad_input_raises_clear_errors() -> None:
     with pytest.raises(ValueError, match="w_k"):
         A.additive_scores(q, k, torch.randn(4, 8), torch.randn(4, 3), torch.randn(4))
     with pytest.raises(ValueError, match="attention_dim"):
-        A.AdditiveAttention(8, 8, 0)
+        A.AdditiveAttention(8, 0)
+    assert A.AdditiveAttention(8).w_q.weight.shape == (8, 8)
+
+
+Q, K, V = torch.randn(2, 3, 8), torch.randn(2, 5, 8), torch.randn(2, 5, 4)
+W3 = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: A.causal_mask(2.0), TypeError, "T"),
+    (lambda: A.causal_mask(-1), ValueError, "T"),
+    (lambda: A.causal_mask(2, 1.5), TypeError, "S"),
+    (lambda: A.padding_mask([2, 3]), TypeError, "lengths"),
+    (lambda: A.padding_mask(torch.tensor([2.0, 3.0])), TypeError, "lengths"),
+    (lambda: A.padding_mask(torch.tensor([], dtype=torch.long)), ValueError, "lengths"),
+    (lambda: A.padding_mask(torch.tensor([2, 3]), 3.0), TypeError, "S"),
+    (lambda: A.dot_product_scores(Q.long(), K), TypeError, "q"),
+    (lambda: A.dot_product_scores(Q, "k"), TypeError, "k"),
+    (lambda: A.dot_product_scores(Q[0, 0], K), ValueError, "q"),
+    (lambda: A.dot_product_scores(Q, torch.randn(3, 5, 8)), ValueError, "k"),
+    (lambda: A.dot_product_scores(Q, torch.randn(2, 0, 8)), ValueError, "k"),
+    (lambda: A.dot_product_scores(Q, K, scale=float("nan")), ValueError, "scale"),
+    (lambda: A.dot_product_scores(Q, K, scale="1"), TypeError, "scale"),
+    (lambda: A.masked_softmax([1.0]), TypeError, "scores"),
+    (lambda: A.masked_softmax(torch.tensor(1.0)), ValueError, "scores"),
+    (lambda: A.masked_softmax(torch.randn(2, 3), torch.ones(2, 3, dtype=torch.long)), TypeError,
+     "mask"),
+    (lambda: A.scaled_dot_product_attention(Q, K, V.int()), TypeError, "v"),
+    (lambda: A.scaled_dot_product_attention(Q, K, torch.randn(3, 5, 4)), ValueError, "v"),
+    (lambda: A.additive_scores(Q, K, W3[0].long(), *W3[1:]), TypeError, "w_q"),
+    (lambda: A.additive_scores(Q, K, W3[0], W3[1], torch.randn(5)), ValueError, "w_v"),
+    (lambda: A.additive_attention(Q, K, V[:, :4], *W3), ValueError, "v"),
+    (lambda: A.DotProductAttention(scaled="no"), TypeError, "scaled"),
+    (lambda: A.AdditiveAttention(8.0), TypeError, "d_model"),
+    (lambda: A.AdditiveAttention(0), ValueError, "d_model"),
+])
+def test_bad_input_names_the_parameter(call, error, match) -> None:
+    with pytest.raises(error, match=f"^{match}"):
+        call()
 
 
 @pytest.mark.gpu
@@ -183,7 +250,7 @@ def test_attention_on_gpu_matches_cpu(gpu_device: torch.device, additive: bool) 
     seed_everything(6)
     q, k, v = torch.randn(2, 4, 7, 16), torch.randn(2, 4, 9, 16), torch.randn(2, 4, 9, 16)
     mask = A.causal_mask(7, 9)
-    module = A.AdditiveAttention(16, 16, 8) if additive else A.DotProductAttention()
+    module = A.AdditiveAttention(16, 8) if additive else A.DotProductAttention()
     out, w = module(q, k, v, mask)
     gpu_out, gpu_w = module.to(gpu_device)(q.to(gpu_device), k.to(gpu_device), v.to(gpu_device),
                                            A.causal_mask(7, 9, device=gpu_device))

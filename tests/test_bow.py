@@ -51,7 +51,8 @@ def test_vocabulary_order_min_count_and_max_size():
     assert v2.counts[0] == sum(v.counts) - sum(v2.counts[1:])  # unknown collects the rest
     v3 = Vocabulary.from_documents(DOCS, max_size=3)
     assert v3.tokens == ("<unk>", "the", "dog", "man")
-    assert v3.token_to_id("zebra") == 0 and v3.encode("the zebra") == [1, 0]
+    assert v3.token_to_id("zebra") is None and v3.encode("the zebra") == [1, 0]
+    assert v3.unk_id == 0 and v3.decode([1, 0, 2]) == ["the", "<unk>", "dog"]
     assert v3.id_to_token(2) == "dog" and "dog" in v3 and "zebra" not in v3
 
 
@@ -73,7 +74,7 @@ def test_vocabulary_needs_words():
         Vocabulary.from_documents(["...", "!!"])
     with pytest.raises(TypeError, match="documents"):
         Vocabulary.from_documents("a single string")
-    with pytest.raises(ValueError, match="idx"):
+    with pytest.raises(ValueError, match="id"):
         Vocabulary.from_documents(DOCS).id_to_token(10_000)
 
 
@@ -136,7 +137,7 @@ def test_cosine_similarity_matches_torch_and_sklearn():
         y = b.to_sparse() if sb else b
         torch.testing.assert_close(cosine_similarity(x, y), ours, rtol=1e-5, atol=1e-6)
     assert cosine_similarity(torch.zeros(1, 5), a).abs().max() == 0  # zero vector: similarity 0
-    with pytest.raises(ValueError, match="same E"):
+    with pytest.raises(ValueError, match="b: expected"):
         cosine_similarity(a, torch.randn(2, 6))
 
 
@@ -171,6 +172,142 @@ def test_counts_sum_to_number_of_words(docs):
             Vocabulary.from_documents(docs)
         return
     vocab = Vocabulary.from_documents(docs, max_size=5)
-    counts = count_vectors(docs, vocab)
+    counts = count_vectors(docs, vocab, count_unknown=True)
     assert counts.sum(dim=1).tolist() == [float(len(w)) for w in words]
-    torch.testing.assert_close(count_vectors(docs, vocab, sparse=True).to_dense(), counts)
+    torch.testing.assert_close(count_vectors(docs, vocab, sparse=True, count_unknown=True)
+                               .to_dense(), counts)
+    known = count_vectors(docs, vocab)
+    assert known.sum(dim=1).tolist() == [float(sum(x in vocab for x in w)) for w in words]
+    assert known[:, 0].sum() == 0
+
+
+# --------------------------------------------------------------------------- issue 8: silent results
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_documents_of_unknown_words_share_nothing(sparse):
+    vocab = Vocabulary.from_documents(DOCS)
+    x = count_vectors(["zebra yak", "quokka", "the zebra"], vocab, sparse=sparse)
+    sims = cosine_similarity(x)
+    assert sims[0, 1].item() == 0.0  # two texts of unknown words: no shared word, cosine 0
+    assert sims[0, 2].item() == 0.0
+    ref = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None).fit(DOCS)
+    theirs = ref.transform(["zebra yak", "quokka", "the zebra"]).toarray()
+    dense = x.to_dense() if sparse else x
+    np.testing.assert_array_equal(dense[:, 1:].numpy(), theirs[:, sklearn_columns(ref, vocab)])
+    counted = count_vectors(["zebra yak"], vocab, count_unknown=True)
+    assert counted[0, 0].item() == 2.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cosine_similarity_keeps_the_dtype(dtype, sparse):
+    from sklearn.metrics.pairwise import cosine_similarity as sk_cosine
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(6, 9, generator=g, dtype=torch.float64)
+    b = torch.randn(3, 9, generator=g, dtype=torch.float64)
+    x, y = a.to(dtype), b.to(dtype)
+    ours = cosine_similarity(x.to_sparse() if sparse else x, y)
+    assert ours.dtype == dtype
+    if dtype == torch.float64:
+        np.testing.assert_allclose(ours.numpy(), sk_cosine(a.numpy(), b.numpy()), rtol=1e-12)
+    assert cosine_similarity(a.half()).dtype == torch.float32
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_vocabulary_constructor_bad_input():
+    with pytest.raises(TypeError, match="tokens"):
+        Vocabulary("abc")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tokens"):
+        Vocabulary(())
+    with pytest.raises(ValueError, match="unique"):
+        Vocabulary(("a", "b", "a"))
+    with pytest.raises(TypeError, match=r"tokens\[1\]"):
+        Vocabulary(("a", 3))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"tokens\[0\]"):
+        Vocabulary(("", "a"))
+    with pytest.raises(ValueError, match="counts"):
+        Vocabulary(("a", "b"), counts=(1,))
+    with pytest.raises(ValueError, match=r"counts\[1\]"):
+        Vocabulary(("a", "b"), counts=(1, -1))
+    for name in ("unk_token", "pad_token", "bos_token", "eos_token"):
+        with pytest.raises(ValueError, match=name):
+            Vocabulary(("a", "b"), **{name: "<x>"})
+    with pytest.raises(TypeError, match="min_count"):
+        Vocabulary.from_documents(DOCS, min_count=2.0)
+    with pytest.raises(TypeError, match="documents"):
+        Vocabulary.from_documents(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="documents"):
+        Vocabulary.from_documents([["dog", 3]])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="unk_token"):
+        Vocabulary.from_documents(DOCS, unk_token="")
+
+
+def test_vocabulary_methods_bad_input():
+    v = Vocabulary(("<pad>", "</s>", "a", "b"), pad_token="<pad>", eos_token="</s>")
+    with pytest.raises(ValueError, match=r"tokens: \['c'\] not in the vocabulary"):
+        v.encode(["a", "c"])  # no unk_token: an unknown symbol is an error, not a silent id
+    with pytest.raises(TypeError, match=r"tokens\[1\]"):
+        v.encode(["a", 1])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="tokens"):
+        v.encode(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="add_special_tokens"):
+        v.encode(["a"], add_special_tokens=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="token"):
+        v.token_to_id(1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="id"):
+        v.id_to_token(1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="id"):
+        v.id_to_token(-1)
+    with pytest.raises(ValueError, match=r"ids\[1\]"):
+        v.decode([2, 4])
+    with pytest.raises(TypeError, match=r"ids\[0\]"):
+        v.decode([2.0])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="ids"):
+        v.decode("ab")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ids"):
+        v.decode(torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="data"):
+        Vocabulary.from_dict({"words": []})
+    assert Vocabulary.from_dict(v.to_dict()) == v
+    assert v.decode(torch.tensor([2, 3, 1, 0])) == ["a", "b"]
+    assert v.decode([2, 1], skip_special_tokens=False) == ["a", "</s>"]
+    assert v.encode(["b"], add_special_tokens=True) == [3, 1]
+    assert v.token_to_id("b") == 3 and "b" in v and "c" not in v and len(v) == 4
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda c: count_vectors(DOCS, "vocab"), TypeError, "vocab"),
+    (lambda c: count_vectors([], VOCAB), ValueError, "documents"),
+    (lambda c: count_vectors("one doc", VOCAB), TypeError, "documents"),
+    (lambda c: count_vectors(DOCS, VOCAB, sparse=1), TypeError, "sparse"),
+    (lambda c: count_vectors(DOCS, Vocabulary(("a",)), count_unknown=True), ValueError,
+     "count_unknown"),
+    (lambda c: inverse_document_frequency(c.long()), TypeError, "counts"),
+    (lambda c: inverse_document_frequency([[1.0]]), TypeError, "counts"),
+    (lambda c: inverse_document_frequency(c.clone().fill_(float("nan"))), ValueError, "counts"),
+    (lambda c: inverse_document_frequency(-c), ValueError, "counts"),
+    (lambda c: inverse_document_frequency(c[0]), ValueError, "counts"),
+    (lambda c: inverse_document_frequency(c, smooth="yes"), TypeError, "smooth"),
+    (lambda c: tfidf_vectors(c, torch.ones(c.shape[1], dtype=torch.long)), TypeError, "idf"),
+    (lambda c: tfidf_vectors(c, torch.full((c.shape[1],), float("inf"))), ValueError, "idf"),
+    (lambda c: tfidf_vectors(c, torch.ones(c.shape[1]), sublinear_tf=None), TypeError,
+     "sublinear_tf"),
+    (lambda c: cosine_similarity("a"), TypeError, "a"),
+    (lambda c: cosine_similarity(c, c.long()), TypeError, "b"),
+    (lambda c: cosine_similarity(torch.zeros(2, 2, 2)), ValueError, "a"),
+    (lambda c: cosine_similarity(torch.tensor([[float("nan"), 1.0]])), ValueError, "a"),
+    (lambda c: top_k_similar(c[0], c, k=2.0), TypeError, "k"),
+    (lambda c: top_k_similar(c[0], c, k=10**9), ValueError, "k"),
+    (lambda c: top_k_similar(c[0], c[0], k=1), ValueError, "vectors"),
+    (lambda c: top_k_similar(c[0], c, exclude_self=1), TypeError, "exclude_self"),
+])
+def test_bad_input(call, error, match):
+    with pytest.raises(error, match=f"^{match}"):
+        call(count_vectors(DOCS, VOCAB))
+
+
+VOCAB = Vocabulary.from_documents(DOCS)

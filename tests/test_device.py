@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmlab.device import autocast, get_device, resolve_device, seed_everything
+import lmlab.device
+from lmlab.device import autocast, get_device, seed_everything
 
 
 def test_cpu_can_always_be_chosen():
@@ -22,7 +23,25 @@ def test_default_prefers_accelerators(monkeypatch):
 def test_environment_variable_overrides(monkeypatch):
     monkeypatch.setenv("LMLAB_DEVICE", "cpu")
     assert get_device() == torch.device("cpu")
-    assert resolve_device(None) == torch.device("cpu")
+    assert get_device(None) == torch.device("cpu")
+
+
+def test_a_bad_environment_variable_is_named(monkeypatch):
+    monkeypatch.setenv("LMLAB_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="^LMLAB_DEVICE: unknown device"):
+        get_device()
+
+
+def test_torch_devices_are_accepted():
+    assert get_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_one_helper_picks_the_device():
+    """``get_device`` is the one public way to choose a device (no aliases beside it)."""
+    public = [n for n in lmlab.device.__all__ if "device" in n]
+    assert public == ["get_device"]
+    assert not hasattr(lmlab.device, "resolve_device")
+    assert not hasattr(lmlab.device, "device_name")
 
 
 @pytest.mark.parametrize("bad", ["tpu", "gpu0", "banana"])
@@ -40,6 +59,14 @@ def test_wrong_type_is_a_type_error():
 def test_missing_cuda_is_reported():
     with pytest.raises(RuntimeError, match="CUDA"):
         get_device("cuda")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        get_device("cuda:1")
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="checks the error without MPS")
+def test_missing_mps_is_reported():
+    with pytest.raises(RuntimeError, match="MPS"):
+        get_device("mps")
 
 
 def test_seed_everything_makes_runs_repeatable():
@@ -56,16 +83,38 @@ def test_seed_everything_makes_runs_repeatable():
     assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(123)))
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "1", True])
-def test_seed_must_be_a_non_negative_int(bad):
-    with pytest.raises((TypeError, ValueError), match="seed"):
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (2**64, ValueError),
+                                        (1.5, TypeError), ("1", TypeError), (True, TypeError),
+                                        (None, TypeError)])
+def test_seed_must_be_a_non_negative_int(bad, error):
+    with pytest.raises(error, match="^seed"):
         seed_everything(bad)
+
+
+def test_large_seeds_work():
+    g = seed_everything(2**64 - 1)
+    assert g.initial_seed() == 2**64 - 1
+
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    (dict(device=3), TypeError, "device"), (dict(device="tpu"), ValueError, "device"),
+    (dict(device="cpu", enabled=1), TypeError, "enabled"),
+    (dict(device="cpu", dtype=torch.float32), ValueError, "dtype"),
+    (dict(device="cpu", dtype="bf16"), ValueError, "dtype"),
+])
+def test_autocast_rejects_bad_arguments(kwargs, error, name):
+    with pytest.raises(error, match=f"^{name}"):
+        with autocast(**kwargs):
+            pass
 
 
 def test_autocast_is_a_no_op_on_cpu():
     a, b = torch.randn(8, 8), torch.randn(8, 8)
     with autocast("cpu") as dtype:
         out = a @ b
+    assert dtype is None
+    with autocast(torch.device("cpu"), dtype=torch.bfloat16) as dtype:
+        assert not torch.is_autocast_enabled("cpu")
     assert dtype is None
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, a @ b)

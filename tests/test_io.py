@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmlab.io import atomic_write, load_json, load_tensors, save_json, save_tensors
+import numpy as np
+
+from lmlab.io import (
+    atomic_write,
+    load_json,
+    load_npz,
+    load_tensors,
+    read_metadata,
+    save_json,
+    save_tensors,
+)
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):
@@ -53,3 +63,129 @@ def test_json_round_trip(tmp_path):
     obj = {"vocab": ["a", "ü", "日本"], "n": 3}
     save_json(obj, tmp_path / "o.json")
     assert load_json(tmp_path / "o.json") == obj
+
+
+# --------------------------------------------------------------------------- bad files
+
+
+def _corrupt_versions(good, tmp_path):
+    """Truncated (half, a few bytes, empty) and garbage copies of ``good``."""
+    data = good.read_bytes()
+    versions = {"half": data[: len(data) // 2], "head": data[:5], "empty": b"",
+                "garbage": bytes(range(256)) * 4}
+    paths = []
+    for name, content in versions.items():
+        path = tmp_path / f"{name}{good.suffix}"
+        path.write_bytes(content)
+        paths.append(path)
+    return paths
+
+
+def test_bad_safetensors_files_are_named(tmp_path):
+    good = tmp_path / "good.safetensors"
+    save_tensors({"w": torch.randn(32, 32)}, good, metadata={"a": "b"})
+    for path in _corrupt_versions(good, tmp_path):
+        with pytest.raises(ValueError, match=f"{path.name}: not a readable safetensors file"):
+            load_tensors(path)
+        with pytest.raises(ValueError, match=f"{path.name}: not a readable safetensors file"):
+            read_metadata(path)
+    with pytest.raises(FileNotFoundError, match="path: no file"):
+        read_metadata(tmp_path / "none.safetensors")
+
+
+def test_bad_json_files_are_named(tmp_path):
+    good = tmp_path / "good.json"
+    save_json({"merges": [["a", "b"]] * 20, "vocab": {"x": 1}}, good)
+    for path in _corrupt_versions(good, tmp_path):
+        with pytest.raises(ValueError, match=f"{path.name}: not a readable JSON file"):
+            load_json(path)
+    with pytest.raises(FileNotFoundError, match="path: no file"):
+        load_json(tmp_path / "none.json")
+
+
+def test_npz_round_trip_and_bad_files_are_named(tmp_path):
+    good = tmp_path / "good.npz"
+    arrays = {"a": np.arange(500, dtype=np.float32).reshape(20, 25), "b": np.ones(3)}
+    np.savez_compressed(good, **arrays)
+    back = load_npz(good)
+    assert back.keys() == arrays.keys()
+    assert all(np.array_equal(back[k], arrays[k]) for k in arrays)
+    for path in _corrupt_versions(good, tmp_path):
+        with pytest.raises(ValueError, match=f"{path.name}: not a readable .npz file"):
+            load_npz(path)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, obj=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="pickled.npz: .*allow_pickle=False"):
+        load_npz(pickled)
+    single = tmp_path / "single.npy"
+    np.save(single, np.arange(3))
+    with pytest.raises(ValueError, match="single.npy: .*not an .npz archive"):
+        load_npz(single)
+    with pytest.raises(FileNotFoundError, match="path: no file"):
+        load_npz(tmp_path / "none.npz")
+
+
+def test_save_tensors_and_save_json_go_through_atomic_write(tmp_path, monkeypatch):
+    """One place writes files: a failure inside atomic_write leaves the old file intact."""
+    import contextlib
+
+    import lmlab.io as io
+
+    calls = []
+    real = io.atomic_write
+
+    @contextlib.contextmanager
+    def spy(path, mode="w", encoding="utf-8"):
+        calls.append((path.name, mode))
+        with real(path, mode, encoding) as f:
+            yield f
+            if len(calls) > 2:
+                raise OSError("disk full")
+
+    monkeypatch.setattr(io, "atomic_write", spy)
+    save_tensors({"w": torch.zeros(2)}, tmp_path / "w.safetensors")
+    save_json([1], tmp_path / "o.json")
+    assert calls == [("w.safetensors", "wb"), ("o.json", "w")]
+    with pytest.raises(OSError, match="disk full"):
+        save_tensors({"w": torch.ones(2)}, tmp_path / "w.safetensors")
+    assert torch.equal(load_tensors(tmp_path / "w.safetensors")["w"], torch.zeros(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.json", "w.safetensors"]
+
+
+def test_tied_and_sliced_tensors_are_saved_in_full(tmp_path):
+    emb = torch.nn.Embedding(10, 4)
+    head = torch.nn.Linear(4, 10, bias=False)
+    head.weight = emb.weight  # tied, as in a language model's head
+    state = {"emb": emb.weight, "head": head.weight, "row": emb.weight[3]}
+    save_tensors(state, tmp_path / "tied.safetensors")
+    back = load_tensors(tmp_path / "tied.safetensors")
+    for k, v in state.items():
+        assert torch.equal(back[k], v.detach())
+
+
+def test_load_tensors_onto_a_device(tmp_path):
+    save_tensors({"w": torch.ones(2)}, tmp_path / "w.safetensors")
+    assert load_tensors(tmp_path / "w.safetensors", device=torch.device("cpu"))["w"].device.type \
+        == "cpu"
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda p: save_tensors([torch.zeros(1)], p / "x"), TypeError, "tensors"),
+    (lambda p: save_tensors({"w": [1.0]}, p / "x"), TypeError, "tensors"),
+    (lambda p: save_tensors({1: torch.zeros(1)}, p / "x"), TypeError, "tensors"),
+    (lambda p: save_tensors({"w": torch.zeros(1)}, p / "x", metadata={"a": 1}), TypeError,
+     "metadata"),
+    (lambda p: save_tensors({"w": torch.zeros(1)}, 3), TypeError, "path"),
+    (lambda p: save_tensors({"w": torch.zeros(1)}, p / "no" / "x"), FileNotFoundError, "path"),
+    (lambda p: load_tensors(3), TypeError, "path"),
+    (lambda p: save_json({"x": {1, 2}}, p / "x.json"), TypeError, "obj"),
+    (lambda p: save_json({"x": float("nan")}, p / "x.json"), ValueError, "obj"),
+    (lambda p: save_json({}, p / "no" / "x.json"), FileNotFoundError, "path"),
+    (lambda p: load_json(None), TypeError, "path"),
+    (lambda p: load_npz(b"x.npz"), TypeError, "path"),
+    (lambda p: atomic_write(1).__enter__(), TypeError, "path"),
+])
+def test_bad_arguments(tmp_path, call, error, message):
+    with pytest.raises(error, match=f"^{message}"):
+        call(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing written

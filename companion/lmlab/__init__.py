@@ -7,10 +7,16 @@ One module per concept, layered bottom-up:
   packages (never the network).
 * :mod:`lmlab.io` -- atomic files and safetensors checkpoints.
 * :mod:`lmlab.progress` -- the one progress bar, without timing fields.
-* ``lmlab.bow`` -- chapter 1, Bag of Words: tokens, vocabulary, count and TF-IDF vectors.
+* :mod:`lmlab.training` -- the one training loop: schedules, clipping, evaluation, bf16 on
+  CUDA, ``torch.compile``, checkpoints that resume bit-exactly, data parallelism (``torchrun``).
+* ``lmlab.bow`` -- chapter 1, Bag of Words: tokens, the one vocabulary class, count and TF-IDF
+  vectors.
 * ``lmlab.word2vec`` -- chapter 2, skip-gram with negative sampling and word vectors.
-* ``lmlab.rnn`` -- chapter 3, GRU/LSTM encoder-decoder with greedy and beam decoding.
 * ``lmlab.attention`` -- chapter 4, dot-product and additive attention, masks.
+* ``lmlab.rnn`` -- chapter 3, GRU/LSTM cells by hand, the encoder and the (attention) decoders.
+* ``lmlab.seq2seq`` -- chapters 3-4, the encoder-decoder model: training, greedy and beam decoding,
+  checkpoints.
+* ``lmlab.g2p`` -- chapters 3-4, spelling -> pronunciation on CMUdict, scoring, g2p_en's weights.
 * ``lmlab.tokenization`` and ``lmlab.embedding`` -- chapter 5, BPE and WordPiece tokenizers,
   embeddings and the tied language-model head.
 
@@ -29,6 +35,8 @@ D     head width (``head_dim``)
 V     vocabulary size (``vocab_size``)
 N     number of documents / vectors
 E     embedding width (``dim``)
+R     recurrent state width (``hidden_size``)
+A     additive attention's score width (``attention_dim``)
 ====  ==========================================
 
 Boolean masks mean ``True = may attend`` everywhere, as in
@@ -44,8 +52,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("device", "data", "io", "progress", "bow", "word2vec", "rnn", "attention",
-               "tokenization", "embedding")
+_SUBMODULES = ("device", "data", "io", "progress", "training", "bow", "word2vec", "rnn",
+               "attention", "tokenization", "embedding", "seq2seq", "g2p")
 
 __all__ = ["__version__", *_SUBMODULES]
 

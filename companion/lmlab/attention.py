@@ -16,6 +16,9 @@ Boolean masks mean ``True = may attend`` (as in
 and :func:`padding_mask`. This module is pure attention math and depends on no model: the
 sequence-to-sequence decoder that uses it lives in :mod:`lmlab.rnn`
 (:class:`lmlab.rnn.AttentionDecoder`), and the transformer chapters import it too.
+
+Shape letters (the package table): ``T`` queries, ``S`` keys, ``D`` the width of queries and
+keys (``head_dim``), ``A`` the width of the additive score network (``attention_dim``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import math
 import torch
 from torch import nn
 
-from lmlab._checks import check_int
+from lmlab._checks import check_bool, check_float, check_int, check_same_device, check_tensor
 
 __all__ = [
     "causal_mask", "padding_mask", "dot_product_scores", "masked_softmax",
@@ -56,8 +59,8 @@ def causal_mask(T: int, S: int | None = None, device: torch.device | str | None 
         >>> causal_mask(2, 3).int().tolist()
         [[1, 1, 0], [1, 1, 1]]
     """
-    S = T if S is None else S
     check_int("T", T)
+    S = T if S is None else S
     check_int("S", S, minimum=T)
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
@@ -80,14 +83,11 @@ def padding_mask(lengths: torch.Tensor, S: int | None = None) -> torch.Tensor:
         >>> padding_mask(torch.tensor([3, 1]), 4).int().tolist()
         [[1, 1, 1, 0], [1, 0, 0, 0]]
     """
-    lengths = torch.as_tensor(lengths)
-    if lengths.dim() != 1 or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
-        raise ValueError(f"lengths: expected a 1-d integer tensor, got shape {tuple(lengths.shape)} "
-                         f"and dtype {lengths.dtype}")
+    check_tensor("lengths", lengths, ndim=1, dtype="int")
     if lengths.numel() == 0:
         raise ValueError("lengths: expected at least one sequence, got none")
     longest = int(lengths.max())
-    S = longest if S is None else S
+    S = longest if S is None else check_int("S", S)
     if int(lengths.min()) < 1:
         raise ValueError(f"lengths: every sequence needs length >= 1, got {int(lengths.min())}")
     if longest > S:
@@ -107,6 +107,33 @@ def _check_mask(mask: torch.Tensor | None, scores_shape: torch.Size) -> None:
                          f"(..., T, S) = {tuple(scores_shape)}") from err
 
 
+def _check_qk(q: object, k: object, v: object | None = None) -> None:
+    check_tensor("q", q, dtype="float")
+    check_tensor("k", k, dtype="float")
+    assert isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor)
+    tensors = {"q": q, "k": k}
+    if v is not None:
+        check_tensor("v", v, dtype="float")
+        assert isinstance(v, torch.Tensor)
+        tensors["v"] = v
+    for name, x in tensors.items():
+        if x.dim() < 2:
+            raise ValueError(f"{name}: expected at least 2 dimensions (..., length, width), "
+                             f"got shape {tuple(x.shape)}")
+        if x.shape[-1] == 0 or x.shape[-2] == 0:
+            raise ValueError(f"{name}: empty length or width, shape {tuple(x.shape)}")
+    check_same_device(**tensors)
+    try:
+        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+    except RuntimeError as err:
+        raise ValueError(f"k: leading dimensions {tuple(k.shape[:-2])} do not broadcast with the "
+                         f"queries' {tuple(q.shape[:-2])}") from err
+    if v is not None:
+        if k.shape[:-1] != v.shape[:-1]:
+            raise ValueError(f"v: expected one value per key, shape {tuple(k.shape[:-1])} + (width,), "
+                             f"got {tuple(v.shape)}")
+
+
 def dot_product_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = 1.0) -> torch.Tensor:
     """Similarity of every query with every key: their dot product, times ``scale``.
 
@@ -114,7 +141,7 @@ def dot_product_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = 1
         q: queries.
         k: keys, of the same width ``D`` as the queries.
         scale: multiply the scores by this (``D ** -0.5`` for scaled attention); ``None`` means
-            ``D ** -0.5``.
+            ``D ** -0.5``. Must be finite.
 
     Returns:
         The scores ``q @ k^T * scale``.
@@ -126,18 +153,24 @@ def dot_product_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = 1
         >>> dot_product_scores(torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 4.0], [1.0, 0.0]]))
         tensor([[11.,  1.]])
     """
+    _check_qk(q, k)
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"k: width {k.shape[-1]} differs from the queries' width {q.shape[-1]}")
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
+    else:
+        scale = check_float("scale", scale)
     return (q @ k.transpose(-2, -1)) * scale  # (..., T, S)
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Softmax over the keys (last axis), giving masked-out keys exactly zero weight.
 
-    A query whose keys are all masked gets all-zero weights (PyTorch's fused attention returns
-    NaN there).
+    A query whose keys are all masked gets all-zero weights, so its output is a zero vector.
+    :func:`torch.nn.functional.scaled_dot_product_attention` (torch 2.13, CPU) also returns zeros
+    for such a row, while a plain ``softmax`` over a row of ``-inf`` gives NaN; the tests check
+    both. A NaN among the allowed scores is not hidden: it makes its row NaN, as in ``softmax``
+    (a masked-out score is never read, whatever its value).
 
     Args:
         scores: attention scores.
@@ -153,12 +186,16 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> to
         >>> masked_softmax(torch.tensor([[0.0, 0.0, 5.0]]), torch.tensor([[True, True, False]]))
         tensor([[0.5000, 0.5000, 0.0000]])
     """
+    check_tensor("scores", scores, dtype="float")
+    if scores.dim() == 0:
+        raise ValueError("scores: expected at least 1 dimension (..., S), got a scalar")
     _check_mask(mask, scores.shape)
     if mask is None:
         return torch.softmax(scores, dim=-1)
-    scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)
-    return weights.nan_to_num(0.0)  # rows with no allowed key: 0/0 -> 0
+    check_same_device(scores=scores, mask=mask)
+    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+    no_key = ~mask.any(dim=-1, keepdim=True)  # rows where every key is masked: 0/0
+    return weights.masked_fill(no_key, 0.0)  # (..., T, S)
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -172,7 +209,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     Args:
         q: queries.
         k: keys, as wide as the queries.
-        v: values, one per key.
+        v: values, one per key (their width may differ from ``D``; the output has it).
         mask: boolean, ``True = may attend``, broadcastable to ``(..., T, S)``; e.g.
             :func:`causal_mask` or ``padding_mask(lengths)[:, None, :]``.
         scale: score multiplier; ``None`` means ``D ** -0.5``, ``1.0`` gives plain dot-product
@@ -182,7 +219,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         ``(out, weights)``: the weighted average of the values for each query, and the weights.
 
     Shape:
-        q ``(..., T, D)``, k ``(..., S, D)``, v ``(..., S, Dv)`` -> out ``(..., T, Dv)``, weights
+        q ``(..., T, D)``, k ``(..., S, D)``, v ``(..., S, D)`` -> out ``(..., T, D)``, weights
         ``(..., T, S)``. With heads: ``(B, H, T, D)``.
 
     Example:
@@ -191,11 +228,10 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         >>> out, w
         (tensor([[3.]]), tensor([[0.3333, 0.3333, 0.3333]]))
     """
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"v: {v.shape[-2]} values for {k.shape[-2]} keys; expected one value per key")
+    _check_qk(q, k, v)
     scores = dot_product_scores(q, k, scale)  # (..., T, S)
     weights = masked_softmax(scores, mask)  # (..., T, S)
-    return weights @ v, weights  # (..., T, Dv), (..., T, S)
+    return weights @ v, weights  # (..., T, D), (..., T, S)
 
 
 def additive_scores(q: torch.Tensor, k: torch.Tensor, w_q: torch.Tensor, w_k: torch.Tensor,
@@ -203,8 +239,8 @@ def additive_scores(q: torch.Tensor, k: torch.Tensor, w_q: torch.Tensor, w_k: to
     """Bahdanau's scores: a one-hidden-layer network of query and key, ``w_v . tanh(W_q q + W_k k)``.
 
     Args:
-        q: queries (width ``Dq``).
-        k: keys (width ``Dk``, may differ from ``Dq``).
+        q: queries.
+        k: keys (their width may differ from the queries'; ``w_k`` then has the keys' width).
         w_q: projects queries to the attention width ``A``.
         w_k: projects keys to the attention width ``A``.
         w_v: the output vector of the score network.
@@ -213,7 +249,7 @@ def additive_scores(q: torch.Tensor, k: torch.Tensor, w_q: torch.Tensor, w_k: to
         One score per query and key.
 
     Shape:
-        q ``(..., T, Dq)``, k ``(..., S, Dk)``, w_q ``(A, Dq)``, w_k ``(A, Dk)``, w_v ``(A,)`` ->
+        q ``(..., T, D)``, k ``(..., S, D)``, w_q ``(A, D)``, w_k ``(A, D)``, w_v ``(A,)`` ->
         ``(..., T, S)``
 
     Example:
@@ -221,6 +257,10 @@ def additive_scores(q: torch.Tensor, k: torch.Tensor, w_q: torch.Tensor, w_k: to
         >>> additive_scores(torch.zeros(1, 2), torch.zeros(3, 2), eye, eye, torch.ones(2))
         tensor([[0., 0., 0.]])
     """
+    _check_qk(q, k)
+    for name, w in (("w_q", w_q), ("w_k", w_k), ("w_v", w_v)):
+        check_tensor(name, w, dtype="float")
+    check_same_device(q=q, w_q=w_q, w_k=w_k, w_v=w_v)
     if w_q.dim() != 2 or w_q.shape[1] != q.shape[-1]:
         raise ValueError(f"w_q: expected shape (A, {q.shape[-1]}), got {tuple(w_q.shape)}")
     if w_k.dim() != 2 or w_k.shape != (w_q.shape[0], k.shape[-1]):
@@ -249,7 +289,7 @@ def additive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w_q: t
         ``(out, weights)`` as in :func:`scaled_dot_product_attention`.
 
     Shape:
-        q ``(..., T, Dq)``, k ``(..., S, Dk)``, v ``(..., S, Dv)`` -> out ``(..., T, Dv)``,
+        q ``(..., T, D)``, k ``(..., S, D)``, v ``(..., S, D)`` -> out ``(..., T, D)``,
         weights ``(..., T, S)``
 
     Example:
@@ -258,10 +298,9 @@ def additive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w_q: t
         >>> out
         tensor([[3.]])
     """
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"v: {v.shape[-2]} values for {k.shape[-2]} keys; expected one value per key")
+    _check_qk(q, k, v)
     weights = masked_softmax(additive_scores(q, k, w_q, w_k, w_v), mask)  # (..., T, S)
-    return weights @ v, weights  # (..., T, Dv), (..., T, S)
+    return weights @ v, weights  # (..., T, D), (..., T, S)
 
 
 class DotProductAttention(nn.Module):
@@ -269,11 +308,15 @@ class DotProductAttention(nn.Module):
 
     Args:
         scaled: divide the scores by ``sqrt(D)`` (scaled dot-product attention).
+
+    Shape:
+        q ``(..., T, D)``, k ``(..., S, D)``, v ``(..., S, D)``, mask broadcastable to
+        ``(..., T, S)`` -> out ``(..., T, D)``, weights ``(..., T, S)``
     """
 
     def __init__(self, scaled: bool = True) -> None:
         super().__init__()
-        self.scaled = bool(scaled)
+        self.scaled = check_bool("scaled", scaled)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -288,18 +331,21 @@ class AdditiveAttention(nn.Module):
     """Additive (Bahdanau) attention with learned projections.
 
     Args:
-        query_dim: width ``Dq`` of the queries.
-        key_dim: width ``Dk`` of the keys.
-        attention_dim: width ``A`` of the score network's hidden layer.
+        d_model: width ``D`` of the queries and keys.
+        attention_dim: width ``A`` of the score network's hidden layer (default ``d_model``).
+
+    Shape:
+        q ``(..., T, D)``, k ``(..., S, D)``, v ``(..., S, D)``, mask broadcastable to
+        ``(..., T, S)`` -> out ``(..., T, D)``, weights ``(..., T, S)``
     """
 
-    def __init__(self, query_dim: int, key_dim: int, attention_dim: int) -> None:
+    def __init__(self, d_model: int, attention_dim: int | None = None) -> None:
         super().__init__()
-        for name, value in (("query_dim", query_dim), ("key_dim", key_dim),
-                            ("attention_dim", attention_dim)):
-            check_int(name, value)
-        self.w_q = nn.Linear(query_dim, attention_dim, bias=False)
-        self.w_k = nn.Linear(key_dim, attention_dim, bias=False)
+        check_int("d_model", d_model)
+        attention_dim = d_model if attention_dim is None else check_int("attention_dim",
+                                                                        attention_dim)
+        self.w_q = nn.Linear(d_model, attention_dim, bias=False)
+        self.w_k = nn.Linear(d_model, attention_dim, bias=False)
         self.w_v = nn.Linear(attention_dim, 1, bias=False)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lmlab._checks import check_int
+from lmlab._checks import (check_bool, check_finite, check_int, check_same_device, check_str,
+                           check_tensor)
 
 __all__ = [
     "tokenize", "Vocabulary", "count_vectors", "inverse_document_frequency", "tfidf_vectors",
@@ -65,32 +66,75 @@ def _check_documents(documents: Iterable[str | Sequence[str]]) -> list[Sequence[
     if isinstance(documents, str):
         raise TypeError("documents: expected a list of documents, got a single string "
                         "(wrap it in a list)")
+    if not isinstance(documents, Iterable) or isinstance(documents, torch.Tensor):
+        raise TypeError(f"documents: expected a list of strings or of word lists, got "
+                        f"{type(documents).__name__}")
     docs = [_as_tokens(d) for d in documents]
     if not docs:
         raise ValueError("documents: expected at least one document, got none")
     return docs
 
 
-@dataclass(frozen=True)
-class Vocabulary:
-    """A fixed mapping between words and ids, most frequent words first.
+_SPECIALS = ("unk_token", "pad_token", "bos_token", "eos_token")
 
-    Build one with :meth:`from_documents`. Id 0 is the unknown token.
+
+@dataclass(frozen=True, repr=False)
+class Vocabulary:
+    """A fixed mapping between tokens and ids, with optional special tokens.
+
+    The one vocabulary class of the package: words for a bag of words (build it with
+    :meth:`from_documents`), letters and phonemes for :mod:`lmlab.g2p`. The method names are those
+    of Hugging Face ``tokenizers`` (``token_to_id``, ``id_to_token``, ``encode``, ``decode``).
+
+    Args:
+        tokens: id -> token, every token unique.
+        counts: id -> corpus count (set by :meth:`from_documents`), or ``None``.
+        unk_token: the token every out-of-vocabulary token maps to; ``None``: an
+            out-of-vocabulary token is an error.
+        pad_token: the padding token, or ``None``.
+        bos_token: the start-of-sequence token, or ``None``.
+        eos_token: the end-of-sequence token, or ``None``.
+
+    Example:
+        >>> v = Vocabulary(("<pad>", "</s>", "a", "b"), unk_token=None, pad_token="<pad>",
+        ...                eos_token="</s>")
+        >>> v.encode(list("abba"), add_special_tokens=True)
+        [2, 3, 3, 2, 1]
+        >>> v.decode([2, 3, 1, 0])
+        ['a', 'b']
     """
 
-    tokens: tuple[str, ...]  # id -> word; tokens[0] is the unknown token
-    counts: tuple[int, ...]  # id -> corpus count (the unknown token counts the dropped words)
-    unk_token: str = "<unk>"  # the word every out-of-vocabulary word maps to
+    tokens: tuple[str, ...]  # id -> token
+    counts: tuple[int, ...] | None = None  # id -> corpus count; unk counts the dropped words
+    unk_token: str | None = None  # out-of-vocabulary tokens map to it; None: they are errors
+    pad_token: str | None = None  # fills the end of shorter sequences in a batch
+    bos_token: str | None = None  # starts a sequence (a decoder's first input)
+    eos_token: str | None = None  # ends a sequence
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.tokens or self.tokens[0] != self.unk_token:
-            raise ValueError(f"tokens: the first token must be the unknown token {self.unk_token!r}")
-        if len(self.counts) != len(self.tokens):
-            raise ValueError(f"counts: expected {len(self.tokens)} counts, got {len(self.counts)}")
+        if isinstance(self.tokens, str) or not isinstance(self.tokens, Sequence):
+            raise TypeError(f"tokens: expected a tuple of str, got {type(self.tokens).__name__}")
+        object.__setattr__(self, "tokens", tuple(self.tokens))
+        if not self.tokens:
+            raise ValueError("tokens: expected at least one token, got none")
+        for i, t in enumerate(self.tokens):
+            if not isinstance(t, str) or not t:
+                raise TypeError(f"tokens[{i}]: expected a non-empty str, got {t!r}")
         index = {t: i for i, t in enumerate(self.tokens)}
         if len(index) != len(self.tokens):
-            raise ValueError("tokens: every token must be unique")
+            dup = sorted({t for t in self.tokens if self.tokens.count(t) > 1})
+            raise ValueError(f"tokens: every token must be unique, repeated: {dup[:5]}")
+        if self.counts is not None:
+            object.__setattr__(self, "counts", tuple(self.counts))
+            if len(self.counts) != len(self.tokens):
+                raise ValueError(f"counts: expected {len(self.tokens)} counts, got {len(self.counts)}")
+            for i, c in enumerate(self.counts):
+                check_int(f"counts[{i}]", c, minimum=0)
+        for name in _SPECIALS:
+            value = getattr(self, name)
+            if value is not None and value not in index:
+                raise ValueError(f"{name}: {value!r} is not one of the tokens")
         object.__setattr__(self, "_index", index)
 
     @classmethod
@@ -102,7 +146,7 @@ class Vocabulary:
             documents: strings (tokenized with :func:`tokenize`) or lists of words.
             min_count: keep words seen at least this often (>= 1).
             max_size: keep at most this many words besides the unknown token (None: all).
-            unk_token: the token for every word left out.
+            unk_token: the token for every word left out; it gets id 0.
 
         Returns:
             A vocabulary ordered by count (descending), ties alphabetically.
@@ -118,6 +162,7 @@ class Vocabulary:
         check_int("min_count", min_count)
         if max_size is not None:
             check_int("max_size", max_size)
+        check_str("unk_token", unk_token, allow_empty=False)
         docs = _check_documents(documents)
         counter = Counter(w for d in docs for w in d)
         if not counter:
@@ -133,36 +178,165 @@ class Vocabulary:
         dropped = sum(counter.values()) - sum(c for _, c in kept)
         return cls((unk_token, *(w for w, _ in kept)), (dropped, *(c for _, c in kept)), unk_token)
 
+    def __repr__(self) -> str:
+        specials = ", ".join(f"{name}={getattr(self, name)!r}" for name in _SPECIALS
+                             if getattr(self, name) is not None)
+        return f"Vocabulary(size={len(self.tokens)}{', ' if specials else ''}{specials})"
+
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def __contains__(self, word: object) -> bool:
-        return word in self._index
+    def __contains__(self, token: object) -> bool:
+        return token in self._index
 
-    def token_to_id(self, word: str) -> int:
-        """The id of ``word``; 0 (the unknown token) when it is not in the vocabulary."""
-        return self._index.get(word, 0)
+    def _special_id(self, name: str) -> int | None:
+        token = getattr(self, name)
+        return None if token is None else self._index[token]
 
-    def id_to_token(self, idx: int) -> str:
-        """The word with id ``idx``."""
-        if not 0 <= idx < len(self.tokens):
-            raise ValueError(f"idx: expected 0 <= idx < {len(self.tokens)}, got {idx}")
-        return self.tokens[idx]
+    @property
+    def unk_id(self) -> int | None:
+        """Id of ``unk_token`` (``None`` if there is none)."""
+        return self._special_id("unk_token")
 
-    def encode(self, document: str | Sequence[str]) -> list[int]:
-        """Word ids of a document (a string is tokenized first)."""
-        return [self._index.get(w, 0) for w in _as_tokens(document)]
+    @property
+    def pad_id(self) -> int | None:
+        """Id of ``pad_token`` (``None`` if there is none)."""
+        return self._special_id("pad_token")
+
+    @property
+    def bos_id(self) -> int | None:
+        """Id of ``bos_token`` (``None`` if there is none)."""
+        return self._special_id("bos_token")
+
+    @property
+    def eos_id(self) -> int | None:
+        """Id of ``eos_token`` (``None`` if there is none)."""
+        return self._special_id("eos_token")
+
+    def token_to_id(self, token: str) -> int | None:
+        """The id of ``token``, or ``None`` when it is not in the vocabulary (as in ``tokenizers``).
+
+        Example:
+            >>> v = Vocabulary.from_documents(["dog bites man"])
+            >>> v.token_to_id("dog"), v.token_to_id("zebra")
+            (2, None)
+        """
+        check_str("token", token)
+        return self._index.get(token)
+
+    def id_to_token(self, id: int) -> str:  # noqa: A002 (the tokenizers name)
+        """The token with id ``id``.
+
+        Raises:
+            ValueError: ``id`` is outside ``0 .. len(self) - 1``.
+        """
+        check_int("id", id, minimum=0)
+        if id >= len(self.tokens):
+            raise ValueError(f"id: expected 0 <= id < {len(self.tokens)}, got {id}")
+        return self.tokens[id]
+
+    def encode(self, tokens: str | Sequence[str], add_special_tokens: bool = False) -> list[int]:
+        """Ids of a sequence of tokens.
+
+        Tokens outside the vocabulary get ``unk_id``; without an ``unk_token`` they raise.
+
+        Args:
+            tokens: a list of tokens, or a string, which is split into words with
+                :func:`tokenize` first (use ``list(word)`` for a word's letters).
+            add_special_tokens: frame the ids with ``bos_token`` and ``eos_token`` (those set).
+
+        Returns:
+            One id per token (plus the frame).
+
+        Raises:
+            ValueError: a token is out of the vocabulary and there is no ``unk_token``.
+
+        Example:
+            >>> Vocabulary.from_documents(["dog bites man"]).encode("the dog")
+            [0, 2]
+        """
+        words = tokenize(tokens) if isinstance(tokens, str) else tokens
+        if not isinstance(words, Sequence):
+            raise TypeError(f"tokens: expected a str or a list of str, got {type(tokens).__name__}")
+        unk = self.unk_id
+        ids = []
+        for i, w in enumerate(words):
+            if not isinstance(w, str):
+                raise TypeError(f"tokens[{i}]: expected a str, got {type(w).__name__}")
+            idx = self._index.get(w, unk)
+            if idx is None:
+                unknown = sorted({x for x in words if x not in self._index})
+                raise ValueError(f"tokens: {unknown} not in the vocabulary (and it has no "
+                                 f"unk_token); known: {list(self.tokens)[:40]}")
+            ids.append(idx)
+        check_bool("add_special_tokens", add_special_tokens)
+        if add_special_tokens:
+            ids = ([self.bos_id] if self.bos_id is not None else []) + ids + (
+                [self.eos_id] if self.eos_id is not None else [])
+        return ids
+
+    def decode(self, ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = True,
+               ) -> list[str]:
+        """The tokens of ``ids`` (a list, not a joined string: tokens may be words or letters).
+
+        Args:
+            ids: token ids (a list or a 1-d integer tensor).
+            skip_special_tokens: leave out the pad, bos and eos tokens (the unknown token stays:
+                it stands for a real token).
+
+        Returns:
+            One token per kept id.
+        """
+        if isinstance(ids, torch.Tensor):
+            check_tensor("ids", ids, ndim=1, dtype="int")
+            ids = ids.tolist()
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+            raise TypeError(f"ids: expected a list of int, got {type(ids).__name__}")
+        check_bool("skip_special_tokens", skip_special_tokens)
+        skip = {self.pad_id, self.bos_id, self.eos_id} - {None} if skip_special_tokens else set()
+        out = []
+        for i, idx in enumerate(ids):
+            check_int(f"ids[{i}]", idx, minimum=0, maximum=len(self.tokens) - 1)
+            if idx not in skip:
+                out.append(self.tokens[idx])
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        """The vocabulary as JSON-able data (tokens, counts and special tokens)."""
+        return {"tokens": list(self.tokens),
+                "counts": None if self.counts is None else list(self.counts),
+                **{name: getattr(self, name) for name in _SPECIALS}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Vocabulary:
+        """The inverse of :meth:`to_dict`."""
+        if not isinstance(data, dict) or "tokens" not in data:
+            raise ValueError("data: expected a dict with 'tokens', as written by to_dict()")
+        unexpected = set(data) - {"tokens", "counts", *_SPECIALS}
+        if unexpected:
+            raise ValueError(f"data: unexpected keys {sorted(unexpected)}")
+        return cls(tuple(data["tokens"]),  # type: ignore[arg-type]
+                   None if data.get("counts") is None else tuple(data["counts"]),  # type: ignore[arg-type]
+                   **{name: data.get(name) for name in _SPECIALS})  # type: ignore[arg-type]
 
 
 def count_vectors(documents: Iterable[str | Sequence[str]], vocab: Vocabulary,
-                  sparse: bool = False, device: str | torch.device | None = None) -> torch.Tensor:
+                  sparse: bool = False, device: str | torch.device | None = None,
+                  count_unknown: bool = False) -> torch.Tensor:
     """The Bag of Words matrix: how often each vocabulary word occurs in each document.
+
+    Words outside the vocabulary are dropped, as scikit-learn's ``CountVectorizer`` does, so the
+    unknown token's column stays 0 and two documents of unknown words share nothing (cosine 0,
+    not 1). ``count_unknown=True`` counts them in that column instead, to see how much of a
+    text the vocabulary misses; do not compare such vectors with cosine similarity.
 
     Args:
         documents: strings or lists of words.
         vocab: the vocabulary giving the columns.
         sparse: return a sparse COO tensor (for large corpora) instead of a dense one.
         device: where to build the tensor (default CPU).
+        count_unknown: count out-of-vocabulary words in the unknown token's column (needs a
+            vocabulary with an ``unk_token``).
 
     Returns:
         Counts as float32.
@@ -174,23 +348,40 @@ def count_vectors(documents: Iterable[str | Sequence[str]], vocab: Vocabulary,
         >>> v = Vocabulary.from_documents(["dog bites man"])  # ties sort alphabetically
         >>> v.tokens
         ('<unk>', 'bites', 'dog', 'man')
-        >>> count_vectors(["man bites dog", "dog dog"], v)
+        >>> count_vectors(["man bites dog", "dog dog cat"], v)
         tensor([[0., 1., 1., 1.],
                 [0., 0., 2., 0.]])
+        >>> count_vectors(["dog dog cat"], v, count_unknown=True)
+        tensor([[1., 0., 2., 0.]])
     """
     if not isinstance(vocab, Vocabulary):
         raise TypeError(f"vocab: expected a Vocabulary, got {type(vocab).__name__}")
+    check_bool("sparse", sparse)
+    check_bool("count_unknown", count_unknown)
+    if count_unknown and vocab.unk_id is None:
+        raise ValueError("count_unknown: the vocabulary has no unk_token to count unknown words in")
     docs = _check_documents(documents)
     rows, cols = [], []
     for i, d in enumerate(docs):
-        ids = vocab.encode(d)
+        ids = [vocab._index[w] for w in d if w in vocab._index] if not count_unknown \
+            else vocab.encode(list(d))
         rows.extend([i] * len(ids))
         cols.extend(ids)
     N, V = len(docs), len(vocab)
     index = torch.tensor([rows, cols], dtype=torch.long, device=device).reshape(2, -1)
     values = torch.ones(index.shape[1], dtype=torch.float32, device=device)
-    counts = torch.sparse_coo_tensor(index, values, (N, V), check_invariants=False).coalesce()  # (N, V), sums duplicates
+    counts = torch.sparse_coo_tensor(index, values, (N, V),
+                                     check_invariants=False).coalesce()  # (N, V), sums duplicates
     return counts if sparse else counts.to_dense()
+
+
+def _check_counts(counts: object) -> None:
+    check_tensor("counts", counts, ndim=2, dtype="float")
+    assert isinstance(counts, torch.Tensor)
+    values = counts.coalesce().values() if counts.is_sparse else counts
+    check_finite("counts", values)
+    if values.numel() and bool((values < 0).any()):
+        raise ValueError("counts: expected non-negative counts")
 
 
 def inverse_document_frequency(counts: torch.Tensor, smooth: bool = True) -> torch.Tensor:
@@ -206,16 +397,16 @@ def inverse_document_frequency(counts: torch.Tensor, smooth: bool = True) -> tor
     Shape:
         ``counts``: ``(N, V)`` -> ``(V,)``
     """
-    if counts.dim() != 2:
-        raise ValueError(f"counts: expected a 2-D (N, V) matrix, got shape {tuple(counts.shape)}")
+    _check_counts(counts)
+    check_bool("smooth", smooth)
     N = counts.shape[0]
     present = counts.coalesce() if counts.is_sparse else counts
     if present.is_sparse:
-        df = torch.zeros(counts.shape[1], device=counts.device)
+        df = torch.zeros(counts.shape[1], dtype=counts.dtype, device=counts.device)
         cols = present.indices()[1][present.values() > 0]
         df.index_add_(0, cols, torch.ones_like(cols, dtype=df.dtype))
     else:
-        df = (present > 0).sum(dim=0).to(torch.float32)  # (V,)
+        df = (present > 0).sum(dim=0).to(counts.dtype)  # (V,)
     if smooth:
         return torch.log((1 + N) / (1 + df)) + 1
     return torch.log(N / df.clamp(min=1)) + 1  # words in no document get the largest idf
@@ -235,9 +426,15 @@ def tfidf_vectors(counts: torch.Tensor, idf: torch.Tensor, sublinear_tf: bool = 
     Shape:
         ``counts``: ``(N, V)``, ``idf``: ``(V,)`` -> ``(N, V)``, sparse if ``counts`` is.
     """
-    if counts.dim() != 2 or idf.dim() != 1 or idf.shape[0] != counts.shape[1]:
+    _check_counts(counts)
+    check_tensor("idf", idf, ndim=1, dtype="float")
+    if idf.shape[0] != counts.shape[1]:
         raise ValueError(f"idf: expected shape ({counts.shape[-1]},) to match counts "
                          f"{tuple(counts.shape)}, got {tuple(idf.shape)}")
+    check_finite("idf", idf)
+    check_same_device(counts=counts, idf=idf)
+    check_bool("sublinear_tf", sublinear_tf)
+    check_bool("normalize", normalize)
     if counts.is_sparse:
         c = counts.coalesce()
         cols = c.indices()[1]
@@ -247,7 +444,8 @@ def tfidf_vectors(counts: torch.Tensor, idf: torch.Tensor, sublinear_tf: bool = 
         values = tf * idf[cols]
         if normalize:
             rows = c.indices()[0]
-            sq = torch.zeros(counts.shape[0], device=counts.device).index_add_(0, rows, values**2)
+            sq = torch.zeros(counts.shape[0], dtype=values.dtype,
+                             device=counts.device).index_add_(0, rows, values**2)
             values = values / sq.sqrt().clamp(min=1e-12)[rows]
         return torch.sparse_coo_tensor(c.indices(), values, counts.shape, check_invariants=False).coalesce()
     tf = torch.where(counts > 0, 1 + torch.log(counts.clamp(min=1)), counts) if sublinear_tf else counts
@@ -278,23 +476,34 @@ def cosine_similarity(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.T
         b: vectors, dense or sparse; ``None`` compares ``a`` with itself.
 
     Returns:
-        A dense matrix of similarities.
+        A dense matrix of similarities, in the inputs' floating dtype (float64 stays float64;
+        float16 and bfloat16 are computed and returned as float32).
 
     Shape:
-        ``a``: ``(N, E)``, ``b``: ``(M, E)`` -> ``(N, M)``
+        ``a``: ``(T, C)``, ``b``: ``(S, C)`` -> ``(T, S)`` (rows of ``a`` against rows of ``b``,
+        like queries against keys; C is the vectors' width)
 
     Example:
         >>> cosine_similarity(torch.tensor([[1., 0.], [1., 1.]]))
         tensor([[1.0000, 0.7071],
                 [0.7071, 1.0000]])
     """
+    check_tensor("a", a, ndim=(1, 2), dtype="float")
+    if b is not None:
+        check_tensor("b", b, ndim=(1, 2), dtype="float")
+        check_same_device(a=a, b=b)
     b = a if b is None else b
     a2 = a.unsqueeze(0) if a.dim() == 1 else a
     b2 = b.unsqueeze(0) if b.dim() == 1 else b
-    if a2.dim() != 2 or b2.dim() != 2 or a2.shape[1] != b2.shape[1]:
-        raise ValueError(f"a, b: expected (N, E) and (M, E) with the same E, got "
-                         f"{tuple(a.shape)} and {tuple(b.shape)}")
-    a2, b2 = _unit_rows(a2.float()), _unit_rows(b2.float())
+    if a2.shape[1] != b2.shape[1]:
+        raise ValueError(f"b: expected (M, {a2.shape[1]}) to match a {tuple(a.shape)}, "
+                         f"got {tuple(b.shape)}")
+    for name, x in (("a", a2), ("b", b2)):
+        check_finite(name, x.coalesce().values() if x.is_sparse else x)
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    if dtype in (torch.float16, torch.bfloat16):
+        dtype = torch.float32  # too few digits for sums of many products
+    a2, b2 = _unit_rows(a2.to(dtype)), _unit_rows(b2.to(dtype))
     if a2.is_sparse and b2.is_sparse:
         return torch.sparse.mm(a2, b2.t().to_dense())
     if a2.is_sparse:
@@ -319,11 +528,15 @@ def top_k_similar(query: torch.Tensor, vectors: torch.Tensor, k: int = 5,
         ``(scores, indices)``, best first.
 
     Shape:
-        ``query``: ``(E,)`` or ``(M, E)``, ``vectors``: ``(N, E)`` -> ``(k,)`` or ``(M, k)`` each.
+        ``query``: ``(C,)`` or ``(T, C)``, ``vectors``: ``(N, C)`` -> ``(k,)`` or ``(T, k)`` each.
     """
+    check_tensor("vectors", vectors, ndim=2, dtype="float")
+    check_tensor("query", query, ndim=(1, 2), dtype="float")
+    check_bool("exclude_self", exclude_self)
     n = vectors.shape[0]
     available = n - 1 if exclude_self else n
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= available:
+    check_int("k", k)
+    if k > available:
         raise ValueError(f"k: expected an int with 1 <= k <= {available}, got {k!r}")
     sims = cosine_similarity(query, vectors)  # (M, N)
     if exclude_self:

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "autocast", "resolve_device", "device_name"]
+from lmlab._checks import check_bool, check_int
+
+__all__ = ["get_device", "seed_everything", "autocast"]
 
 _ALLOWED = ("cuda", "mps", "cpu")
 
@@ -26,6 +28,9 @@ def _mps_available() -> bool:
 
 def get_device(prefer: str | torch.device | None = None) -> torch.device:
     """Return the best available device: cuda, then mps, then cpu.
+
+    Trainers call ``get_device(device)`` on their ``device=`` argument, so ``None`` there means
+    the same as here.
 
     Args:
         prefer: force a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``). When ``None``,
@@ -42,8 +47,10 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
         >>> get_device("cpu")
         device(type='cpu')
     """
+    name = "prefer"
     if prefer is None:
         prefer = os.environ.get("LMLAB_DEVICE") or None
+        name = "LMLAB_DEVICE"
     if prefer is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -54,35 +61,30 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
         raise TypeError(f"prefer: expected a str, torch.device or None, got {type(prefer).__name__}")
     try:
         device = torch.device(prefer)
-    except RuntimeError as err:
-        raise ValueError(f"prefer: unknown device {prefer!r}; allowed types are {_ALLOWED}") from err
+    except RuntimeError:
+        raise ValueError(f"{name}: unknown device {prefer!r}; allowed types are "
+                         f"{_ALLOWED}") from None
     if device.type not in _ALLOWED:
-        raise ValueError(f"prefer: unknown device type {device.type!r}; allowed: {_ALLOWED}")
+        raise ValueError(f"{name}: unknown device type {device.type!r}; allowed: {_ALLOWED}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("prefer='cuda' but no CUDA device is available here")
+        raise RuntimeError(f"{name}={str(prefer)!r} but no CUDA device is available here")
+    if device.type == "cuda" and device.index is not None \
+            and device.index >= torch.cuda.device_count():
+        raise RuntimeError(f"{name}={str(prefer)!r} but this machine has "
+                           f"{torch.cuda.device_count()} CUDA device(s)")
     if device.type == "mps" and not _mps_available():
-        raise RuntimeError("prefer='mps' but no MPS device is available here")
+        raise RuntimeError(f"{name}={str(prefer)!r} but no MPS device is available here")
     return device
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a :class:`torch.device`, or the best available one when ``None``."""
-    return get_device(device) if device is not None else get_device()
-
-
-def device_name(device: str | torch.device | None = None) -> str:
-    """A short human-readable name of ``device`` (the GPU's model name where there is one)."""
-    device = resolve_device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return device.type
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (all devices) for reproducible runs.
 
+    This sets process-wide state on purpose: call it from notebooks, scripts and tests, never
+    from library code (which takes a :class:`torch.Generator` instead).
+
     Args:
-        seed: a non-negative integer.
+        seed: an integer in ``[0, 2**64)``.
 
     Returns:
         A CPU :class:`torch.Generator` seeded with ``seed``, for code that takes a generator.
@@ -93,10 +95,7 @@ def seed_everything(seed: int = 0) -> torch.Generator:
         >>> torch.equal(a, b)
         True
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {seed}")
+    check_int("seed", seed, minimum=0, maximum=2**64 - 1)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # seeds every CUDA/MPS device too
@@ -134,7 +133,15 @@ def autocast(device: str | torch.device, enabled: bool = True,
         ...     dtype is None
         True
     """
-    device = torch.device(device)
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device: expected a str or torch.device, got {type(device).__name__}")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device: unknown device {device!r}") from None
+    check_bool("enabled", enabled)
+    if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype: expected torch.bfloat16, torch.float16 or None, got {dtype!r}")
     chosen = _autocast_dtype(device, dtype) if enabled else None
     if chosen is None:
         yield None

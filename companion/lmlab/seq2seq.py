@@ -1,0 +1,633 @@
+"""Sequence-to-sequence models: an encoder, a decoder, teacher forcing, greedy and beam decoding.
+
+Chapter 3's model, on any pair of vocabularies::
+
+    config = Seq2SeqConfig.base(src_vocab, tgt_vocab, attention="scaled_dot")
+    model  = Seq2Seq(config)                                # GRU encoder + decoder
+    losses = train_seq2seq(model, pairs, steps=1000)        # pairs: (source, target) tokens
+    ids, _ = model.greedy_decode(src, src_lengths)          # or model.beam_search(...)
+
+The config holds both vocabularies (:class:`lmlab.bow.Vocabulary`), so the special ids (padding,
+start and end marks) come from them and a checkpoint carries the symbols it was trained on.
+:mod:`lmlab.g2p` uses this for spelling -> pronunciation.
+
+Shape letters: ``B`` batch, ``S`` source length, ``T`` target length, ``R`` width of the
+recurrent state (``hidden_size``), ``V`` target vocabulary size.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmlab._checks import check_bool, check_choice, check_float, check_int, check_tensor
+from lmlab.attention import padding_mask
+from lmlab.bow import Vocabulary
+from lmlab.rnn import ATTENTIONS, CELLS, AttentionDecoder, Decoder, Encoder, State
+
+__all__ = ["Seq2SeqConfig", "Batch", "encode_sources", "make_batch", "Seq2Seq", "pair_batches",
+           "train_seq2seq",
+           "save_checkpoint", "load_checkpoint"]
+
+
+# --------------------------------------------------------------------------- config
+
+
+_NEEDS = {"src_vocab": ("pad_token", "eos_token"),
+          "tgt_vocab": ("pad_token", "bos_token", "eos_token")}
+
+
+def _check_vocabs(src_vocab: object, tgt_vocab: object | None = None) -> None:
+    for name, vocab in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):
+        if name == "tgt_vocab" and tgt_vocab is None:
+            continue
+        if not isinstance(vocab, Vocabulary):
+            raise TypeError(f"{name}: expected an lmlab.bow.Vocabulary, got "
+                            f"{type(vocab).__name__}")
+        missing = [n for n in _NEEDS[name] if getattr(vocab, n) is None]
+        if missing:
+            raise ValueError(f"{name}: the vocabulary needs {', '.join(missing)} set")
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """Vocabularies, sizes and choices of a :class:`Seq2Seq` model.
+
+    Use a preset (:meth:`tiny`, :meth:`small`, :meth:`base`) or give every field.
+
+    Example:
+        >>> src = Vocabulary(("<pad>", "</s>", "a", "b"), pad_token="<pad>", eos_token="</s>")
+        >>> tgt = Vocabulary(("<pad>", "<s>", "</s>", "x"), pad_token="<pad>", bos_token="<s>",
+        ...                  eos_token="</s>")
+        >>> config = Seq2SeqConfig.tiny(src, tgt)
+        >>> config.d_model, config.hidden_size, config.bos_id, config.eos_id
+        (16, 24, 1, 2)
+    """
+
+    src_vocab: Vocabulary  # input symbols; needs a pad_token and an eos_token (the end mark)
+    tgt_vocab: Vocabulary  # output symbols; needs pad_token, bos_token (start) and eos_token
+    d_model: int = 64  # width C of the symbol embeddings (the recurrent layers' input)
+    hidden_size: int = 128  # width R of the recurrent state, encoder and decoder
+    cell: str = "gru"  # "gru" or "lstm"
+    attention: str | None = None  # None: plain decoder; "dot", "scaled_dot", "additive"
+
+    def __post_init__(self) -> None:
+        _check_vocabs(self.src_vocab, self.tgt_vocab)
+        check_int("d_model", self.d_model)
+        check_int("hidden_size", self.hidden_size)
+        check_choice("cell", self.cell, CELLS)
+        check_choice("attention", self.attention, (None, *ATTENTIONS))
+
+    @classmethod
+    def tiny(cls, src_vocab: Vocabulary, tgt_vocab: Vocabulary, **changes: Any) -> Seq2SeqConfig:
+        """Embeddings of 16, state of 24: for tests, trains in seconds."""
+        return cls._preset(src_vocab, tgt_vocab, 16, 24, changes)
+
+    @classmethod
+    def small(cls, src_vocab: Vocabulary, tgt_vocab: Vocabulary, **changes: Any) -> Seq2SeqConfig:
+        """Embeddings of 64, state of 128: a quick model for experiments."""
+        return cls._preset(src_vocab, tgt_vocab, 64, 128, changes)
+
+    @classmethod
+    def base(cls, src_vocab: Vocabulary, tgt_vocab: Vocabulary, **changes: Any) -> Seq2SeqConfig:
+        """Embeddings of 64, state of 256: the models of chapters 3 and 4."""
+        return cls._preset(src_vocab, tgt_vocab, 64, 256, changes)
+
+    @classmethod
+    def _preset(cls, src_vocab: Vocabulary, tgt_vocab: Vocabulary, d_model: int,
+                hidden_size: int, changes: dict[str, Any]) -> Seq2SeqConfig:
+        unknown = set(changes) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"changes: unknown field(s) {sorted(unknown)}; allowed: "
+                            f"{[f.name for f in fields(cls)]}")
+        return replace(cls(src_vocab, tgt_vocab, d_model=d_model, hidden_size=hidden_size),
+                       **changes)
+
+    @property
+    def src_vocab_size(self) -> int:
+        """Number of input symbols."""
+        return len(self.src_vocab)
+
+    @property
+    def tgt_vocab_size(self) -> int:
+        """Number of output symbols, ``V``."""
+        return len(self.tgt_vocab)
+
+    @property
+    def pad_id(self) -> int:
+        """The target vocabulary's padding id (ignored by the loss)."""
+        return int(self.tgt_vocab.pad_id)  # type: ignore[arg-type]
+
+    @property
+    def bos_id(self) -> int:
+        """The target vocabulary's start id, the decoder's first input."""
+        return int(self.tgt_vocab.bos_id)  # type: ignore[arg-type]
+
+    @property
+    def eos_id(self) -> int:
+        """The target vocabulary's end id, where generation stops."""
+        return int(self.tgt_vocab.eos_id)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-able data (vocabularies included)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["src_vocab"], out["tgt_vocab"] = self.src_vocab.to_dict(), self.tgt_vocab.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Seq2SeqConfig:
+        """The inverse of :meth:`to_dict`."""
+        if not isinstance(data, dict):
+            raise TypeError(f"data: expected a dict, got {type(data).__name__}")
+        unexpected = set(data) - {f.name for f in fields(cls)}
+        if unexpected:
+            raise ValueError(f"data: unexpected fields {sorted(unexpected)}")
+        data = dict(data)
+        for name in ("src_vocab", "tgt_vocab"):
+            if name not in data:
+                raise ValueError(f"data: no {name!r}")
+            data[name] = Vocabulary.from_dict(data[name])
+        return cls(**data)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@dataclass
+class Batch:
+    """A padded batch of (source, target) pairs as ids.
+
+    ``src`` holds the source symbols and the end mark; ``tgt_in`` is the start mark + target
+    (the decoder's inputs under teacher forcing) and ``tgt_out`` the target + end mark (what it
+    must predict).
+    """
+
+    src: torch.Tensor  # (B, S) source ids, padded
+    src_lengths: torch.Tensor  # (B,) true source lengths, end mark included
+    tgt_in: torch.Tensor  # (B, T) start id + target ids, padded
+    tgt_out: torch.Tensor  # (B, T) target ids + end id, padded
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch on ``device``."""
+        return Batch(*(t.to(device) for t in (self.src, self.src_lengths, self.tgt_in,
+                                              self.tgt_out)))
+
+
+def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    out = torch.full((len(seqs), max(len(s) for s in seqs)), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+    return out  # (B, L)
+
+
+def _symbols(name: str, value: object, vocab: Vocabulary) -> list[int]:
+    """Ids of one sequence: a str is read as its characters, a list/tuple as its tokens."""
+    if isinstance(value, str):
+        tokens: Sequence[str] = list(value)
+    elif isinstance(value, (list, tuple)):
+        tokens = value
+    else:
+        raise TypeError(f"{name}: expected a str (its characters) or a list of symbols, got "
+                        f"{type(value).__name__}")
+    if len(tokens) == 0:
+        raise ValueError(f"{name}: empty sequence; expected at least one symbol")
+    specials = {vocab.pad_token, vocab.bos_token, vocab.eos_token} - {None}
+    for i, t in enumerate(tokens):
+        if not isinstance(t, str):
+            raise TypeError(f"{name}[{i}]: expected a str symbol, got {type(t).__name__}")
+        if t in specials:
+            raise ValueError(f"{name}: contains the special symbol {t!r}")
+    try:
+        return vocab.encode(list(tokens))
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from None
+
+
+def encode_sources(sources: Sequence[str | Sequence[str]], src_vocab: Vocabulary,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source ids + the end mark as a padded tensor, and the lengths.
+
+    Args:
+        sources: sequences of symbols (a str is read as its characters).
+        src_vocab: the model's input vocabulary.
+
+    Returns:
+        ``(src, src_lengths)``.
+
+    Shape:
+        ``(B, S)``, ``(B,)``
+    """
+    if isinstance(sources, str) or not isinstance(sources, Sequence):
+        raise TypeError(f"sources: expected a list of sequences, got {type(sources).__name__} "
+                        "(wrap a single one in a list)")
+    if len(sources) == 0:
+        raise ValueError("sources: expected at least one sequence, got none")
+    _check_vocabs(src_vocab)
+    return _source_ids(sources, src_vocab, "sources[{}]")
+
+
+def _source_ids(sources: Sequence[str | Sequence[str]], src_vocab: Vocabulary,
+                name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = [_symbols(name.format(i), s, src_vocab) + [src_vocab.eos_id]  # type: ignore[list-item]
+           for i, s in enumerate(sources)]
+    return _pad(ids, src_vocab.pad_id), torch.tensor([len(s) for s in ids])  # type: ignore[arg-type]
+
+
+def make_batch(pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]],
+               src_vocab: Vocabulary, tgt_vocab: Vocabulary) -> Batch:
+    """Encode and pad ``(source, target)`` pairs (a str is read as its characters).
+
+    Args:
+        pairs: the pairs, e.g. ``("cab", ("K", "AE1", "B"))``.
+        src_vocab: input vocabulary (with pad and end tokens).
+        tgt_vocab: output vocabulary (with pad, start and end tokens).
+
+    Returns:
+        The padded :class:`Batch`.
+
+    Example:
+        >>> src = Vocabulary(("<pad>", "</s>", "a", "b"), pad_token="<pad>", eos_token="</s>")
+        >>> tgt = Vocabulary(("<pad>", "<s>", "</s>", "X", "Y"), pad_token="<pad>",
+        ...                  bos_token="<s>", eos_token="</s>")
+        >>> b = make_batch([("ab", ["X", "Y"]), ("b", ["Y"])], src, tgt)
+        >>> b.src.tolist(), b.tgt_in.tolist(), b.tgt_out.tolist()
+        ([[2, 3, 1], [3, 1, 0]], [[1, 3, 4], [1, 4, 0]], [[3, 4, 2], [4, 2, 0]])
+    """
+    if isinstance(pairs, str) or not isinstance(pairs, Sequence):
+        raise TypeError(f"pairs: expected a list of (source, target) pairs, got "
+                        f"{type(pairs).__name__}")
+    if len(pairs) == 0:
+        raise ValueError("pairs: expected at least one pair, got none")
+    for i, p in enumerate(pairs):
+        if not isinstance(p, (tuple, list)) or len(p) != 2:
+            raise TypeError(f"pairs[{i}]: expected a (source, target) pair, got {p!r:.60}")
+    _check_vocabs(src_vocab, tgt_vocab)
+    src, src_lengths = _source_ids([s for s, _ in pairs], src_vocab, "pairs[{}][0]")
+    tgt = [_symbols(f"pairs[{i}][1]", t, tgt_vocab) for i, (_, t) in enumerate(pairs)]
+    tgt_in = _pad([[tgt_vocab.bos_id, *t] for t in tgt], tgt_vocab.pad_id)
+    tgt_out = _pad([[*t, tgt_vocab.eos_id] for t in tgt], tgt_vocab.pad_id)
+    return Batch(src, src_lengths, tgt_in, tgt_out)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def _select_state(state: State, index: torch.Tensor) -> State:
+    if isinstance(state, tuple):
+        return tuple(s[:, index] for s in state)  # type: ignore[return-value]
+    return state[:, index]
+
+
+class Seq2Seq(nn.Module):
+    """Encoder + decoder, trained with teacher forcing, decoded greedily or with a beam.
+
+    ``config.attention=None`` gives the plain :class:`lmlab.rnn.Decoder`, any other choice the
+    :class:`lmlab.rnn.AttentionDecoder`: the rest of the interface is the same.
+
+    Args:
+        config: the model's vocabularies, sizes and choices.
+
+    Shape:
+        src ``(B, S)``, src_lengths ``(B,)``, tgt_in ``(B, T)`` -> logits ``(B, T, V)``,
+        weights ``(B, T, S)`` (``None`` for the plain decoder)
+    """
+
+    def __init__(self, config: Seq2SeqConfig) -> None:
+        super().__init__()
+        if not isinstance(config, Seq2SeqConfig):
+            raise TypeError(f"config: expected a Seq2SeqConfig, got {type(config).__name__}")
+        self.config = config
+        c = config
+        self.encoder = Encoder(c.src_vocab_size, c.d_model, c.hidden_size, c.cell,
+                               c.src_vocab.pad_id)
+        self.decoder: Decoder | AttentionDecoder
+        if c.attention is None:
+            self.decoder = Decoder(c.tgt_vocab_size, c.d_model, c.hidden_size, c.cell, c.pad_id)
+        else:
+            self.decoder = AttentionDecoder(c.tgt_vocab_size, c.d_model, c.hidden_size, c.cell,
+                                            c.attention, c.pad_id)
+
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor,
+               ) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """``(memory, state, src_mask)`` for a batch; see :class:`lmlab.rnn.Encoder`.
+
+        Shape:
+            src ``(B, S)`` -> memory ``(B, S, R)``, src_mask ``(B, S)`` (``True`` = real symbol)
+        """
+        memory, state = self.encoder(src, src_lengths)
+        return memory, state, padding_mask(src_lengths.to(src.device), src.shape[1])
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor,
+                tgt_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher forcing: predict every next symbol given the true previous ones.
+
+        Args:
+            src: source ids, padded.
+            src_lengths: true source lengths.
+            tgt_in: the start id and the true target ids, padded.
+
+        Returns:
+            ``(logits, weights)``; ``weights`` is ``None`` for the plain decoder.
+        """
+        memory, state, src_mask = self.encode(src, src_lengths)
+        if isinstance(tgt_in, torch.Tensor) and tgt_in.dim() == 2 and tgt_in.shape[0] != src.shape[0]:
+            raise ValueError(f"tgt_in: expected {src.shape[0]} sequences like src, "
+                             f"got shape {tuple(tgt_in.shape)}")
+        logits, _, weights = self.decoder(tgt_in, state, memory, src_mask)
+        return logits, weights
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Mean cross-entropy of the next symbol over all real (non-padding) target positions."""
+        if not isinstance(batch, Batch):
+            raise TypeError(f"batch: expected a Batch, got {type(batch).__name__}")
+        logits, _ = self(batch.src, batch.src_lengths, batch.tgt_in)
+        check_tensor("batch.tgt_out", batch.tgt_out, ndim=2, dtype="int")
+        if batch.tgt_out.shape != batch.tgt_in.shape:
+            raise ValueError(f"batch.tgt_out: expected the shape of tgt_in "
+                             f"{tuple(batch.tgt_in.shape)}, got {tuple(batch.tgt_out.shape)}")
+        return F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(),
+                               ignore_index=self.config.pad_id)
+
+    @torch.no_grad()
+    def greedy_decode(self, src: torch.Tensor, src_lengths: torch.Tensor, max_len: int = 30,
+                      ) -> tuple[list[list[int]], list[torch.Tensor | None]]:
+        """Generate by always taking the most likely next symbol, feeding it back in.
+
+        Each sequence stops at the end id (not included in the output) or after ``max_len``
+        symbols.
+
+        Args:
+            src: source ids, padded.
+            src_lengths: true source lengths.
+            max_len: the most symbols to generate per sequence.
+
+        Returns:
+            ``(ids, weights)``: the generated ids of each sequence, and per sequence its
+            attention weights over its own ``S_b`` source symbols, one row per decoding step
+            (``len(ids) + 1`` rows when it ended with the end id, ``len(ids)`` when cut off at
+            ``max_len``; ``None`` for the plain decoder).
+        """
+        check_int("max_len", max_len)
+        memory, state, src_mask = self.encode(src, src_lengths)
+        B, S = src_mask.shape
+        eos = self.config.eos_id
+        out: list[list[int]] = [[] for _ in range(B)]
+        rows: list[list[torch.Tensor]] = [[] for _ in range(B)]
+        active = torch.arange(B, device=src.device)  # sequences still generating
+        token = torch.full((B, 1), self.config.bos_id, dtype=torch.long, device=src.device)
+        for _ in range(max_len):
+            logits, state, weights = self.decoder(token, state, memory, src_mask)  # (b, 1, V)
+            token = logits[:, -1].argmax(-1, keepdim=True)  # (b, 1)
+            chosen = token[:, 0].tolist()
+            for j, b in enumerate(active.tolist()):
+                if chosen[j] != eos:
+                    out[b].append(chosen[j])
+                if weights is not None:
+                    rows[b].append(weights[j, 0])  # (S,)
+            keep = token[:, 0] != eos
+            if not bool(keep.any()):
+                break
+            if not bool(keep.all()):  # drop finished sequences from the batch
+                active, token = active[keep], token[keep]
+                memory, src_mask = memory[keep], src_mask[keep]
+                state = _select_state(state, keep.nonzero()[:, 0])
+        weights_out = [torch.stack(r)[:, :int(src_lengths[b])].cpu() if r else None
+                       for b, r in enumerate(rows)]  # (L_b, S_b)
+        return out, weights_out
+
+    @torch.no_grad()
+    def beam_search(self, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: int = 4,
+                    max_len: int = 30) -> list[list[int]]:
+        """Generate by keeping the ``beam_size`` most likely partial outputs at every step.
+
+        A hypothesis ends at the end id; the search for a sequence stops when no unfinished
+        hypothesis can beat the best finished one (log-probabilities only fall), or after
+        ``max_len`` symbols. With ``beam_size=1`` this is :meth:`greedy_decode`.
+
+        Args:
+            src: source ids, padded.
+            src_lengths: true source lengths.
+            beam_size: hypotheses kept per step.
+            max_len: the most symbols to generate per sequence.
+
+        Returns:
+            The ids of the most likely output of each sequence (the end id not included).
+        """
+        check_int("beam_size", beam_size)
+        check_int("max_len", max_len)
+        memory, state, src_mask = self.encode(src, src_lengths)
+        results = []
+        for b in range(src.shape[0]):
+            idx = torch.tensor([b], device=src.device)
+            results.append(self._beam_one(memory[idx], _select_state(state, idx), src_mask[idx],
+                                          beam_size, max_len))
+        return results
+
+    def _beam_one(self, memory: torch.Tensor, state: State, src_mask: torch.Tensor,
+                  beam_size: int, max_len: int) -> list[int]:
+        eos = self.config.eos_id
+        device = memory.device
+        seqs: list[list[int]] = [[]]
+        scores = torch.zeros(1, device=device)  # (K,) log-probability of each hypothesis
+        token = torch.full((1, 1), self.config.bos_id, dtype=torch.long, device=device)
+        best: tuple[float, list[int]] | None = None
+        for step in range(max_len):
+            K = len(seqs)
+            logits, state, _ = self.decoder(token, state, memory.expand(K, -1, -1),
+                                            src_mask.expand(K, -1))
+            logp = scores[:, None] + torch.log_softmax(logits[:, -1], dim=-1)  # (K, V)
+            top, flat = logp.flatten().topk(min(beam_size, logp.numel()))
+            V = logp.shape[1]
+            alive_rows, alive_seqs, alive_scores, next_tokens = [], [], [], []
+            for score, f in zip(top.tolist(), flat.tolist()):
+                row, tok = divmod(f, V)
+                if tok == eos:
+                    if best is None or score > best[0]:
+                        best = (score, seqs[row])
+                else:
+                    alive_rows.append(row)
+                    alive_seqs.append(seqs[row] + [tok])
+                    alive_scores.append(score)
+                    next_tokens.append(tok)
+            if not alive_seqs or (best is not None and best[0] >= max(alive_scores)):
+                break
+            if step == max_len - 1:
+                if best is None or max(alive_scores) > best[0]:
+                    best = (max(alive_scores), alive_seqs[alive_scores.index(max(alive_scores))])
+                break
+            rows = torch.tensor(alive_rows, device=device)
+            state = _select_state(state, rows)
+            seqs, scores = alive_seqs, torch.tensor(alive_scores, device=device)
+            token = torch.tensor(next_tokens, device=device)[:, None]  # (K, 1)
+        assert best is not None
+        return best[1]
+
+
+# --------------------------------------------------------------------------- training
+
+
+def pair_batches(pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]],
+                 src_vocab: Vocabulary, tgt_vocab: Vocabulary, batch_size: int,
+                 seed: int = 0) -> Callable[[int, torch.Generator], Batch]:
+    """The batches of an epoch-wise shuffled pass over ``pairs``, as a function of the step.
+
+    Epoch ``e`` visits the pairs in the order ``torch.randperm(len(pairs))`` seeded with
+    ``seed + e``; batch ``step`` takes the next ``batch_size`` pairs of the epochs laid end to
+    end (a batch may straddle two epochs). It depends on the step alone, as
+    :func:`lmlab.training.train` needs for a run that resumes bit-exactly.
+
+    Args:
+        pairs: ``(source, target)`` pairs.
+        src_vocab: input vocabulary.
+        tgt_vocab: output vocabulary.
+        batch_size: pairs per batch (>= 1).
+        seed: seed of the first epoch's order (>= 0).
+
+    Returns:
+        ``batches(step, generator) -> Batch`` (the generator is not used).
+    """
+    if isinstance(pairs, str) or not isinstance(pairs, Sequence):
+        raise TypeError(f"pairs: expected a list of (source, target) pairs, got "
+                        f"{type(pairs).__name__}")
+    if len(pairs) == 0:
+        raise ValueError("pairs: expected at least one training pair, got none")
+    check_int("batch_size", batch_size)
+    check_int("seed", seed, minimum=0)
+    make_batch(pairs[:1], src_vocab, tgt_vocab)  # fail early on a malformed pair or vocabulary
+    n = len(pairs)
+    orders: dict[int, list[int]] = {}
+
+    def order(epoch: int) -> list[int]:
+        if epoch not in orders:
+            if len(orders) > 4:  # keep a few epochs' orders, not all of them
+                orders.clear()
+            g = torch.Generator().manual_seed(seed + epoch)
+            orders[epoch] = torch.randperm(n, generator=g).tolist()
+        return orders[epoch]
+
+    def batches(step: int, generator: torch.Generator | None = None) -> Batch:
+        start = step * batch_size
+        chosen = [pairs[order(i // n)[i % n]] for i in range(start, start + batch_size)]
+        return make_batch(chosen, src_vocab, tgt_vocab)
+
+    return batches
+
+
+def train_seq2seq(model: Seq2Seq, pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]],
+                  steps: int, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
+                  clip: float | None = 1.0, device: torch.device | str | None = None,
+                  desc: str = "train", warmup_steps: int = 0) -> list[float]:
+    """Train with teacher forcing for a fixed number of steps (the training budget), with
+    :func:`lmlab.training.train`.
+
+    Batches come from :func:`pair_batches` (each epoch shuffled with ``seed``); the optimizer
+    is Adam (AdamW without weight decay); the learning rate warms up linearly over
+    ``warmup_steps`` and then decays linearly to a tenth at the last step; the gradient norm
+    is clipped to ``clip``.
+
+    Args:
+        model: the model to train (moved to ``device``).
+        pairs: ``(source, target)`` training pairs, encoded with the model's vocabularies.
+        steps: number of optimizer steps (>= 1).
+        batch_size: pairs per step (>= 1).
+        lr: peak learning rate (> 0).
+        seed: seed of the batch order (>= 0).
+        clip: maximum gradient norm (> 0), or ``None`` for no clipping.
+        device: where to train (default: :func:`lmlab.device.get_device`).
+        desc: label of the progress bar.
+        warmup_steps: steps of linear warm-up (0 .. ``steps``).
+
+    Returns:
+        The training loss of every step.
+    """
+    from lmlab.training import TrainConfig, train
+
+    if not isinstance(model, Seq2Seq):
+        raise TypeError(f"model: expected a Seq2Seq, got {type(model).__name__}")
+    check_int("steps", steps)
+    if clip is not None:
+        check_float("clip", clip, minimum=0.0, min_inclusive=False)
+    config = TrainConfig(steps=steps, lr=lr, warmup_steps=warmup_steps, decay="linear",
+                         min_lr_ratio=0.1, grad_clip=clip, seed=seed, desc=desc,
+                         mixed_precision=False)  # float32 everywhere: small GRUs, exact tests
+    batches = pair_batches(pairs, model.config.src_vocab, model.config.tgt_vocab, batch_size,
+                           seed)
+    result = train(model, lambda m, batch: m.loss(batch), batches, config, device=device)
+    return result.losses
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(model: Seq2Seq, path: str | Path, metadata: dict[str, Any] | None = None,
+                    half: bool = True) -> None:
+    """Save ``model`` as safetensors, its config and ``metadata`` (JSON-able) in the header.
+
+    Args:
+        model: the model to save.
+        path: the ``.safetensors`` file to write (atomically).
+        metadata: anything else worth keeping (training budget, loss curve, scores).
+        half: store the weights as float16, halving the file (they are read back as float32).
+    """
+    from lmlab.io import save_tensors
+
+    if not isinstance(model, Seq2Seq):
+        raise TypeError(f"model: expected a Seq2Seq, got {type(model).__name__}")
+    check_bool("half", half)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(f"metadata: expected a dict, got {type(metadata).__name__}")
+    try:
+        meta = json.dumps(metadata or {})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"metadata: not JSON-serialisable ({err})") from None
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
+               for k, v in model.state_dict().items()}
+    header = {"config": json.dumps(model.config.to_dict()), "metadata": meta}
+    save_tensors(tensors, path, metadata=header)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
+                    ) -> tuple[Seq2Seq, dict[str, Any]]:
+    """Read a model written by :func:`save_checkpoint`.
+
+    Args:
+        path: the ``.safetensors`` file.
+        device: where to put the model.
+
+    Returns:
+        ``(model, metadata)``: the model in evaluation mode (float32, on ``device``) and the
+        metadata saved with it.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a safetensors file written by :func:`save_checkpoint`
+            (truncated, corrupted, or without a config); the message names the file.
+    """
+    from lmlab.io import load_tensors, read_metadata
+
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"path: expected a path (str or pathlib.Path), got {type(path).__name__}")
+    path = Path(path)
+    header = read_metadata(path)  # errors name the file
+    tensors = load_tensors(path)
+    if "config" not in header:
+        raise ValueError(f"path: {path.name} holds no Seq2Seq config; was it written by "
+                         "save_checkpoint?")
+    try:
+        config = Seq2SeqConfig.from_dict(json.loads(header["config"]))
+        metadata = json.loads(header.get("metadata", "{}"))
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"path: {path.name} has an unreadable config ({err})") from None
+    model = Seq2Seq(config)
+    try:
+        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except RuntimeError as err:
+        raise ValueError(f"path: {path.name}'s tensors do not fit its config ({err})") from None
+    return model.to(device).eval(), metadata

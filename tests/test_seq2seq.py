@@ -1,0 +1,410 @@
+"""Tests of lmlab.seq2seq: padding, teacher forcing, greedy = beam 1, beam = exhaustive search,
+checkpoints and the training script."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmlab import g2p, seq2seq
+from lmlab.bow import Vocabulary
+from lmlab.device import seed_everything
+from lmlab.progress import set_progress
+from lmlab.seq2seq import Seq2Seq, Seq2SeqConfig
+
+set_progress(False)
+
+SRC, TGT = g2p.GRAPHEME_VOCAB, g2p.PHONEME_VOCAB
+WORDS = ["attention", "spelling", "pronunciation", "onomatopoeia", "xylophone", "a", "qwrtzp",
+         "internationalization", "mississippi", "zzz", "through", "antidisestablishmentarianism"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _models() -> list[Seq2Seq]:
+    out = []
+    for cell, attention in [("gru", None), ("lstm", None), ("gru", "dot"), ("gru", "scaled_dot"),
+                            ("lstm", "additive"), ("gru", "additive")]:
+        seed_everything(0)
+        out.append(Seq2Seq(Seq2SeqConfig.tiny(SRC, TGT, cell=cell, attention=attention)).eval())
+    return out
+
+
+MODEL_IDS = ["gru", "lstm", "gru-dot", "gru-scaled_dot", "lstm-additive", "gru-additive"]
+
+
+# --------------------------------------------------------------------------- config, batches
+
+
+def test_presets_and_special_ids_come_from_the_vocabularies() -> None:
+    tgt = Vocabulary(("</s>", "<pad>", "x", "<s>"), pad_token="<pad>", bos_token="<s>",
+                     eos_token="</s>")
+    config = Seq2SeqConfig.small(SRC, tgt, attention="dot")
+    assert (config.pad_id, config.bos_id, config.eos_id) == (1, 3, 0)
+    assert (config.d_model, config.hidden_size, config.attention) == (64, 128, "dot")
+    assert Seq2SeqConfig.base(SRC, TGT).hidden_size == 256
+    assert Seq2SeqConfig.tiny(SRC, TGT).hidden_size == 24
+    assert Seq2SeqConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    model = Seq2Seq(config)
+    assert model.decoder.embedding.padding_idx == 1
+    ids, _ = model.greedy_decode(*seq2seq.encode_sources(["ab"], SRC), max_len=3)
+    assert all(0 <= i < 4 for i in ids[0])
+
+
+def test_make_batch_frames_targets() -> None:
+    batch = seq2seq.make_batch([("ab", ["EY1", "B"]), ("b", ["B"])], SRC, TGT)
+    assert batch.src.tolist() == [[3, 4, 2], [4, 2, 0]]
+    assert batch.src_lengths.tolist() == [3, 2]
+    assert batch.tgt_in[:, 0].tolist() == [2, 2]  # <s>
+    assert batch.tgt_out.tolist() == [[33, 22, 3], [22, 3, 0]]
+    assert batch.tgt_in[0, 1:].tolist() == batch.tgt_out[0, :-1].tolist()  # shifted by one
+
+
+# --------------------------------------------------------------------------- models
+
+
+@pytest.mark.parametrize("index", range(6), ids=MODEL_IDS)
+def test_padding_does_not_change_outputs(index: int) -> None:
+    model = _models()[index]
+    batch = seq2seq.make_batch([("internationalization", ["IH2", "N"]), ("ox", ["AA1", "K", "S"])],
+                               SRC, TGT)
+    logits, weights = model(batch.src, batch.src_lengths, batch.tgt_in)
+    alone = seq2seq.make_batch([("ox", ["AA1", "K", "S"])], SRC, TGT)
+    logits1, weights1 = model(alone.src, alone.src_lengths, alone.tgt_in)
+    torch.testing.assert_close(logits[1, :4], logits1[0], rtol=1e-5, atol=1e-5)
+    if weights is not None:
+        assert weights.shape == (2, 4, 21)
+        assert torch.all(weights[1, :, 3:] == 0)  # padding gets zero weight
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4))
+        torch.testing.assert_close(weights[1, :, :3], weights1[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("index", range(6), ids=MODEL_IDS)
+def test_teacher_forced_loss_decreases(index: int) -> None:
+    model = _models()[index]
+    pairs = g2p.cmudict_splits()["train"][:32]
+    batch = seq2seq.make_batch(pairs, SRC, TGT)
+    before = model.loss(batch).item()
+    losses = seq2seq.train_seq2seq(model, pairs, steps=30, batch_size=32, lr=1e-2, device="cpu")
+    after = model.loss(batch).item()
+    assert after < 0.75 * before
+    assert losses[-1] < losses[0]
+
+
+def test_pair_batches_visit_every_pair_once_per_epoch() -> None:
+    pairs = g2p.cmudict_splits()["train"][:40]
+    batches = seq2seq.pair_batches(pairs, SRC, TGT, batch_size=8, seed=3)
+    seen = ["".join(SRC.decode(row)) for step in range(5)  # 40 pairs: one epoch
+            for row in batches(step, None).src.tolist()]
+    assert sorted(seen) == sorted(w for w, _ in pairs)
+    second = ["".join(SRC.decode(row)) for step in range(5, 10)
+              for row in batches(step, None).src.tolist()]
+    assert sorted(second) == sorted(seen) and second != seen  # reshuffled
+    again = seq2seq.pair_batches(pairs, SRC, TGT, batch_size=8, seed=3)
+    assert torch.equal(again(7, None).tgt_out, batches(7, None).tgt_out)  # a function of step
+    other = seq2seq.pair_batches(pairs, SRC, TGT, batch_size=8, seed=4)
+    assert not torch.equal(other(0, None).src, batches(0, None).src)
+
+
+def test_training_is_deterministic() -> None:
+    pairs = g2p.cmudict_splits()["train"][:64]
+    runs = []
+    for _ in range(2):
+        seed_everything(0)
+        model = Seq2Seq(Seq2SeqConfig.tiny(SRC, TGT, attention="dot"))
+        runs.append(seq2seq.train_seq2seq(model, pairs, steps=6, batch_size=16, device="cpu"))
+    assert runs[0] == runs[1]
+
+
+def test_loss_matches_torch_cross_entropy_by_hand() -> None:
+    model = _models()[0]
+    batch = seq2seq.make_batch([("ab", ["EY1", "B"]), ("b", ["B"])], SRC, TGT)
+    logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
+    logp = torch.log_softmax(logits, -1)
+    terms = [-logp[b, t, batch.tgt_out[b, t]] for b in range(2) for t in range(3)
+             if batch.tgt_out[b, t] != 0]
+    torch.testing.assert_close(model.loss(batch), torch.stack(terms).mean())
+
+
+def test_negative_clip_is_refused_and_clipping_can_be_off() -> None:
+    """Issue 8: clip=-1.0 used to flip the gradient (clip_grad_norm_ with a negative norm)."""
+    model = _models()[0]
+    pairs = g2p.cmudict_splits()["train"][:16]
+    for clip in (-1.0, 0.0, float("nan")):
+        with pytest.raises(ValueError, match="^clip"):
+            seq2seq.train_seq2seq(model, pairs, steps=1, clip=clip, device="cpu")
+    batch = seq2seq.make_batch(pairs, SRC, TGT)
+    before = model.loss(batch).item()
+    seq2seq.train_seq2seq(model, pairs, steps=10, batch_size=16, lr=1e-2, clip=None, device="cpu")
+    assert model.loss(batch).item() < before
+
+
+@pytest.mark.parametrize("index", range(6), ids=MODEL_IDS)
+def test_beam_one_equals_greedy(index: int) -> None:
+    model = _models()[index]
+    src, lengths = g2p.encode_words(WORDS)
+    greedy, _ = model.greedy_decode(src, lengths, max_len=12)
+    assert model.beam_search(src, lengths, beam_size=1, max_len=12) == greedy
+
+
+def _sequence_logprob(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor,
+                      seq: list[int], finished: bool) -> float:
+    cfg = model.config
+    tgt_in = torch.tensor([[cfg.bos_id, *seq]])
+    target = seq + [cfg.eos_id]
+    logits, _ = model(src, lengths, tgt_in)
+    logp = torch.log_softmax(logits[0], -1)
+    steps = len(target) if finished else len(seq)
+    return float(sum(logp[t, target[t]] for t in range(steps)))
+
+
+@pytest.mark.parametrize("attention", [None, "additive"])
+def test_wide_beam_is_exhaustive_search(attention: str | None) -> None:
+    seed_everything(3)
+    V, max_len = 5, 3
+    src_vocab = Vocabulary(("<pad>", "</s>", "a", "b", "c", "d", "e"), pad_token="<pad>",
+                           eos_token="</s>")
+    tgt_vocab = Vocabulary(("<pad>", "<s>", "</s>", "X", "Y"), pad_token="<pad>",
+                           bos_token="<s>", eos_token="</s>")
+    model = Seq2Seq(Seq2SeqConfig(src_vocab, tgt_vocab, d_model=4, hidden_size=6,
+                                  attention=attention)).eval()
+    with torch.no_grad():
+        model.decoder.out.bias.copy_(torch.tensor([0.0, 0.0, 0.5, 0.3, -0.2]))
+    src, lengths = torch.tensor([[3, 4, 5, 6]]), torch.tensor([4])
+    candidates = []
+    symbols = [i for i in range(V) if i != 2]
+    with torch.no_grad():
+        for n in range(max_len + 1):
+            for seq in itertools.product(symbols, repeat=n):
+                finished = n < max_len
+                candidates.append((_sequence_logprob(model, src, lengths, list(seq), finished),
+                                   list(seq)))
+    best = max(candidates)[1]
+    assert model.beam_search(src, lengths, beam_size=V ** max_len, max_len=max_len) == [best]
+
+
+def test_decoding_stops_at_eos_and_max_len() -> None:
+    seed_everything(0)
+    model = Seq2Seq(Seq2SeqConfig(SRC, TGT, d_model=8, hidden_size=8, attention="dot")).eval()
+    src, lengths = g2p.encode_words(["abc", "de"])
+    with torch.no_grad():
+        model.decoder.out.bias.zero_()
+        model.decoder.out.bias[model.config.eos_id] = 100.0  # always </s>
+    ids, weights = model.greedy_decode(src, lengths, max_len=5)
+    assert ids == [[], []]
+    assert [w.shape for w in weights] == [(1, 4), (1, 3)]
+    assert model.beam_search(src, lengths, beam_size=3, max_len=5) == [[], []]
+    with torch.no_grad():
+        model.decoder.out.bias[model.config.eos_id] = -100.0  # never </s>
+        model.decoder.out.bias[10] = 100.0  # always phoneme 10
+    ids, _ = model.greedy_decode(src, lengths, max_len=5)
+    assert ids == [[10] * 5, [10] * 5]
+    assert model.beam_search(src, lengths, beam_size=3, max_len=5) == [[10] * 5, [10] * 5]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+MODEL = _models()[2]
+SRC_IDS, LENGTHS = g2p.encode_words(["abc", "de"])
+PAIRS = [("a", ("EY1",))]
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: Seq2SeqConfig(SRC, TGT, cell="rnn"), ValueError, "cell"),
+    (lambda: Seq2SeqConfig(SRC, TGT, attention="cosine"), ValueError, "attention"),
+    (lambda: Seq2SeqConfig(SRC, TGT, hidden_size=0), ValueError, "hidden_size"),
+    (lambda: Seq2SeqConfig(SRC, TGT, d_model=2.5), TypeError, "d_model"),
+    (lambda: Seq2SeqConfig(SRC.tokens, TGT), TypeError, "src_vocab"),
+    (lambda: Seq2SeqConfig(SRC, SRC), ValueError, "tgt_vocab: the vocabulary needs bos_token"),
+    (lambda: Seq2SeqConfig(Vocabulary(("a",)), TGT), ValueError, "src_vocab"),
+    (lambda: Seq2SeqConfig.small(SRC, TGT, heads=2), TypeError, "changes"),
+    (lambda: Seq2SeqConfig.from_dict({"src_vocab": SRC.to_dict()}), ValueError, "data"),
+    (lambda: Seq2SeqConfig.from_dict({"x": 1}), ValueError, "data"),
+    (lambda: Seq2Seq({"hidden_size": 8}), TypeError, "config"),
+    (lambda: seq2seq.make_batch([], SRC, TGT), ValueError, "pairs"),
+    (lambda: seq2seq.make_batch("ab", SRC, TGT), TypeError, "pairs"),
+    (lambda: seq2seq.make_batch([("ab",)], SRC, TGT), TypeError, r"pairs\[0\]"),
+    (lambda: seq2seq.make_batch([("ab", "EY1 B")], SRC, TGT), ValueError, r"pairs\[0\]\[1\]"),
+    (lambda: seq2seq.make_batch([("ab", [])], SRC, TGT), ValueError, r"pairs\[0\]\[1\]"),
+    (lambda: seq2seq.make_batch([("a1", ["B"])], SRC, TGT), ValueError, r"pairs\[0\]\[0\]"),
+    (lambda: seq2seq.make_batch([("ab", ["B", "</s>"])], SRC, TGT), ValueError,
+     r"pairs\[0\]\[1\]"),
+    (lambda: seq2seq.make_batch([(3, ["B"])], SRC, TGT), TypeError, r"pairs\[0\]\[0\]"),
+    (lambda: seq2seq.make_batch([("ab", ["B"])], SRC, SRC), ValueError, "tgt_vocab"),
+    (lambda: seq2seq.make_batch([("ab", ["B"])], "abc", TGT), TypeError, "src_vocab"),
+    (lambda: seq2seq.encode_sources([], SRC), ValueError, "sources"),
+    (lambda: seq2seq.encode_sources("ab", SRC), TypeError, "sources"),
+    (lambda: seq2seq.encode_sources([""], SRC), ValueError, r"sources\[0\]"),
+    (lambda: MODEL.greedy_decode(SRC_IDS, LENGTHS, max_len=0), ValueError, "max_len"),
+    (lambda: MODEL.greedy_decode(SRC_IDS, LENGTHS, max_len=2.0), TypeError, "max_len"),
+    (lambda: MODEL.beam_search(SRC_IDS, LENGTHS, beam_size=0), ValueError, "beam_size"),
+    (lambda: MODEL.beam_search(SRC_IDS, LENGTHS, max_len=0), ValueError, "max_len"),
+    (lambda: MODEL.greedy_decode(SRC_IDS, torch.tensor([7, 3])), ValueError,
+     "src_lengths: length 7 exceeds"),
+    (lambda: MODEL.greedy_decode(SRC_IDS, torch.tensor([4, 3, 2])), ValueError,
+     "src_lengths: expected one length per sequence"),
+    (lambda: MODEL.greedy_decode(SRC_IDS, torch.tensor([4, 0])), ValueError,
+     "src_lengths: every sequence"),
+    (lambda: MODEL.greedy_decode(SRC_IDS + 100, LENGTHS), ValueError, "src"),
+    (lambda: MODEL(SRC_IDS, LENGTHS, torch.ones(3, 2, dtype=torch.long)), ValueError, "tgt_in"),
+    (lambda: MODEL.loss((SRC_IDS, LENGTHS)), TypeError, "batch"),
+    (lambda: seq2seq.train_seq2seq(MODEL, PAIRS, steps=0), ValueError, "steps"),
+    (lambda: seq2seq.train_seq2seq(MODEL, PAIRS, steps=1, batch_size=-1), ValueError,
+     "batch_size"),
+    (lambda: seq2seq.train_seq2seq(MODEL, PAIRS, steps=1, lr=0.0), ValueError, "lr"),
+    (lambda: seq2seq.train_seq2seq(MODEL, PAIRS, steps=1, lr=float("inf")), ValueError, "lr"),
+    (lambda: seq2seq.train_seq2seq(MODEL, PAIRS, steps=1, seed=-1), ValueError, "seed"),
+    (lambda: seq2seq.train_seq2seq(MODEL, [], steps=1), ValueError, "pairs"),
+    (lambda: seq2seq.train_seq2seq(MODEL, [("a", "EY1")], steps=1), ValueError, r"pairs\[0\]"),
+    (lambda: seq2seq.train_seq2seq("model", PAIRS, steps=1), TypeError, "model"),
+    (lambda: seq2seq.train_seq2seq(MODEL, PAIRS, steps=1, warmup_steps=2), ValueError,
+     "warmup_steps"),
+    (lambda: seq2seq.pair_batches(PAIRS, SRC, TGT, batch_size=0), ValueError, "batch_size"),
+    (lambda: seq2seq.pair_batches("ab", SRC, TGT, batch_size=2), TypeError, "pairs"),
+    (lambda: seq2seq.pair_batches(PAIRS, SRC, SRC, batch_size=2), ValueError, "tgt_vocab"),
+])
+def test_bad_input_names_the_parameter(call, error, match) -> None:
+    with pytest.raises(error, match=f"^{match}"):
+        call()
+
+
+# --------------------------------------------------------------------------- checkpoints, script
+
+
+@pytest.mark.parametrize("attention", [None, "additive"])
+def test_checkpoint_round_trip(tmp_path: Path, attention: str | None) -> None:
+    seed_everything(0)
+    model = Seq2Seq(Seq2SeqConfig(SRC, TGT, d_model=8, hidden_size=16, attention=attention)).eval()
+    seq2seq.save_checkpoint(model, tmp_path / "m.safetensors", {"steps": 3}, half=False)
+    loaded, meta = seq2seq.load_checkpoint(tmp_path / "m.safetensors")
+    assert loaded.config == model.config and meta == {"steps": 3}
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    seq2seq.save_checkpoint(model, tmp_path / "h.safetensors")  # float16 on disk, float32 in memory
+    half, _ = seq2seq.load_checkpoint(tmp_path / "h.safetensors")
+    src, lengths = g2p.encode_words(WORDS)
+    assert half.encoder.embedding.weight.dtype == torch.float32
+    torch.testing.assert_close(half(src, lengths, src[:, :3])[0],
+                               model(src, lengths, src[:, :3])[0], rtol=0, atol=2e-2)
+
+
+def test_checkpoint_bad_files(tmp_path: Path) -> None:
+    from lmlab.io import save_tensors
+
+    model = _models()[0]
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        seq2seq.load_checkpoint(tmp_path / "missing.safetensors")
+    with pytest.raises(TypeError, match="^path"):
+        seq2seq.load_checkpoint(3)  # type: ignore[arg-type]
+    save_tensors({"x": torch.zeros(1)}, tmp_path / "bare.safetensors")
+    with pytest.raises(ValueError, match="^path: bare.safetensors holds no Seq2Seq config"):
+        seq2seq.load_checkpoint(tmp_path / "bare.safetensors")
+    good = tmp_path / "good.safetensors"
+    seq2seq.save_checkpoint(model, good)
+    data = good.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.safetensors"):
+        seq2seq.load_checkpoint(tmp_path / "cut.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="junk.safetensors"):
+        seq2seq.load_checkpoint(tmp_path / "junk.safetensors")
+    other = Seq2Seq(Seq2SeqConfig.tiny(SRC, TGT, hidden_size=8))
+    tensors = {k: v.contiguous() for k, v in other.state_dict().items()}
+    save_tensors(tensors, tmp_path / "mix.safetensors",
+                 metadata={"config": json.dumps(model.config.to_dict())})
+    with pytest.raises(ValueError, match="^path: mix.safetensors's tensors do not fit"):
+        seq2seq.load_checkpoint(tmp_path / "mix.safetensors")
+    with pytest.raises(TypeError, match="^model"):
+        seq2seq.save_checkpoint("model", good)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="^metadata"):
+        seq2seq.save_checkpoint(model, good, {"x": object()})
+    with pytest.raises(TypeError, match="^half"):
+        seq2seq.save_checkpoint(model, good, half=1)  # type: ignore[arg-type]
+
+
+def _script():
+    path = Path(__file__).resolve().parent.parent / "scripts" / "train_rnn_attention.py"
+    spec = importlib.util.spec_from_file_location("train_rnn_attention", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_training_script_writes_loadable_checkpoints(tmp_path: Path) -> None:
+    script = _script()
+    args = ["--steps", "4", "--batch-size", "8", "--hidden-size", "16", "--log-every", "2",
+            "--device", "cpu"]
+    paths = script.main([*args, "--out", str(tmp_path)])
+    assert [p.name for p in paths] == ["g2p_rnn.safetensors", "g2p_attention.safetensors",
+                                       "g2p_rnn_matched.safetensors"]
+    budgets, sizes = [], []
+    for p in paths:
+        model, meta = seq2seq.load_checkpoint(p)
+        assert len(meta["loss_curve"]) == 2
+        budgets.append({k: meta[k] for k in ("steps", "batch_size", "lr", "seed")})
+        sizes.append(sum(t.numel() for t in model.parameters()))
+        assert meta["parameters"] == sizes[-1]
+        assert g2p.transcribe(model, ["cat"], max_len=3)[0] is not None
+    assert budgets[0] == budgets[1] == budgets[2] == {"steps": 4, "batch_size": 8, "lr": 3e-3,
+                                                      "seed": 0}
+    rnn_model, attn_model, matched = (seq2seq.load_checkpoint(p)[0] for p in paths)
+    assert rnn_model.config.hidden_size == attn_model.config.hidden_size == 16
+    assert attn_model.config.attention == "scaled_dot" and matched.config.attention is None
+    assert matched.config.hidden_size > 16
+    assert abs(sizes[2] - sizes[1]) <= abs(sizes[0] - sizes[1])  # the control is closer in size
+    assert abs(sizes[2] - sizes[1]) / sizes[1] < 0.02
+    again = script.main(["--model", "attention", *args, "--threads", "1",
+                         "--out", str(tmp_path / "again")])
+    first, second = seq2seq.load_checkpoint(paths[1])[0], seq2seq.load_checkpoint(again[0])[0]
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name  # the same command gives the same checkpoint
+
+
+def test_matched_hidden_size_is_the_closest_count() -> None:
+    script = _script()
+    target = Seq2Seq(Seq2SeqConfig.base(SRC, TGT, attention="scaled_dot"))
+    n_target = sum(p.numel() for p in target.parameters())
+    R = script.matched_hidden_size(target.config)
+
+    def count(r: int) -> int:
+        return sum(p.numel() for p in Seq2Seq(Seq2SeqConfig.base(SRC, TGT, hidden_size=r))
+                   .parameters())
+
+    assert abs(count(R) - n_target) <= min(abs(count(R - 1) - n_target),
+                                          abs(count(R + 1) - n_target))
+    assert math.isclose(count(R), n_target, rel_tol=1e-3)
+
+
+@pytest.mark.gpu
+def test_seq2seq_on_gpu_matches_cpu(gpu_device: torch.device) -> None:
+    model = _models()[5]
+    batch = seq2seq.make_batch(g2p.cmudict_splits()["test"][:16], SRC, TGT)
+    cpu_logits, cpu_w = model(batch.src, batch.src_lengths, batch.tgt_in)
+    model.to(gpu_device)
+    gpu_batch = batch.to(gpu_device)
+    logits, w = model(gpu_batch.src, gpu_batch.src_lengths, gpu_batch.tgt_in)
+    torch.testing.assert_close(logits.cpu(), cpu_logits, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(w.cpu(), cpu_w, rtol=1e-3, atol=1e-3)
+    src, lengths = g2p.encode_words(WORDS)
+    model.cpu()
+    cpu_ids, _ = model.greedy_decode(src, lengths)
+    model.to(gpu_device)
+    gpu_ids, _ = model.greedy_decode(src.to(gpu_device), lengths.to(gpu_device))
+    assert gpu_ids == cpu_ids
+    losses = seq2seq.train_seq2seq(model, g2p.cmudict_splits()["train"][:64], steps=5,
+                                   batch_size=16, device=gpu_device)
+    assert next(model.parameters()).device.type == gpu_device.type and len(losses) == 5
