@@ -46,8 +46,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("device", "data", "io", "progress", "training", "bow", "word2vec", "rnn", "attention",
-               "tokenization", "embedding")
+_SUBMODULES = ("device", "data", "io", "progress", "training", "bow", "word2vec", "rnn",
+               "attention", "tokenization", "embedding")
 
 __all__ = ["__version__", *_SUBMODULES]
 
