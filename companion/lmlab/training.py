@@ -43,7 +43,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lmlab._checks import check_bool, check_choice, check_float, check_int, check_str
+from lmlab._checks import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+    check_path,
+    check_str,
+)
 from lmlab.device import autocast, get_device
 from lmlab.io import load_tensors, read_metadata, save_tensors
 from lmlab.progress import progress
@@ -208,8 +217,7 @@ def learning_rate(step: int, config: TrainConfig) -> float:
         >>> [round(learning_rate(s, config), 3) for s in range(5)]
         [0.5, 1.0, 1.0, 0.55, 0.1]
     """
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
+    check_instance("config", config, TrainConfig)
     check_int("step", step, minimum=0, maximum=config.steps - 1)
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
@@ -393,9 +401,8 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module) -> Checkpoin
         ValueError: the file is truncated, corrupted, not a training checkpoint, or its tensors
             do not fit ``model`` (names and shapes listed).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    header = _read_header(_path("path", path))
+    check_instance("model", model, nn.Module)
+    header = _read_header(check_path("path", path))
     tensors = load_tensors(path)
     _check_model_fits(Path(path), model, tensors)
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items()
@@ -434,12 +441,6 @@ def _resume(path: Path, header: dict[str, Any], model: nn.Module,
 
 
 # --------------------------------------------------------------------------- the loop
-
-
-def _path(name: str, value: object) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name}: expected a path (str or os.PathLike), got {type(value).__name__}")
-    return Path(value)
 
 
 def _optimizer(model: nn.Module, config: TrainConfig,
@@ -556,28 +557,22 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
         >>> result.losses[-1] < 0.01 * result.losses[0]
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    check_instance("model", model, nn.Module)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model: has no trainable parameters")
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
+    check_callable("loss_fn", loss_fn)
     if not callable(batches) and not isinstance(batches, Iterable):
         raise TypeError(f"batches: expected a callable (step, generator) or an iterable, got "
                         f"{type(batches).__name__}")
     if isinstance(batches, (str, bytes, torch.Tensor)):
         raise TypeError(f"batches: expected a callable (step, generator) or an iterable of "
                         f"batches, got {type(batches).__name__}")
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    if eval_fn is not None and not callable(eval_fn):
-        raise TypeError(f"eval_fn: expected a callable or None, got {type(eval_fn).__name__}")
-    if on_log is not None and not callable(on_log):
-        raise TypeError(f"on_log: expected a callable or None, got {type(on_log).__name__}")
+    check_instance("config", config, TrainConfig)
+    check_callable("eval_fn", eval_fn, allow_none=True)
+    check_callable("on_log", on_log, allow_none=True)
     check_bool("resume", resume)
-    path = None if checkpoint is None else _path("checkpoint", checkpoint)
-    if path is not None and not path.parent.is_dir():
-        raise FileNotFoundError(f"checkpoint: folder {str(path.parent)!r} does not exist")
+    path = None if checkpoint is None else check_path("checkpoint", checkpoint,
+                                                      folder_must_exist=True)
     if resume and path is None:
         raise ValueError("resume: True needs a checkpoint path to resume from")
     device = get_device(device)
