@@ -614,8 +614,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
             ids = [device.index] if device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         step_loss = torch.compile(loss_fn) if config.compile else loss_fn
-        bar = progress(total=config.steps, desc=config.desc, enabled=None if rank == 0 else False)
-        bar.update(result.start_step)
+        bar = progress(total=config.steps, desc=config.desc, enabled=None if rank == 0 else False,
+                       initial=result.start_step)
         pending: list[torch.Tensor] = []
 
         def flush() -> None:
