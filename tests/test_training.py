@@ -617,6 +617,7 @@ def test_two_processes_equal_one_on_the_global_batch(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_loss_matches_eager():
     eager, compiled = make_model(), make_model()
     a = train(eager, loss_fn, batches, TrainConfig(steps=6, lr=1e-2), device="cpu")
@@ -652,3 +653,17 @@ def test_bf16_steps_on_a_gpu_agree_with_cpu(gpu_device):
     for k, v in cpu_model.state_dict().items():
         torch.testing.assert_close(gpu_model.state_dict()[k].cpu(), v, rtol=0, atol=1e-2)
     assert isinstance(gpu, TrainResult)
+
+
+@pytest.mark.gpu
+def test_resume_is_bit_exact_on_a_gpu(gpu_device, tmp_path):
+    """The GPU's own random stream (dropout) and the fused optimizer's state come back too."""
+    config = TrainConfig(steps=8, lr=1e-2, weight_decay=0.1, seed=1)
+    straight = make_model(0.25)
+    train(straight, loss_fn, batches, config, device=gpu_device)
+    path = tmp_path / "gpu.safetensors"
+    train(make_model(0.25), loss_fn, batches, config, device=gpu_device, checkpoint=path,
+          until=4)
+    resumed = make_model(0.25)
+    train(resumed, loss_fn, batches, config, device=gpu_device, checkpoint=path, resume=True)
+    assert_equal_params(resumed, straight)
