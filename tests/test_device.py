@@ -80,7 +80,8 @@ def test_seed_everything_makes_runs_repeatable():
     second = (random.random(), np.random.rand(), torch.rand(4))
     assert first[0] == second[0] and first[1] == second[1]
     assert torch.equal(first[2], second[2])
-    assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(123)))
+    fresh = torch.Generator().manual_seed(123)
+    assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=fresh))
 
 
 @pytest.mark.parametrize("bad, error", [(-1, ValueError), (2**64, ValueError),

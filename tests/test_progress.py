@@ -59,3 +59,30 @@ def test_environment_variable_silences(monkeypatch):
     assert not progress_enabled()
     monkeypatch.setenv("LMLAB_PROGRESS", "1")
     assert progress_enabled()
+
+
+def test_a_resumed_bar_starts_where_it_left_off(stderr):
+    set_progress(True)
+    bar = progress(total=10, desc="resumed", initial=6)
+    for _ in range(4):
+        bar.update(1)
+    bar.close()
+    draws = [d for d in stderr.getvalue().split("\r") if d.strip()]
+    assert "6/10" in draws[0] and "10/10" in draws[-1]
+
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    (dict(iterable=3), TypeError, "iterable"), (dict(total=-1), ValueError, "total"),
+    (dict(total=2.5), TypeError, "total"), (dict(desc=None), TypeError, "desc"),
+    (dict(enabled=1), TypeError, "enabled"), (dict(total=5, initial=6), ValueError, "initial"),
+    (dict(initial=-1), ValueError, "initial"),
+])
+def test_progress_rejects_bad_arguments(kwargs, error, name):
+    with pytest.raises(error, match=f"^{name}"):
+        progress(**kwargs)
+
+
+def test_set_progress_rejects_non_bools():
+    with pytest.raises(TypeError, match="^enabled"):
+        set_progress("no")  # type: ignore[arg-type]
+    set_progress(None)

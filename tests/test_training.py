@@ -3,12 +3,14 @@ bit-exact resume, data parallelism under torchrun, and bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -233,6 +235,50 @@ def test_accumulating_micro_batches_equals_whole_batches():
     with pytest.raises(ValueError, match=r"batches: .* 3 equal parts .*accumulate=3"):
         train(make_model(), loss_fn, batches, TrainConfig(steps=2, accumulate=3), device="cpu")
 
+    class Opaque:  # a batch the loop cannot look into
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def to(self, device):
+            return Opaque(self.x.to(device), self.y.to(device))
+
+    with pytest.raises(TypeError, match="batches: cannot split a Opaque into 2 parts"):
+        train(make_model(), lambda m, b: loss_fn(m, (b.x, b.y)),
+              lambda s, g: Opaque(*batches(s, g)), TrainConfig(steps=2, accumulate=2),
+              device="cpu")
+    opaque = make_model()
+    train(opaque, lambda m, b: loss_fn(m, (b.x, b.y)), lambda s, g: Opaque(*batches(s, g)),
+          TrainConfig(steps=10, lr=1e-2, grad_clip=0.5), device="cpu")
+    assert_equal_params(opaque, whole)  # whole batches through the object's own .to
+
+
+class PairTuple(NamedTuple):
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclasses.dataclass
+class PairClass:
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@pytest.mark.parametrize("wrap, unwrap", [
+    (lambda x, y: [x, y], lambda b: tuple(b)),
+    (lambda x, y: {"x": x, "y": y}, lambda b: (b["x"], b["y"])),
+    (PairTuple, lambda b: (b.x, b.y)),
+    (PairClass, lambda b: (b.x, b.y)),
+])
+def test_batches_of_every_container_kind(wrap, unwrap):
+    """Lists, dicts, named tuples and dataclasses of tensors train as tuples do, and split
+    into micro-batches the same way."""
+    config = TrainConfig(steps=6, lr=1e-2, accumulate=2)
+    plain, wrapped = make_model(), make_model()
+    train(plain, loss_fn, batches, config, device="cpu")
+    train(wrapped, lambda m, b: loss_fn(m, unwrap(b)), lambda s, g: wrap(*batches(s, g)),
+          config, device="cpu")
+    assert_equal_params(plain, wrapped)
+
 
 def test_on_log_sees_the_losses_so_far():
     seen = []
@@ -385,13 +431,8 @@ def test_config_presets_and_round_trip():
     assert TrainConfig.gpt2(steps=100).warmup_steps == 100
     with pytest.raises(ValueError, match="values: unknown TrainConfig fields"):
         TrainConfig.from_dict({"steps": 3, "learning_rate": 1.0})
-    with pytest.raises(dataclasses_frozen_error()):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         TrainConfig().steps = 3  # type: ignore[misc]
-
-
-def dataclasses_frozen_error():
-    import dataclasses
-    return dataclasses.FrozenInstanceError
 
 
 @pytest.mark.parametrize("step, error", [(-1, ValueError), (10, ValueError), (1.0, TypeError)])
@@ -464,6 +505,24 @@ def test_bad_checkpoints_name_the_file(tmp_path):
                   resume=True)
         with pytest.raises(ValueError, match=message):
             load_checkpoint(path, make_model())
+
+    tensors, header = load_tensors(good), read_metadata(good)
+    broken = tmp_path / "broken.safetensors"
+    edits = [
+        ({"lmlab.training": "{not json"}, tensors, "corrupted training checkpoint header"),
+        ({"lmlab.training": header["lmlab.training"].replace('"steps"', '"stepz"')}, tensors,
+         "corrupted training checkpoint header.*stepz"),
+        ({"lmlab.training": header["lmlab.training"].replace('"step": 2', '"step": -2')},
+         tensors, "corrupted training checkpoint header"),
+        (header, {k: v for k, v in tensors.items() if k != "rng.rank0"}, "no tensor 'rng.rank0'"),
+        (header, {**tensors, "history.losses": torch.zeros(1, dtype=torch.float64)},
+         "1 losses for 2 steps"),
+    ]
+    for metadata, content, message in edits:
+        save_tensors(content, broken, metadata=metadata)
+        with pytest.raises(ValueError, match=f"broken.safetensors: .*{message}"):
+            train(make_model(), loss_fn, batches, config, device="cpu", checkpoint=broken,
+                  resume=True)
 
     with pytest.raises(ValueError, match=r"good.*different config: lr=0.0003 \(now 0.1\)"):
         train(make_model(), loss_fn, batches, TrainConfig(steps=4, lr=0.1), device="cpu",
@@ -558,6 +617,7 @@ def test_two_processes_equal_one_on_the_global_batch(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_loss_matches_eager():
     eager, compiled = make_model(), make_model()
     a = train(eager, loss_fn, batches, TrainConfig(steps=6, lr=1e-2), device="cpu")
@@ -593,3 +653,17 @@ def test_bf16_steps_on_a_gpu_agree_with_cpu(gpu_device):
     for k, v in cpu_model.state_dict().items():
         torch.testing.assert_close(gpu_model.state_dict()[k].cpu(), v, rtol=0, atol=1e-2)
     assert isinstance(gpu, TrainResult)
+
+
+@pytest.mark.gpu
+def test_resume_is_bit_exact_on_a_gpu(gpu_device, tmp_path):
+    """The GPU's own random stream (dropout) and the fused optimizer's state come back too."""
+    config = TrainConfig(steps=8, lr=1e-2, weight_decay=0.1, seed=1)
+    straight = make_model(0.25)
+    train(straight, loss_fn, batches, config, device=gpu_device)
+    path = tmp_path / "gpu.safetensors"
+    train(make_model(0.25), loss_fn, batches, config, device=gpu_device, checkpoint=path,
+          until=4)
+    resumed = make_model(0.25)
+    train(resumed, loss_fn, batches, config, device=gpu_device, checkpoint=path, resume=True)
+    assert_equal_params(resumed, straight)

@@ -8,8 +8,9 @@ name and says what is allowed. Checks run before any work is done.
 from __future__ import annotations
 
 import math
+import numbers
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,15 @@ def check_int(name: str, value: object, minimum: int | None = 1,
               maximum: int | None = None) -> int:
     """Check that ``value`` is an int (not a bool) in ``[minimum, maximum]`` and return it.
 
+    NumPy integers are accepted and returned as ``int``.
+
     Raises:
         TypeError: ``value`` is not an int (floats such as ``2.0`` included).
         ValueError: ``value`` is outside the allowed range.
     """
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {_type_name(value)} {value!r}")
+    value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
     if maximum is not None and value > maximum:
@@ -42,13 +46,13 @@ def check_float(name: str, value: object, minimum: float | None = None,
                 max_inclusive: bool = True) -> float:
     """Check that ``value`` is a finite real number inside the given bounds and return it as float.
 
-    Ints are accepted (``1`` for ``1.0``); bools, NaN and infinities are not.
+    Ints and NumPy scalars are accepted (``1`` for ``1.0``); bools, NaN and infinities are not.
 
     Raises:
         TypeError: ``value`` is not a real number.
         ValueError: ``value`` is NaN, infinite or outside the bounds.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a number, got {_type_name(value)} {value!r}")
     value = float(value)
     if not math.isfinite(value):
@@ -122,7 +126,100 @@ def check_tensor(name: str, value: object, *, ndim: int | Sequence[int] | None =
         "bool": value.dtype == torch.bool,
     }
     if dtype is not None and not kinds[dtype]:
-        raise TypeError(f"{name}: expected a {dtype} tensor, got dtype {value.dtype}")
+        article = "an" if dtype == "int" else "a"
+        raise TypeError(f"{name}: expected {article} {dtype} tensor, got dtype {value.dtype}")
+    return value
+
+
+def check_shape(name: str, value: torch.Tensor,
+                shape: Sequence[int | tuple[str, int] | str | None]) -> torch.Tensor:
+    """Check a tensor's shape against a pattern and return it.
+
+    Each entry of ``shape`` is an int (that size), a ``(letter, size)`` pair (that size, named
+    in the message), a letter alone or ``None`` (any size).
+
+    Example:
+        >>> check_shape("x", torch.zeros(2, 5, 8), ("B", "T", ("C", 8))).shape
+        torch.Size([2, 5, 8])
+        >>> check_shape("x", torch.zeros(2, 5, 6), ("B", "T", ("C", 8)))
+        Traceback (most recent call last):
+        ...
+        ValueError: x: expected shape (B, T, C=8), got (2, 5, 6)
+    """
+    check_tensor(name, value)
+
+    def describe(entry: object) -> str:
+        if isinstance(entry, tuple):
+            return f"{entry[0]}={entry[1]}"
+        return "?" if entry is None else str(entry)
+
+    want = [e[1] if isinstance(e, tuple) else e if isinstance(e, int) else None for e in shape]
+    if value.dim() != len(want) or any(w is not None and w != got
+                                       for w, got in zip(want, value.shape)):
+        raise ValueError(f"{name}: expected shape ({', '.join(map(describe, shape))}), "
+                         f"got {tuple(value.shape)}")
+    return value
+
+
+def check_ids(name: str, value: object, vocab_size: int, *,
+              ndim: int | Sequence[int] | None = None) -> torch.Tensor:
+    """Check that ``value`` is an integer tensor of token ids in ``[0, vocab_size)``.
+
+    Example:
+        >>> check_ids("ids", torch.tensor([[3, 9]]), vocab_size=10, ndim=2).tolist()
+        [[3, 9]]
+        >>> check_ids("ids", torch.tensor([3, 10]), vocab_size=10)
+        Traceback (most recent call last):
+        ...
+        ValueError: ids: expected ids in [0, 10), got values from 3 to 10
+    """
+    check_tensor(name, value, ndim=ndim, dtype="int")
+    assert isinstance(value, torch.Tensor)
+    if value.numel():
+        low, high = int(value.min()), int(value.max())
+        if low < 0 or high >= vocab_size:
+            raise ValueError(f"{name}: expected ids in [0, {vocab_size}), got values from {low} "
+                             f"to {high}")
+    return value
+
+
+def check_divisible(name: str, value: int, divisor_name: str, divisor: int) -> int:
+    """Check that ``value`` is a multiple of ``divisor`` (both already checked as ints).
+
+    Example:
+        >>> check_divisible("d_model", 64, "num_heads", 6)
+        Traceback (most recent call last):
+        ...
+        ValueError: d_model: expected a multiple of num_heads=6, got 64
+    """
+    if value % divisor:
+        raise ValueError(f"{name}: expected a multiple of {divisor_name}={divisor}, got {value}")
+    return value
+
+
+def check_instance(name: str, value: object, types: type | tuple[type, ...]) -> Any:
+    """Check that ``value`` is an instance of ``types`` (e.g. ``torch.nn.Module``) and return it.
+
+    Example:
+        >>> check_instance("model", "gpt", torch.nn.Module)
+        Traceback (most recent call last):
+        ...
+        TypeError: model: expected Module, got str
+    """
+    if not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise TypeError(f"{name}: expected {names}, got {_type_name(value)}")
+    return value
+
+
+def check_callable(name: str, value: object, *,
+                   allow_none: bool = False) -> Callable[..., Any] | None:
+    """Check that ``value`` is callable (or ``None`` where ``allow_none``) and return it."""
+    if value is None and allow_none:
+        return None
+    if not callable(value):
+        allowed = "a callable or None" if allow_none else "a callable"
+        raise TypeError(f"{name}: expected {allowed}, got {_type_name(value)}")
     return value
 
 
@@ -141,11 +238,27 @@ def check_same_device(**tensors: torch.Tensor) -> None:
         raise ValueError(f"tensors must be on one device, got {listed}")
 
 
-def check_file(name: str, value: object) -> Path:
-    """Check that ``value`` is a path (str or PathLike) to an existing file and return it."""
+def check_path(name: str, value: object, *, folder_must_exist: bool = False) -> Path:
+    """Check that ``value`` is a path (str or PathLike, not empty) and return it as a Path.
+
+    Args:
+        name: the parameter's name, for the message.
+        value: what the caller passed.
+        folder_must_exist: also require the folder the path lies in to exist (for outputs).
+    """
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"{name}: expected a path (str or os.PathLike), got {_type_name(value)}")
+    if not os.fspath(value):
+        raise ValueError(f"{name}: expected a path, got an empty string")
     path = Path(value)
+    if folder_must_exist and not path.parent.is_dir():
+        raise FileNotFoundError(f"{name}: folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def check_file(name: str, value: object) -> Path:
+    """Check that ``value`` is a path (str or PathLike) to an existing file and return it."""
+    path = check_path(name, value)
     if not path.is_file():
         raise FileNotFoundError(f"{name}: no file at {str(path)!r}")
     return path

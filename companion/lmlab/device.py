@@ -58,7 +58,8 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if not isinstance(prefer, (str, torch.device)):
-        raise TypeError(f"prefer: expected a str, torch.device or None, got {type(prefer).__name__}")
+        raise TypeError(f"prefer: expected a str, torch.device or None, "
+                        f"got {type(prefer).__name__}")
     try:
         device = torch.device(prefer)
     except RuntimeError:

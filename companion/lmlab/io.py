@@ -22,16 +22,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
-from lmlab._checks import check_file
+from lmlab._checks import check_file, check_path
 
 __all__ = ["atomic_write", "save_tensors", "load_tensors", "read_metadata", "save_json",
            "load_json", "load_npz"]
-
-
-def _check_path(name: str, value: object) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name}: expected a path (str or os.PathLike), got {type(value).__name__}")
-    return Path(value)
 
 
 @contextlib.contextmanager
@@ -57,9 +51,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w",
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode: expected 'w' or 'wb', got {mode!r}")
-    path = _check_path("path", path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"path: folder {str(path.parent)!r} does not exist")
+    path = check_path("path", path, folder_must_exist=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
@@ -103,9 +95,7 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[st
         if not isinstance(metadata, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
             raise TypeError("metadata: expected a mapping of str to str")
-    path = _check_path("path", path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"path: folder {str(path.parent)!r} does not exist")
+    path = check_path("path", path, folder_must_exist=True)
     cpu: dict[str, torch.Tensor] = {}
     seen: set[tuple[int, int]] = set()
     for key, value in tensors.items():

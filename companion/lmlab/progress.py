@@ -15,6 +15,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from lmlab._checks import check_bool, check_int, check_str
+
 __all__ = ["progress", "set_progress", "progress_enabled"]
 
 _BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}{postfix}"
@@ -32,7 +34,7 @@ class _StepBar(tqdm):
 def set_progress(enabled: bool | None) -> None:
     """Turn every lmlab progress bar on or off; ``None`` goes back to ``LMLAB_PROGRESS``."""
     global _enabled
-    _enabled = None if enabled is None else bool(enabled)
+    _enabled = None if enabled is None else check_bool("enabled", enabled)
 
 
 def progress_enabled() -> bool:
@@ -43,7 +45,7 @@ def progress_enabled() -> bool:
 
 
 def progress(iterable: Iterable[Any] | None = None, total: int | None = None, desc: str = "",
-             enabled: bool | None = None) -> tqdm:
+             enabled: bool | None = None, initial: int = 0) -> tqdm:
     """A tqdm bar without timing fields. Use ``bar.set_postfix(loss=...)`` for live numbers.
 
     With a known length (``total`` or ``len(iterable)``) the bar redraws every 5% of it and once
@@ -55,7 +57,21 @@ def progress(iterable: Iterable[Any] | None = None, total: int | None = None, de
         total: number of steps, when ``iterable`` has no length.
         desc: a label in front of the bar.
         enabled: override the global switch for this bar.
+        initial: steps already done (a resumed run starts its bar there).
+
+    Example:
+        >>> with progress(range(3), desc="demo", enabled=False) as bar:
+        ...     [i for i in bar]
+        [0, 1, 2]
     """
+    if iterable is not None and not isinstance(iterable, Iterable):
+        raise TypeError(f"iterable: expected an iterable or None, got {type(iterable).__name__}")
+    if total is not None:
+        check_int("total", total, minimum=0)
+    check_str("desc", desc)
+    if enabled is not None:
+        check_bool("enabled", enabled)
+    check_int("initial", initial, minimum=0, maximum=total)
     show = progress_enabled() if enabled is None else enabled
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
@@ -65,4 +81,4 @@ def progress(iterable: Iterable[Any] | None = None, total: int | None = None, de
                     "maxinterval": float("inf")}
     return _StepBar(iterable, total=total, desc=desc or "progress", bar_format=_BAR_FORMAT,
                     disable=not show, file=sys.stderr, ascii=True, dynamic_ncols=False, ncols=80,
-                    **schedule)
+                    initial=initial, **schedule)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -43,9 +42,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lmlab._checks import check_bool, check_choice, check_float, check_int, check_str
+from lmlab import _checkpoint
+from lmlab._checks import (check_bool, check_callable, check_choice, check_float, check_instance,
+                           check_int, check_path, check_str)
 from lmlab.device import autocast, get_device
-from lmlab.io import load_tensors, read_metadata, save_tensors
 from lmlab.progress import progress
 
 __all__ = ["TrainConfig", "TrainResult", "CheckpointInfo", "learning_rate", "train",
@@ -53,8 +53,6 @@ __all__ = ["TrainConfig", "TrainResult", "CheckpointInfo", "learning_rate", "tra
 
 log = logging.getLogger(__name__)
 
-_FORMAT = "lmlab.training/1"  # the checkpoint header's "format" entry
-_META_KEY = "lmlab.training"  # the safetensors metadata key holding the JSON header
 # Fields that may differ between a checkpoint and the config resuming it (they do not change
 # the arithmetic of a step).
 _COSMETIC = ("eval_every", "checkpoint_every", "log_every", "desc", "compile")
@@ -208,8 +206,7 @@ def learning_rate(step: int, config: TrainConfig) -> float:
         >>> [round(learning_rate(s, config), 3) for s in range(5)]
         [0.5, 1.0, 1.0, 0.55, 0.1]
     """
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
+    check_instance("config", config, TrainConfig)
     check_int("step", step, minimum=0, maximum=config.steps - 1)
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
@@ -247,12 +244,18 @@ def _split(batch: Any, parts: int, why: str) -> list[Any]:
     if parts == 1:
         return [batch]
 
+    found = []
+
     def check(t: torch.Tensor) -> torch.Tensor:
         if t.dim() == 0 or t.shape[0] % parts:
             raise ValueError(f"batches: every tensor of a batch must split into {parts} equal "
                              f"parts along dim 0 ({why}), got shape {tuple(t.shape)}")
+        found.append(t)
         return t
     _map_tensors(batch, check)
+    if not found:
+        raise TypeError(f"batches: cannot split a {type(batch).__name__} into {parts} parts "
+                        f"({why}); return tensors in a tuple, list, dict or dataclass")
     return [_map_tensors(batch, lambda t, i=i: t.chunk(parts)[i]) for i in range(parts)]
 
 
@@ -293,87 +296,6 @@ class _Batches:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _gather_rng(device: torch.device, world_size: int) -> list[torch.Tensor]:
-    """This rank's own random state (CPU, and the GPU's), gathered from every rank."""
-    states = [torch.get_rng_state()]
-    if device.type == "cuda":
-        states.append(torch.cuda.get_rng_state(device))
-    local = torch.cat(states)
-    if world_size == 1:
-        return [local]
-    where = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    gathered = [torch.empty_like(local, device=where) for _ in range(world_size)]
-    dist.all_gather(gathered, local.to(where))
-    return [g.cpu() for g in gathered]
-
-
-def _set_rng(state: torch.Tensor, device: torch.device) -> None:
-    cpu_size = torch.get_rng_state().numel()
-    torch.set_rng_state(state[:cpu_size].clone())
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state[cpu_size:].clone(), device)
-
-
-def _save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-          generator: torch.Generator, config: TrainConfig, result: TrainResult,
-          device: torch.device, rank: int, world_size: int) -> None:
-    rng = _gather_rng(device, world_size)  # a collective: every rank takes part
-    if rank == 0:
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        other: dict[str, dict[str, Any]] = {}
-        for index, state in optimizer.state_dict()["state"].items():
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"optimizer.{index}.{key}"] = value
-                else:
-                    other.setdefault(str(index), {})[key] = value
-        tensors["rng.batches"] = generator.get_state()
-        for r, state in enumerate(rng):
-            tensors[f"rng.rank{r}"] = state
-        tensors["history.losses"] = torch.tensor(result.losses, dtype=torch.float64)
-        header = {"format": _FORMAT, "step": result.step, "world_size": world_size,
-                  "config": config.to_dict(), "evals": result.evals, "optimizer_other": other}
-        save_tensors(tensors, path, metadata={_META_KEY: json.dumps(header)})
-    if world_size > 1:
-        dist.barrier()
-
-
-def _read_header(path: Path) -> dict[str, Any]:
-    raw = read_metadata(path).get(_META_KEY)
-    if raw is None:
-        raise ValueError(f"{path}: not a training checkpoint (no {_META_KEY!r} header)")
-    try:
-        header = json.loads(raw)
-        if header["format"] != _FORMAT:
-            raise ValueError(f"format {header['format']!r}, expected {_FORMAT!r}")
-        header["config"] = TrainConfig.from_dict(header["config"])
-        check_int("step", header["step"], minimum=0)
-    except (ValueError, TypeError, KeyError) as err:
-        raise ValueError(f"{path}: corrupted training checkpoint header: {err}") from None
-    return header
-
-
-def _check_model_fits(path: Path, model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
-    saved = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(saved))
-    unexpected = sorted(set(saved) - set(expected))
-    if missing or unexpected:
-        raise ValueError(f"{path}: does not fit the model: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
-    for key, value in expected.items():
-        if saved[key].shape != value.shape or saved[key].dtype != value.dtype:
-            raise ValueError(f"{path}: tensor {key!r} is {tuple(saved[key].shape)} "
-                             f"{saved[key].dtype}, the model has {tuple(value.shape)} "
-                             f"{value.dtype}")
-
-
 def load_checkpoint(path: str | os.PathLike[str], model: nn.Module) -> CheckpointInfo:
     """Load a training checkpoint's weights into ``model`` (strictly) and return its header.
 
@@ -393,53 +315,25 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module) -> Checkpoin
         ValueError: the file is truncated, corrupted, not a training checkpoint, or its tensors
             do not fit ``model`` (names and shapes listed).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    header = _read_header(_path("path", path))
-    tensors = load_tensors(path)
-    _check_model_fits(Path(path), model, tensors)
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items()
-                           if k.startswith("model.")})
+    check_instance("model", model, nn.Module)
+    path = check_path("path", path)
+    header = _read_header(path)
+    tensors = _checkpoint.load_model(path, model)
     losses = tensors.get("history.losses", torch.zeros(0)).tolist()
     return CheckpointInfo(header["step"], header["config"], losses,
                           [tuple(e) for e in header["evals"]])
 
 
-def _resume(path: Path, header: dict[str, Any], model: nn.Module,
-            optimizer: torch.optim.Optimizer, generator: torch.Generator,
-            device: torch.device, rank: int) -> TrainResult:
-    tensors = load_tensors(path)
-    _check_model_fits(path, model, tensors)
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items()
-                           if k.startswith("model.")})
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    for index, values in header["optimizer_other"].items():
-        state.setdefault(int(index), {}).update(values)
-    groups = optimizer.state_dict()["param_groups"]
-    known = {i for g in groups for i in g["params"]}
-    if not set(state) <= known:
-        raise ValueError(f"{path}: optimizer state for {len(state)} tensors does not fit the "
-                         f"model's {len(known)} parameters")
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-    generator.set_state(tensors["rng.batches"])
-    _set_rng(tensors[f"rng.rank{rank}"], device)
-    losses = tensors["history.losses"].tolist()
-    step = header["step"]
-    return TrainResult(losses=losses, evals=[tuple(e) for e in header["evals"]], step=step,
-                       start_step=step)
+def _read_header(path: Path) -> dict[str, Any]:
+    header = _checkpoint.read_header(path)
+    try:
+        header["config"] = TrainConfig.from_dict(header["config"])
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: corrupted training checkpoint header: {err}") from None
+    return header
 
 
 # --------------------------------------------------------------------------- the loop
-
-
-def _path(name: str, value: object) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name}: expected a path (str or os.PathLike), got {type(value).__name__}")
-    return Path(value)
 
 
 def _optimizer(model: nn.Module, config: TrainConfig,
@@ -556,35 +450,29 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
         >>> result.losses[-1] < 0.01 * result.losses[0]
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    check_instance("model", model, nn.Module)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model: has no trainable parameters")
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
+    check_callable("loss_fn", loss_fn)
     if not callable(batches) and not isinstance(batches, Iterable):
         raise TypeError(f"batches: expected a callable (step, generator) or an iterable, got "
                         f"{type(batches).__name__}")
     if isinstance(batches, (str, bytes, torch.Tensor)):
         raise TypeError(f"batches: expected a callable (step, generator) or an iterable of "
                         f"batches, got {type(batches).__name__}")
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    if eval_fn is not None and not callable(eval_fn):
-        raise TypeError(f"eval_fn: expected a callable or None, got {type(eval_fn).__name__}")
-    if on_log is not None and not callable(on_log):
-        raise TypeError(f"on_log: expected a callable or None, got {type(on_log).__name__}")
+    check_instance("config", config, TrainConfig)
+    check_callable("eval_fn", eval_fn, allow_none=True)
+    check_callable("on_log", on_log, allow_none=True)
     check_bool("resume", resume)
-    path = None if checkpoint is None else _path("checkpoint", checkpoint)
-    if path is not None and not path.parent.is_dir():
-        raise FileNotFoundError(f"checkpoint: folder {str(path.parent)!r} does not exist")
+    path = None if checkpoint is None else check_path("checkpoint", checkpoint,
+                                                      folder_must_exist=True)
     if resume and path is None:
         raise ValueError("resume: True needs a checkpoint path to resume from")
     device = get_device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     stop = config.steps if until is None else check_int("until", until, maximum=config.steps)
-    rank, world_size = _world()
+    rank, world_size = _checkpoint.world()
     header = None
     if resume:
         assert path is not None
@@ -612,15 +500,17 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
         result = TrainResult(losses=[])
         if header is not None:
             assert path is not None
-            result = _resume(path, header, model, optimizer, generator, device, rank)
+            losses = _checkpoint.restore(path, header, model, optimizer, generator, device)
+            result = TrainResult(losses, [tuple(e) for e in header["evals"]], header["step"],
+                                 header["step"])
         source = _Batches(batches, result.start_step, generator, config.steps)
         net: nn.Module = model
         if world_size > 1:
             ids = [device.index] if device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         step_loss = torch.compile(loss_fn) if config.compile else loss_fn
-        bar = progress(total=config.steps, desc=config.desc, enabled=None if rank == 0 else False)
-        bar.update(result.start_step)
+        bar = progress(total=config.steps, desc=config.desc, enabled=None if rank == 0 else False,
+                       initial=result.start_step)
         pending: list[torch.Tensor] = []
 
         def flush() -> None:
@@ -682,8 +572,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
                 if path is not None and (last or (config.checkpoint_every
                                                   and done % config.checkpoint_every == 0)):
                     flush()
-                    _save(path, model, optimizer, generator, config, result, device, rank,
-                          world_size)
+                    _checkpoint.write(path, model, optimizer, generator,
+                                      config=config.to_dict(), step=result.step,
+                                      losses=result.losses, evals=result.evals, device=device)
                 bar.update(1)
         finally:
             bar.close()
