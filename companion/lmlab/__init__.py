@@ -8,7 +8,8 @@ One module per concept, layered bottom-up:
 * :mod:`lmlab.io` -- atomic files and safetensors checkpoints.
 * :mod:`lmlab.progress` -- the one progress bar, without timing fields.
 * ``lmlab.bow`` -- chapter 1, Bag of Words: tokens, vocabulary, count and TF-IDF vectors.
-* ``lmlab.word2vec`` -- chapter 2, skip-gram with negative sampling and word vectors.
+* ``lmlab.vectors`` -- word vectors: neighbours, analogies, gensim-equal evaluation, files.
+* ``lmlab.word2vec`` -- chapter 2, skip-gram with negative sampling, trained for real.
 * ``lmlab.rnn`` -- chapter 3, GRU/LSTM encoder-decoder with greedy and beam decoding.
 * ``lmlab.attention`` -- chapter 4, dot-product and additive attention, masks.
 * ``lmlab.tokenization`` and ``lmlab.embedding`` -- chapter 5, BPE and WordPiece tokenizers,
@@ -44,8 +45,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("device", "data", "io", "progress", "bow", "word2vec", "rnn", "attention",
-               "tokenization", "embedding")
+_SUBMODULES = ("device", "data", "io", "progress", "bow", "vectors", "word2vec", "rnn",
+               "attention", "tokenization", "embedding")
 
 __all__ = ["__version__", *_SUBMODULES]
 
