@@ -465,7 +465,7 @@ class WordVectors:
              dtype: torch.dtype = torch.float32) -> None:
         """Write the vectors, counts, words and metadata to one safetensors file, atomically.
 
-        The words go in the file's header as a JSON list, with :attr:`metadata` updated by
+        The words go in the file's header as a JSON list, with ``self.metadata`` updated by
         ``metadata`` and a SHA-256 checksum of the tensors, which :meth:`load` verifies.
 
         Args:
