@@ -119,7 +119,7 @@ def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
 
 @dataclass(frozen=True)
 class AnalogyResult:
-    """Accuracy on analogy questions "a is to b as c is to d" (:meth:`WordVectors.evaluate_analogies`)."""
+    """Accuracy on "a is to b as c is to d" questions (:meth:`WordVectors.evaluate_analogies`)."""
 
     accuracy: float  # correct / evaluated (0 when nothing could be evaluated)
     correct: int  # questions whose answer was d
@@ -130,7 +130,7 @@ class AnalogyResult:
 
 @dataclass(frozen=True)
 class SimilarityResult:
-    """Agreement of cosine similarities with human judgements (:meth:`WordVectors.evaluate_word_similarity`)."""
+    """Cosines against human judgements (:meth:`WordVectors.evaluate_word_similarity`)."""
 
     spearman: float  # Spearman's rho between human scores and cosine similarities
     pearson: float  # Pearson's r between the same
@@ -198,7 +198,8 @@ class WordVectors:
         self._first: dict[str, int] = {}
         for i in reversed(range(len(words))):
             self._first[words[i].upper()] = i
-        self._key_row = torch.tensor([self._first[w.upper()] for w in words], device=self.vectors.device)
+        self._key_row = torch.tensor([self._first[w.upper()] for w in words],
+                                     device=self.vectors.device)  # (V,) row -> its key's row
 
     def __len__(self) -> int:
         return len(self.words)
@@ -223,7 +224,8 @@ class WordVectors:
             hint = (f"; try {word.lower()!r}" if word.lower() in self.index else
                     "; it was below min_count or never seen (check `word in vectors`, or embed it "
                     "from sub-word pieces with embed_pieces)")
-            raise KeyError(f"word {word!r} is not in the vocabulary of {len(self)} words{hint}") from None
+            raise KeyError(f"word {word!r} is not in the vocabulary of {len(self)} words"
+                           f"{hint}") from None
 
     def __getitem__(self, word: str) -> torch.Tensor:
         """The vector of ``word``. Shape: ``(C,)``."""
@@ -238,7 +240,8 @@ class WordVectors:
         """
         return float(self._unit[self.id(w1)] @ self._unit[self.id(w2)])
 
-    def _nearest(self, query: torch.Tensor, k: int, exclude: Sequence[int]) -> list[tuple[str, float]]:
+    def _nearest(self, query: torch.Tensor, k: int, exclude: Sequence[int]
+                 ) -> list[tuple[str, float]]:
         sims = self._unit @ (query / query.norm().clamp(min=1e-12))  # (V,)
         sims[list(exclude)] = -math.inf
         scores, rows = sims.topk(min(k, sims.shape[0]))
@@ -348,7 +351,8 @@ class WordVectors:
                 scores, best = sims.topk(topn, dim=1)  # (N', topn)
                 keys = key_row[best]  # each candidate's most frequent spelling
                 valid = scores != -math.inf
-                usable = valid & (keys != part[:, :1]) & (keys != part[:, 1:2]) & (keys != part[:, 2:3])
+                usable = (valid & (keys != part[:, :1]) & (keys != part[:, 1:2])
+                          & (keys != part[:, 2:3]))  # not a spelling of a, b or c
                 # gensim takes the first usable candidate, else the last one it looked at
                 last = (valid.long().cumsum(1) == valid.sum(1, keepdim=True)) & valid
                 pick = torch.where(usable.any(1), usable.long().argmax(1), last.long().argmax(1))
@@ -365,7 +369,7 @@ class WordVectors:
 
     def evaluate_word_similarity(self, pairs: str | Sequence[tuple[str, str, float]] = "wordsim353",
                                  restrict_vocab: int = 300000) -> SimilarityResult:
-        """Correlation of cosine similarities with human scores, as gensim's ``evaluate_word_pairs``.
+        """Correlation of cosines with human scores, as gensim's ``evaluate_word_pairs``.
 
         Pairs with a word outside the ``restrict_vocab`` most frequent rows (compared
         case-insensitively, as in :meth:`evaluate_analogies`) are skipped and counted in
@@ -385,8 +389,8 @@ class WordVectors:
             from lmlab.data import load_word_similarity
             pairs = load_word_similarity(pairs)
         if isinstance(pairs, bytes) or not isinstance(pairs, Sequence):
-            raise TypeError(f"pairs: expected 'wordsim353', 'simlex999' or a list of (word1, word2, "
-                            f"score) tuples, got {type(pairs).__name__}")
+            raise TypeError(f"pairs: expected 'wordsim353', 'simlex999' or a list of (word1, "
+                            f"word2, score) tuples, got {type(pairs).__name__}")
         for i, p in enumerate(pairs):
             if (not isinstance(p, (tuple, list)) or len(p) != 3 or not isinstance(p[0], str)
                     or not isinstance(p[1], str) or isinstance(p[2], bool)
@@ -474,7 +478,8 @@ class WordVectors:
             dtype: ``torch.float32``, or ``torch.float16`` for a file half the size.
         """
         if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path: expected a path (str or os.PathLike), got {type(path).__name__}")
+            raise TypeError(f"path: expected a path (str or os.PathLike), got "
+                            f"{type(path).__name__}")
         if dtype not in (torch.float32, torch.float16):
             raise ValueError(f"dtype: expected torch.float32 or torch.float16, got {dtype!r}")
         extra = {**self.metadata, **_check_metadata("metadata", metadata)}

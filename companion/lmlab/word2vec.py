@@ -69,10 +69,10 @@ class Word2VecConfig:
     """
 
     d_model: int = 100  # C, width of a word vector, 1..65536 (gensim: vector_size)
-    window: int = 5  # largest distance between center and context (>= 1); each center draws 1..window
+    window: int = 5  # largest center-context distance (>= 1); each center draws 1..window
     negatives: int = 5  # K, random "non-neighbours" per window, 1..1000 (gensim: negative)
     min_count: int = 5  # drop words seen fewer times than this (>= 1)
-    sample: float = 1e-3  # subsampling threshold t (>= 0): words more frequent drop at random; 0 = off
+    sample: float = 1e-3  # subsampling threshold t (>= 0): commoner words drop at random; 0 = off
     ns_exponent: float = 0.75  # negatives are drawn from unigram counts ** ns_exponent (finite)
     epochs: int = 1  # passes over the corpus (>= 1; gensim: 5)
     lr: float = 0.025  # starting learning rate (> 0; gensim: alpha)
@@ -439,7 +439,8 @@ class SkipGramNegativeSampling(nn.Module):
         check_int("vocab_size", vocab_size)
         check_int("d_model", d_model, maximum=65536)
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
+            raise TypeError(f"generator: expected a torch.Generator, got "
+                            f"{type(generator).__name__}")
         self.input = nn.Embedding(vocab_size, d_model)
         self.output = nn.Embedding(vocab_size, d_model)
         with torch.no_grad():
@@ -483,7 +484,8 @@ class SkipGramNegativeSampling(nn.Module):
         """
         self._check_batch(center, context, negatives)
         mask = context >= 0  # (B, M)
-        rows = torch.arange(center.shape[0], device=center.device).unsqueeze(1).expand_as(mask)[mask]
+        rows = torch.arange(center.shape[0], device=center.device)
+        rows = rows.unsqueeze(1).expand_as(mask)[mask]  # (P,) the window of each pair
         return sgns_loss(self.input(context[mask]), self.output(center)[rows],
                          self.output(negatives)[rows]).mean()
 
@@ -555,7 +557,8 @@ class TrainingHistory:
     pairs: int = 0  # (center, context) pairs trained on
 
 
-def _encode(sentences: list[Sequence[str]], words: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def _encode(sentences: list[Sequence[str]], words: Sequence[str]
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     index = {w: i for i, w in enumerate(words)}
     lengths = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
     flat = np.fromiter((index.get(w, -1) for s in sentences for w in s), dtype=np.int64,
@@ -568,9 +571,9 @@ def _encode(sentences: list[Sequence[str]], words: Sequence[str]) -> tuple[torch
 class _Run:
     """The shared state of one training run (read and written by every worker thread)."""
 
-    def __init__(self, model: SkipGramNegativeSampling, ids: torch.Tensor, sentence_ids: torch.Tensor,
-                 keep: torch.Tensor, noise: torch.Tensor, config: Word2VecConfig,
-                 record_every: int, bar: object) -> None:
+    def __init__(self, model: SkipGramNegativeSampling, ids: torch.Tensor,
+                 sentence_ids: torch.Tensor, keep: torch.Tensor, noise: torch.Tensor,
+                 config: Word2VecConfig, record_every: int, bar: object) -> None:
         self.model, self.ids, self.sentence_ids = model, ids, sentence_ids
         self.keep, self.noise, self.config = keep, noise, config
         self.record_every, self.bar = record_every, bar
@@ -679,13 +682,14 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
     sents = _as_sentences(sentences)
     words, counts = word_counts(sents, config.min_count)
     ids, sentence_ids = _encode(sents, words)
-    model = SkipGramNegativeSampling(len(words), config.d_model,
-                                     generator=torch.Generator().manual_seed(config.seed)).to(device)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = SkipGramNegativeSampling(len(words), config.d_model, generator=generator).to(device)
     keep = keep_probabilities(counts, config.sample).to(device)  # (V,)
     noise = noise_distribution(counts, config.ns_exponent).to(device)  # (V,)
     bar = progress(total=config.epochs * math.ceil(ids.shape[0] / config.chunk_words),
                    desc="word2vec", enabled=show_progress)
-    run = _Run(model, ids.to(device), sentence_ids.to(device), keep, noise, config, record_every, bar)
+    run = _Run(model, ids.to(device), sentence_ids.to(device), keep, noise, config,
+               record_every, bar)
     try:
         if device.type != "cpu" or config.workers == 1:
             run.work(0, 1)
