@@ -406,6 +406,7 @@ def test_data_functions_reject_bad_input() -> None:
         (lambda: sample_negatives(torch.tensor([0.5, 0.5]), 2), TypeError, "shape"),
         (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (2, -1)), ValueError, r"shape\[1\]"),
         (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (2.0,)), TypeError, r"shape\[0\]"),
+        (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (10**6, 10**6)), ValueError, "shape"),
         (lambda: skipgram_windows(ids, sents, window=0), ValueError, "window"),
         (lambda: skipgram_windows(ids, sents, window=10**8), ValueError, "window"),
         (lambda: skipgram_windows(ids, sents[:2], window=2), ValueError, "ids, sentence_ids"),

@@ -30,6 +30,8 @@ D     head width (``head_dim``)
 V     vocabulary size (``vocab_size``)
 N     number of documents / vectors
 E     embedding width (``dim``)
+K     negatives per window (word2vec)
+M     context slots per window (word2vec, ``2 * window``)
 ====  ==========================================
 
 Boolean masks mean ``True = may attend`` everywhere, as in

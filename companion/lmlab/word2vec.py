@@ -15,8 +15,9 @@ pipeline, one function a step::
 :class:`lmlab.vectors.WordVectors` (neighbours, analogies, evaluation, files) and a
 :class:`TrainingHistory` to plot.
 
-Letters: B windows in a batch, K negatives per window, C width of a vector (``d_model``),
-V vocabulary size, N words of a stretch of text.
+Letters (the package's table): B windows in a batch, M context slots per window
+(``2 * window``), K negatives per window, C width of a vector (``d_model``), V vocabulary size,
+N words of a stretch of text (or pairs).
 """
 
 from __future__ import annotations
@@ -279,6 +280,8 @@ def sample_negatives(probs: torch.Tensor, shape: tuple[int, ...],
     for i, n in enumerate(shape):
         check_int(f"shape[{i}]", n, minimum=0)
     n = math.prod(shape)
+    if n > 2**31:
+        raise ValueError(f"shape: expected at most 2**31 draws in all, got {tuple(shape)}")
     if n == 0:
         return torch.empty(tuple(shape), dtype=torch.long, device=probs.device)
     return torch.multinomial(probs, n, replacement=True, generator=generator).view(tuple(shape))
@@ -354,7 +357,7 @@ def skipgram_pairs(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
         ``(center, context)`` of every pair, in text order.
 
     Shape:
-        ``ids``, ``sentence_ids``: ``(N,)`` -> two ``(P,)`` tensors, P pairs.
+        ``ids``, ``sentence_ids``: ``(N,)`` words -> two ``(N',)`` tensors, one entry per pair.
 
     Example:
         >>> c, o = skipgram_pairs(torch.tensor([7, 8, 9]), torch.tensor([0, 0, 1]), window=1)
@@ -485,7 +488,7 @@ class SkipGramNegativeSampling(nn.Module):
         self._check_batch(center, context, negatives)
         mask = context >= 0  # (B, M)
         rows = torch.arange(center.shape[0], device=center.device)
-        rows = rows.unsqueeze(1).expand_as(mask)[mask]  # (P,) the window of each pair
+        rows = rows.unsqueeze(1).expand_as(mask)[mask]  # (N,) the window of each pair
         return sgns_loss(self.input(context[mask]), self.output(center)[rows],
                          self.output(negatives)[rows]).mean()
 
@@ -497,7 +500,8 @@ class SkipGramNegativeSampling(nn.Module):
         The gradient of the loss with respect to a score ``s`` is ``sigmoid(s) - label``; each
         table row moves by ``lr`` times the sum of its gradients, added in place with
         ``index_add_`` (as word2vec's C code does pair by pair). No autograd graph, no optimizer
-        state, only the touched rows. Equal to ``lr`` times the gradient of ``forward(...) * P``.
+        state, only the touched rows. Equal to ``lr`` times the gradient of ``forward(...)``
+        times the number of pairs.
 
         Args:
             center: the center word of each window.
@@ -671,6 +675,13 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
     Raises:
         TypeError, ValueError: bad arguments, an empty corpus or no word seen ``min_count``
             times (all before any training).
+
+    Example:
+        >>> corpus = ["the cat sat on the mat", "the dog sat on the rug"] * 20
+        >>> vectors, history = train_word2vec(corpus, Word2VecConfig.tiny(), device="cpu",
+        ...                                   show_progress=False)
+        >>> len(vectors), vectors.d_model, history.raw_words
+        (7, 16, 240)
     """
     config = Word2VecConfig() if config is None else config
     if not isinstance(config, Word2VecConfig):
