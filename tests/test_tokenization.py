@@ -148,6 +148,25 @@ def test_gpt2_matches_tokenizers_on_arbitrary_unicode(text):
     assert gpt2().encode(text) == gpt2_reference().encode(text).ids
 
 
+def test_pre_tokenization_matches_tokenizers_on_every_assigned_code_point():
+    # GPT-2's regex asks the installed `regex` package whether a character is a letter or a
+    # digit; tokenizers has its own Unicode tables. They must agree on every code point that
+    # Unicode 14.0 (Python 3.11's unicodedata) assigns. Newer code points agree only when both
+    # packages know the same Unicode version (documented in lmlab.bpe).
+    import unicodedata
+
+    from tokenizers import pre_tokenizers
+
+    split = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True).pre_tokenize_str
+    points = [c for c in range(0x80, 0x110000)
+              if unicodedata.category(chr(c)) not in ("Cn", "Cs")]
+    assert len(points) > 140_000
+    for start in range(0, len(points), 2000):
+        text = "".join(f"a{chr(c)}1 {chr(c)}|" for c in points[start:start + 2000])
+        ours = [m.span() for m in regex.finditer(GPT2_PATTERN, text)]
+        assert ours == [span for _t, span in split(text)], hex(points[start])
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",))))
 def test_gpt2_round_trip(text):

@@ -11,8 +11,9 @@ One module per concept, layered bottom-up:
 * ``lmlab.word2vec`` -- chapter 2, skip-gram with negative sampling and word vectors.
 * ``lmlab.rnn`` -- chapter 3, GRU/LSTM encoder-decoder with greedy and beam decoding.
 * ``lmlab.attention`` -- chapter 4, dot-product and additive attention, masks.
-* ``lmlab.tokenization`` and ``lmlab.embedding`` -- chapter 5, BPE and WordPiece tokenizers,
-  embeddings and the tied language-model head.
+* ``lmlab.bpe`` -- chapter 5, byte-level BPE from scratch (GPT-2's tokenizer).
+* ``lmlab.tokenization`` and ``lmlab.embedding`` -- chapter 5, Hugging Face references and
+  WordPiece tokenizers, embeddings and the tied language-model head.
 
 Transformer blocks (chapter 6) and attention variants (chapter 7) build on these.
 
@@ -45,7 +46,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = ("device", "data", "io", "progress", "bow", "word2vec", "rnn", "attention",
-               "tokenization", "embedding")
+               "bpe", "tokenization", "embedding")
 
 __all__ = ["__version__", *_SUBMODULES]
 
