@@ -515,7 +515,7 @@ class BPETokenizer:
 
         * a special token in ``allowed_special`` becomes its id;
         * one in ``disallowed_special`` (by default every special token not allowed) raises
-          :class:`ValueError`;
+          ``ValueError``;
         * one in neither is encoded as ordinary text, e.g. with ``disallowed_special=()``.
 
         Args:
@@ -662,7 +662,7 @@ class BPETokenizer:
         """Replace this tokenizer's model with the one saved at ``path`` by :meth:`save`.
 
         The file is checked completely before anything changes; a truncated or corrupted file
-        raises :class:`ValueError` naming it.
+        raises ``ValueError`` naming it.
         """
         path = check_file("path", path)
         state = _read_json("path", path)
@@ -724,7 +724,7 @@ class BPETokenizer:
 
         The two files are checked against each other: every token of ``encoder.json`` must be a
         byte, the result of a merge or a special token ``<|...|>``, so a ``vocab.bpe`` cut short
-        (or a truncated ``encoder.json``) raises :class:`ValueError` naming the file.
+        (or a truncated ``encoder.json``) raises ``ValueError`` naming the file.
 
         Args:
             encoder_json: token string -> id; defaults to :func:`lmlab.data.gpt2_files`.

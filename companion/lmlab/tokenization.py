@@ -200,7 +200,7 @@ def load_bert_tokenizer(vocab_file: str | os.PathLike[str] | None = None,
 
     The file is checked first: UTF-8, one distinct token per line, ``[UNK]``, ``[CLS]`` and
     ``[SEP]`` present, and for the default file all 30,522 lines; otherwise
-    :class:`ValueError` names the file.
+    ``ValueError`` names the file.
 
     Args:
         vocab_file: one token per line; defaults to :func:`lmlab.data.bert_vocab_file`
@@ -246,7 +246,7 @@ def load_minilm_tokenizer() -> tokenizers.Tokenizer:
     """all-MiniLM-L6-v2's ``tokenizer.json`` (bert-base-uncased), without its padding to 128.
 
     Its truncation to 128 tokens is kept: that is the model's context length. A corrupted or
-    truncated file raises :class:`ValueError` naming it.
+    truncated file raises ``ValueError`` naming it.
     """
     from tokenizers import Tokenizer
 
