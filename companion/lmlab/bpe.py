@@ -32,17 +32,16 @@ from __future__ import annotations
 
 import functools
 import heapq
-import json
 import logging
 import operator
 import os
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
-from pathlib import Path
 
 import regex
 
-from lmlab._checks import check_file, check_int, check_str, check_strings
+from lmlab import _bpe_files
+from lmlab._checks import check_int, check_str, check_strings
 from lmlab.io import save_json
 
 __all__ = [
@@ -59,8 +58,6 @@ each form their own chunk, and a single space sticks to the front of the word af
 MAX_VOCAB_SIZE = 2**20
 """The largest vocabulary lmlab trains or accepts (1,048,576 ids; real models use 30k-256k)."""
 
-_FORMAT = "lmlab-bpe"
-_FORMAT_VERSION = 1
 _SHORT_CHUNK = 48  # chunks up to this many bytes are merged by the simple quadratic loop
 
 
@@ -255,19 +252,6 @@ def _merge_long(ids: list[int], ranks: dict[tuple[int, int], int],
         out.append(sym[i])
         i = nxt[i]
     return out
-
-
-def _file_error(name: str, path: str | os.PathLike[str], what: str) -> ValueError:
-    return ValueError(f"{name}: {str(path)!r} {what}")
-
-
-def _read_json(name: str, path: str | os.PathLike[str]) -> object:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise _file_error(name, path, f"is not valid UTF-8 JSON (truncated or corrupted?): "
-                          f"{err}") from err
 
 
 def _special_set(name: str, value: object, specials: dict[str, int]) -> set[str]:
@@ -653,7 +637,8 @@ class BPETokenizer:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
         merges = [[a, b, new] for (a, b), new in self.merges.items()]
-        state = {"format": _FORMAT, "version": _FORMAT_VERSION, "pattern": self.pattern,
+        state = {"format": _bpe_files.FORMAT, "version": _bpe_files.FORMAT_VERSION,
+                 "pattern": self.pattern,
                  "byte_ids": self._byte_ids, "merges": merges,
                  "special_tokens": self.special_tokens}
         save_json(state, path)
@@ -664,47 +649,10 @@ class BPETokenizer:
         The file is checked completely before anything changes; a truncated or corrupted file
         raises ``ValueError`` naming it.
         """
-        path = check_file("path", path)
-        state = _read_json("path", path)
-
-        def bad(what: str) -> ValueError:
-            return _file_error("path", path, what)
-
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise bad("is not an lmlab BPE tokenizer file")
-        if state.get("version") != _FORMAT_VERSION:
-            raise bad(f"has unsupported version {state.get('version')!r}; expected "
-                      f"{_FORMAT_VERSION}")
-        pattern, byte_ids = state.get("pattern"), state.get("byte_ids")
-        merges, specials = state.get("merges"), state.get("special_tokens")
-        if not isinstance(pattern, str) or not pattern:
-            raise bad("has no pattern")
-        try:
-            compiled = regex.compile(pattern)
-        except regex.error as err:
-            raise bad(f"has an invalid pattern ({err})") from err
-
-        def is_id(x: object) -> bool:
-            return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < MAX_VOCAB_SIZE
-
-        if (not isinstance(byte_ids, list) or len(byte_ids) != 256
-                or not all(map(is_id, byte_ids)) or len(set(byte_ids)) != 256):
-            raise bad("has no valid byte_ids (256 distinct ids)")
-        known = set(byte_ids)
-        if not isinstance(merges, list):
-            raise bad("has no list of merges")
-        for n, m in enumerate(merges):
-            if (not isinstance(m, list) or len(m) != 3 or not all(map(is_id, m))
-                    or m[0] not in known or m[1] not in known or m[2] in known):
-                raise bad(f"has an invalid merge #{n}: {m!r}")
-            known.add(m[2])
-        if (not isinstance(specials, dict) or not all(isinstance(s, str) and s and is_id(i)
-                                                      for s, i in specials.items())
-                or set(specials.values()) & known
-                or len(set(specials.values())) != len(specials)):
-            raise bad("has invalid special_tokens")
+        pattern, compiled, byte_ids, merges, specials = _bpe_files.read_state(
+            path, MAX_VOCAB_SIZE)
         self.pattern, self._compiled = pattern, compiled
-        self._set_model(byte_ids, [tuple(m) for m in merges], specials)
+        self._set_model(byte_ids, merges, specials)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> BPETokenizer:
@@ -739,55 +687,8 @@ class BPETokenizer:
             default_encoder, default_merges = gpt2_files()
             encoder_json = default_encoder if encoder_json is None else encoder_json
             vocab_bpe = default_merges if vocab_bpe is None else vocab_bpe
-        encoder_json = check_file("encoder_json", encoder_json)
-        vocab_bpe = check_file("vocab_bpe", vocab_bpe)
-        encoder = _read_json("encoder_json", encoder_json)
-        if not isinstance(encoder, dict) or not all(
-                isinstance(t, str) and isinstance(i, int) and not isinstance(i, bool)
-                for t, i in encoder.items()):
-            raise _file_error("encoder_json", encoder_json, "is not a JSON object of token -> id")
-        if sorted(encoder.values()) != list(range(len(encoder))):
-            raise _file_error("encoder_json", encoder_json,
-                              f"does not number its {len(encoder)} tokens 0..{len(encoder) - 1}")
-        display = bytes_to_unicode()
-        missing = [display[b] for b in range(256) if display[b] not in encoder]
-        if missing:
-            raise _file_error("encoder_json", encoder_json,
-                              f"lacks {len(missing)} byte tokens (e.g. {missing[0]!r})")
-        byte_ids = [encoder[display[b]] for b in range(256)]
-        merges = []
-        produced = set(display.values())
-        try:
-            lines = Path(vocab_bpe).read_text(encoding="utf-8").split("\n")
-        except UnicodeDecodeError as err:
-            raise _file_error("vocab_bpe", vocab_bpe, f"is not UTF-8 text: {err}") from err
-        for number, line in enumerate(lines, start=1):
-            if (number == 1 and line.startswith("#version")) or not line:
-                continue
-            parts = line.split(" ")
-            if len(parts) != 2 or not all(parts):
-                raise _file_error("vocab_bpe", vocab_bpe,
-                                  f"line {number}: expected two tokens separated by one space, "
-                                  f"got {line!r}")
-            a, b = parts
-            for token in (a, b, a + b):
-                if token not in encoder:
-                    raise _file_error("vocab_bpe", vocab_bpe,
-                                      f"line {number}: {token!r} is not in encoder.json "
-                                      "(the files do not belong together, or one is corrupted)")
-            if a + b in produced:
-                raise _file_error("vocab_bpe", vocab_bpe,
-                                  f"line {number}: {a + b!r} is produced twice")
-            produced.add(a + b)
-            merges.append((encoder[a], encoder[b], encoder[a + b]))
-        leftover = [t for t in encoder if t not in produced]
-        specials = {t: encoder[t] for t in leftover if t.startswith("<|") and t.endswith("|>")}
-        orphans = [t for t in leftover if t not in specials]
-        if orphans:
-            raise _file_error("vocab_bpe", vocab_bpe,
-                              f"has {len(merges):,} merges, but {len(orphans):,} tokens of "
-                              f"encoder.json (e.g. {orphans[0]!r}) come from no merge: the file "
-                              "is cut short or belongs to another vocabulary")
+        byte_ids, merges, specials = _bpe_files.read_gpt2(encoder_json, vocab_bpe,
+                                                         bytes_to_unicode())
         tok = cls()
         tok._set_model(byte_ids, merges, specials)
         return tok
