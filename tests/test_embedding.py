@@ -46,7 +46,7 @@ def test_unembed_is_a_linear_layer_sharing_the_weight(vocab_size, d_model):
 
 def test_lm_head_matches_linear():
     seed_everything(2)
-    head = LMHead(d_model=8, vocab_size=20, bias=True)
+    head = LMHead(vocab_size=20, d_model=8, bias=True)
     x = torch.randn(3, 8)
     torch.testing.assert_close(head(x), F.linear(x, head.proj.weight, head.proj.bias))
 
@@ -55,14 +55,14 @@ def test_lm_head_matches_linear():
 @pytest.mark.parametrize("vocab_size,d_model", [(1000, 32), (50257, 64)])
 def test_embedding_cost_counts_real_parameters_and_flops(tied, vocab_size, d_model):
     emb = TokenEmbedding(vocab_size, d_model)
-    modules = [emb] if tied else [emb, LMHead(d_model, vocab_size)]
+    modules = [emb] if tied else [emb, LMHead(vocab_size, d_model)]
     cost = embedding_cost(vocab_size, d_model, tied=tied)
     assert cost.total_params == sum(p.numel() for m in modules for p in m.parameters())
     tokens = 6
     ids = torch.randint(0, vocab_size, (1, tokens))
     with FlopCounterMode(display=False) as counter:
         x = emb(ids)
-    assert counter.get_total_flops() == cost.embedding_flops_per_token * tokens
+    assert counter.get_total_flops() == 0  # a lookup, no arithmetic
     with FlopCounterMode(display=False) as counter:
         (emb.unembed(x) if tied else modules[1](x))
     assert counter.get_total_flops() == cost.head_flops_per_token * tokens
@@ -73,20 +73,73 @@ def test_gpt2_sizes():
     assert untied.total_params - tied.total_params == 38_597_376
 
 
-def test_bad_input():
-    with pytest.raises(ValueError, match="vocab_size"):
-        TokenEmbedding(0, 4)
-    with pytest.raises(ValueError, match="d_model"):
-        embedding_cost(10, -1)
+def test_argument_order_is_vocab_size_then_d_model():
+    emb, head = TokenEmbedding(11, 3), LMHead(11, 3)
+    assert emb.weight.shape == head.proj.weight.shape == (11, 3)
+    cost = embedding_cost(11, 3)
+    assert (cost.vocab_size, cost.d_model) == (11, 3)
+
+
+@pytest.mark.parametrize("make", [TokenEmbedding, LMHead, embedding_cost])
+@pytest.mark.parametrize("vocab_size,d_model,error,name", [
+    (0, 4, ValueError, "vocab_size"), (10, 0, ValueError, "d_model"),
+    (-3, 4, ValueError, "vocab_size"), (10, -1, ValueError, "d_model"),
+    (10.0, 4, TypeError, "vocab_size"), (10, 4.0, TypeError, "d_model"),
+    (True, 4, TypeError, "vocab_size"), ("10", 4, TypeError, "vocab_size"),
+    (None, 4, TypeError, "vocab_size"),
+])
+def test_bad_sizes(make, vocab_size, d_model, error, name):
+    with pytest.raises(error, match=f"^{name}"):
+        make(vocab_size, d_model)
+
+
+@pytest.mark.parametrize("init_std,error", [(0.0, ValueError), (-0.1, ValueError),
+                                            (float("nan"), ValueError),
+                                            (float("inf"), ValueError), ("0.02", TypeError)])
+def test_bad_init_std(init_std, error):
+    with pytest.raises(error, match="^init_std"):
+        TokenEmbedding(10, 4, init_std=init_std)
+
+
+def test_bad_flags():
+    with pytest.raises(TypeError, match="^bias"):
+        LMHead(10, 4, bias="yes")
+    with pytest.raises(TypeError, match="^tied"):
+        embedding_cost(10, 4, tied=1)
+
+
+def test_bad_ids():
     emb = TokenEmbedding(10, 4)
-    with pytest.raises(IndexError, match=r"ids: values must be in \[0, 10\)"):
+    with pytest.raises(ValueError, match=r"^ids: values must be in \[0, 10\)"):
         emb(torch.tensor([3, 10]))
-    with pytest.raises(IndexError, match="ids"):
+    with pytest.raises(ValueError, match="^ids"):
         emb(torch.tensor([-1]))
-    with pytest.raises(TypeError, match="ids"):
+    with pytest.raises(TypeError, match="^ids"):
         emb(torch.tensor([1.0]))
-    with pytest.raises(ValueError, match="d_model=4"):
-        emb.unembed(torch.zeros(2, 5))
+    with pytest.raises(TypeError, match="^ids"):
+        emb(torch.tensor([True]))
+    with pytest.raises(TypeError, match="^ids"):
+        emb([1, 2])
+    assert emb(torch.tensor([], dtype=torch.long)).shape == (0, 4)
+    assert emb(torch.tensor([1, 2], dtype=torch.int32)).shape == (2, 4)
+
+
+@pytest.mark.parametrize("module", ["tied", "untied"])
+def test_bad_features(module):
+    layer = TokenEmbedding(10, 4) if module == "tied" else LMHead(10, 4)
+    head = layer.unembed if module == "tied" else layer
+    with pytest.raises(ValueError, match="^x: last dimension must be d_model=4"):
+        head(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="^x"):
+        head(torch.tensor(1.0))
+    with pytest.raises(TypeError, match="^x: expected dtype torch.float32"):
+        head(torch.zeros(2, 4, dtype=torch.float64))
+    with pytest.raises(TypeError, match="^x"):
+        head(torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(TypeError, match="^x"):
+        head([[0.0] * 4])
+    with pytest.raises(ValueError, match="one device"):
+        head(torch.zeros(2, 4, device="meta"))
 
 
 @pytest.mark.gpu

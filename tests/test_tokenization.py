@@ -8,24 +8,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import regex
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmlab import data
+from lmlab import bpe, data
 from lmlab.device import seed_everything
-from lmlab.tokenization import (
-    BERT_SPECIAL_TOKENS,
+from lmlab.bpe import (
     GPT2_PATTERN,
+    MAX_VOCAB_SIZE,
     BPETokenizer,
     bytes_to_unicode,
     get_stats,
+    merge,
+    tie_key,
+)
+from lmlab.tokenization import (
+    BERT_SPECIAL_TOKENS,
     load_bert_tokenizer,
     load_gpt2_reference,
     load_minilm_tokenizer,
-    merge,
-    train_hf_bpe,
     tokens_html,
+    train_hf_bpe,
     train_wordpiece,
 )
 
@@ -97,20 +102,69 @@ def test_gpt2_vocabulary_matches_encoder_json():
     assert tok.id_to_token(50257) is None and tok.token_to_id("no such token") is None
 
 
-def test_gpt2_special_token():
+def test_special_tokens_follow_tiktokens_documented_behaviour():
+    # The examples of tiktoken's Encoding.encode docstring, for the "gpt2" encoding.
+    tok = gpt2()
+    assert tok.encode("hello world") == [31373, 995]
+    assert tok.encode("<|endoftext|>", allowed_special={"<|endoftext|>"}) == [50256]
+    assert tok.encode("<|endoftext|>", allowed_special="all") == [50256]
+    with pytest.raises(ValueError, match="^text: contains the special token '<\\|endoftext"):
+        tok.encode("<|endoftext|>")
+    assert tok.encode("<|endoftext|>", disallowed_special=()) == [27, 91, 437, 1659, 5239, 91, 29]
+    assert tok.encode_ordinary("<|endoftext|>") == [27, 91, 437, 1659, 5239, 91, 29]
+
+
+def test_user_text_never_becomes_a_special_id_by_default():
     tok = gpt2()
     text = "end.<|endoftext|>Start"
-    ids = tok.encode(text)
-    assert 50256 in ids and tok.decode(ids) == text
-    ordinary = tok.encode(text, allowed_special="none")
+    with pytest.raises(ValueError, match="disallowed"):
+        tok.encode(text)
+    with pytest.raises(ValueError, match=r"^texts\[1\]: contains the special token"):
+        tok.encode_batch(["fine", text])
+    allowed = tok.encode(text, allowed_special="all")
+    assert 50256 in allowed and tok.decode(allowed) == text
+    ordinary = tok.encode(text, disallowed_special=())
     assert 50256 not in ordinary
     assert ordinary == gpt2_reference().encode(text).ids  # the reference has no special token
+    assert tok.encode_batch([text], disallowed_special=()) == [ordinary]
+
+
+def test_allowed_and_disallowed_sets():
+    tok = BPETokenizer(special_tokens=["<a>", "<b>"])
+    assert tok.encode("<a><b>", allowed_special={"<a>", "<b>"}) == [256, 257]
+    # <b> is neither allowed nor disallowed: plain text
+    plain_b = tok.encode_ordinary("<b>")
+    assert tok.encode("<a><b>", allowed_special={"<a>"}, disallowed_special=()) == [256, *plain_b]
+    with pytest.raises(ValueError, match="'<b>', which is disallowed"):
+        tok.encode("<a><b>", allowed_special={"<a>"})
+    assert tok.encode("<b>", disallowed_special={"<a>"}) == plain_b
+    with pytest.raises(ValueError, match="'<a>', which is disallowed"):
+        tok.encode("x<a>", disallowed_special={"<a>"})
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_gpt2_matches_tokenizers_on_arbitrary_unicode(text):
     assert gpt2().encode(text) == gpt2_reference().encode(text).ids
+
+
+def test_pre_tokenization_matches_tokenizers_on_every_assigned_code_point():
+    # GPT-2's regex asks the installed `regex` package whether a character is a letter or a
+    # digit; tokenizers has its own Unicode tables. They must agree on every code point that
+    # Unicode 14.0 (Python 3.11's unicodedata) assigns. Newer code points agree only when both
+    # packages know the same Unicode version (documented in lmlab.bpe).
+    import unicodedata
+
+    from tokenizers import pre_tokenizers
+
+    split = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True).pre_tokenize_str
+    points = [c for c in range(0x80, 0x110000)
+              if unicodedata.category(chr(c)) not in ("Cn", "Cs")]
+    assert len(points) > 140_000
+    for start in range(0, len(points), 2000):
+        text = "".join(f"a{chr(c)}1 {chr(c)}|" for c in points[start:start + 2000])
+        ours = [m.span() for m in regex.finditer(GPT2_PATTERN, text)]
+        assert ours == [span for _t, span in split(text)], hex(points[start])
 
 
 @settings(max_examples=300, deadline=None)
@@ -147,16 +201,39 @@ def test_merges_never_cross_chunks():
     assert all(b"b " not in piece for piece in tok.vocab.values())
 
 
-@pytest.mark.parametrize("vocab_size", [300, 1000])
-def test_training_learns_the_same_vocabulary_as_tokenizers(vocab_size):
-    text = data.load_text("shakespeare")[:300_000]
+def _hf_tokens_in_id_order(hf) -> list[str]:
+    vocab = hf.get_vocab()
+    return sorted(vocab, key=vocab.get)
+
+
+@pytest.mark.parametrize("corpus,vocab_size", [("shakespeare", 300), ("shakespeare", 1000),
+                                               ("wikipedia", 1500), ("sotu", 600)])
+def test_training_learns_the_same_merges_as_tokenizers(corpus, vocab_size):
+    # Raw text with its ties: both trainers break them by tie_key, so every merge agrees.
+    text = data.load_text(corpus)[:300_000]
     ours = BPETokenizer()
     ours.train(text, vocab_size)
     theirs = train_hf_bpe(text, vocab_size)
-    our_tokens = {ours.id_to_token(i) for i in range(ours.vocab_size)}
+    our_tokens = [ours.id_to_token(i) for i in range(ours.vocab_size)]
+    hf_tokens = _hf_tokens_in_id_order(theirs)
     assert ours.vocab_size == theirs.get_vocab_size() == vocab_size
-    # Ties at the lowest counts may be broken differently; all but a few tokens must agree.
-    assert len(our_tokens & set(theirs.get_vocab())) >= vocab_size - 5
+    assert our_tokens[256:] == hf_tokens[256:]  # the merges, in the same order
+    # The bytes: ours in byte order, tokenizers' in its sorted alphabet, i.e. by tie_key.
+    assert hf_tokens[:256] == sorted(our_tokens[:256],
+                                     key=lambda t: tie_key((ours.token_to_id(t), 0)))
+    long = "Thou " + "".join(text.split())[:20_000]  # one long chunk, then the same in pieces
+    for sample in (long, text[-5000:]):
+        assert [ours.id_to_token(i) for i in ours.encode(sample)] == theirs.encode(sample).tokens
+
+
+def test_tie_key_orders_bytes_like_tokenizers_alphabet():
+    from tokenizers import pre_tokenizers
+
+    display = bytes_to_unicode()
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    by_key = sorted(range(256), key=lambda b: tie_key((b, 0)))
+    assert [display[b] for b in by_key] == alphabet
+    assert tie_key((256, 7)) == (256, tie_key((7, 0))[0])
 
 
 def test_incremental_counts_equal_a_full_recount():
@@ -166,8 +243,6 @@ def test_incremental_counts_equal_a_full_recount():
     text = data.load_text("sotu")[:20_000]
     tok = BPETokenizer()
     tok.train(text, 256 + 60)
-    import regex
-
     words: dict[tuple[int, ...], int] = {}
     for chunk in regex.findall(GPT2_PATTERN, text):
         key = tuple(chunk.encode("utf-8"))
@@ -180,7 +255,7 @@ def test_incremental_counts_equal_a_full_recount():
                 counts[p] = counts.get(p, 0) + words[key]
         best = max(counts.values())
         assert counts[pair] == best
-        assert pair == min(p for p, c in counts.items() if c == best)
+        assert pair == min((p for p, c in counts.items() if c == best), key=tie_key)
         seqs = {k: merge(ids, pair, new) for k, ids in seqs.items()}
 
 
@@ -202,10 +277,10 @@ def test_special_tokens_get_the_last_ids():
     tok = trained_small()
     assert tok.vocab_size == 600
     assert tok.special_tokens == {"<|endoftext|>": 598, "<pad>": 599}
-    ids = tok.encode("to be<pad><|endoftext|>")
+    ids = tok.encode("to be<pad><|endoftext|>", allowed_special="all")
     assert ids[-2:] == [599, 598]
     assert tok.decode(ids) == "to be<pad><|endoftext|>"
-    assert 599 not in tok.encode("<pad>", allowed_special="none")
+    assert 599 not in tok.encode("<pad>", disallowed_special=())
 
 
 def test_encode_batch_and_cache_agree_with_encode():
@@ -228,7 +303,8 @@ def test_truncate_equals_training_a_smaller_vocabulary(small):
     direct.train(text, small + 1)
     cut = big.truncate(small + 1)
     assert cut.merges == direct.merges and cut.special_tokens == direct.special_tokens
-    assert cut.encode(text[:2000] + "<s>") == direct.encode(text[:2000] + "<s>")
+    assert (cut.encode(text[:2000] + "<s>", allowed_special="all")
+            == direct.encode(text[:2000] + "<s>", allowed_special="all"))
     assert big.vocab_size == 700  # unchanged
     with pytest.raises(ValueError, match="vocab_size"):
         big.truncate(701)
@@ -250,7 +326,7 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.merges == tok.merges and loaded.vocab == tok.vocab
     assert loaded.special_tokens == tok.special_tokens and loaded.pattern == tok.pattern
     text = "Shall I compare thee to a summer's day?<|endoftext|> 😀"
-    assert loaded.encode(text) == tok.encode(text)
+    assert loaded.encode(text, allowed_special="all") == tok.encode(text, allowed_special="all")
     assert [p.name for p in tmp_path.iterdir()] == ["tok.json"]  # no temporary file left
 
 
@@ -263,11 +339,173 @@ def test_save_load_gpt2(tmp_path):
     assert loaded.encode(text) == gpt2_reference().encode(text).ids
 
 
-def test_load_rejects_other_files(tmp_path):
-    path = tmp_path / "other.json"
-    path.write_text(json.dumps({"format": "something else"}), encoding="utf-8")
-    with pytest.raises(ValueError, match="path"):
+@pytest.mark.parametrize("content,match", [
+    ('{"format": "something else"}', "is not an lmlab BPE tokenizer file"),
+    ("", "not valid UTF-8 JSON"),
+    ('{"format": "lmlab-bpe", "version": 1, "pattern": "x", "byte_ids": [1, 2', "not valid"),
+    (b"\xff\xfe{}", "not valid UTF-8 JSON"),
+    ('{"format": "lmlab-bpe", "version": 2}', "unsupported version"),
+    ('{"format": "lmlab-bpe", "version": 1, "pattern": "(", "byte_ids": []}', "invalid pattern"),
+    ('{"format": "lmlab-bpe", "version": 1, "pattern": "x", "byte_ids": [0, 1]}', "byte_ids"),
+])
+def test_load_rejects_bad_files_naming_them(tmp_path, content, match):
+    path = tmp_path / "bad.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=f"^path: '.*bad.json' {match}|^path: .*bad.json.*{match}"):
         BPETokenizer.from_file(path)
+
+
+def test_load_checks_merges_and_specials_and_changes_nothing_on_error(tmp_path):
+    tok = trained_small()
+    good = tmp_path / "good.json"
+    tok.save(good)
+    state = json.loads(good.read_text(encoding="utf-8"))
+    cases = {
+        "unknown id": {**state, "merges": [[0, 999, 256]]},
+        "reused id": {**state, "merges": [[0, 1, 5]]},
+        "short merge": {**state, "merges": [[0, 1]]},
+        "special clash": {**state, "special_tokens": {"<s>": 0}},
+        "special type": {**state, "special_tokens": {"<s>": "598"}},
+    }
+    target = BPETokenizer()
+    for name, bad_state in cases.items():
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(bad_state), encoding="utf-8")
+        with pytest.raises(ValueError, match="^path: .*bad.json"):
+            target.load(path)
+        assert target.vocab_size == 256, name  # unchanged
+    truncated = tmp_path / "cut.json"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match="^path: .*cut.json.*not valid UTF-8 JSON"):
+        target.load(truncated)
+    with pytest.raises(FileNotFoundError, match="^path"):
+        target.load(tmp_path / "missing.json")
+    with pytest.raises(TypeError, match="^path"):
+        target.load(3)
+
+
+def test_save_bad_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="^path"):
+        trained_small().save(tmp_path / "no-folder" / "tok.json")
+    with pytest.raises(TypeError, match="^path"):
+        trained_small().save(None)
+
+
+# ---------------------------------------------------------------------- GPT-2's files
+
+
+def _gpt2_copy(tmp_path, encoder_text=None, merges_text=None):
+    encoder_json, vocab_bpe = data.gpt2_files()
+    enc, bpe_file = tmp_path / "encoder.json", tmp_path / "vocab.bpe"
+    enc.write_text(encoder_text if encoder_text is not None
+                   else encoder_json.read_text(encoding="utf-8"), encoding="utf-8")
+    bpe_file.write_text(merges_text if merges_text is not None
+                        else vocab_bpe.read_text(encoding="utf-8"), encoding="utf-8")
+    return enc, bpe_file
+
+
+@functools.cache
+def _gpt2_texts():
+    encoder_json, vocab_bpe = data.gpt2_files()
+    return encoder_json.read_text(encoding="utf-8"), vocab_bpe.read_text(encoding="utf-8")
+
+
+def test_from_gpt2_copies_equal_the_default(tmp_path):
+    enc, merges = _gpt2_copy(tmp_path)
+    tok = BPETokenizer.from_gpt2(enc, merges)
+    assert tok.vocab_size == 50257 and tok.merges == gpt2().merges
+
+
+@pytest.mark.parametrize("cut", ["lines", "mid-line", "one line"])
+def test_from_gpt2_rejects_a_vocab_bpe_cut_short(tmp_path, cut):
+    encoder_text, merges_text = _gpt2_texts()
+    lines = merges_text.split("\n")
+    if cut == "lines":
+        short = "\n".join(lines[:30_000]) + "\n"
+    elif cut == "one line":
+        short = "\n".join(lines[:-2]) + "\n"  # the last merge missing (the file ends with \n)
+    else:
+        short = merges_text[: len(merges_text) // 2 + 3]
+    enc, merges = _gpt2_copy(tmp_path, encoder_text, short)
+    with pytest.raises(ValueError, match="^vocab_bpe: '.*vocab.bpe'"):
+        BPETokenizer.from_gpt2(enc, merges)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not an object", "ids with a gap", "no bytes"])
+def test_from_gpt2_rejects_a_bad_encoder_json(tmp_path, damage):
+    encoder_text, merges_text = _gpt2_texts()
+    encoder = json.loads(encoder_text)
+    if damage == "truncated":
+        bad = encoder_text[: len(encoder_text) // 3]
+    elif damage == "not an object":
+        bad = json.dumps(list(encoder))
+    elif damage == "ids with a gap":
+        bad = json.dumps({**encoder, "<|endoftext|>": 60000})
+    else:
+        bad = json.dumps({t: i for t, i in encoder.items() if t != "a"})
+    enc, merges = _gpt2_copy(tmp_path, bad, merges_text)
+    with pytest.raises(ValueError, match="^encoder_json: '.*encoder.json'"):
+        BPETokenizer.from_gpt2(enc, merges)
+
+
+def test_from_gpt2_rejects_mismatched_or_missing_files(tmp_path):
+    encoder_text, merges_text = _gpt2_texts()
+    enc, merges = _gpt2_copy(tmp_path, encoder_text, merges_text + "Ġzzz qqq\n")
+    with pytest.raises(ValueError, match="^vocab_bpe: .*line 50002: 'Ġzzz' is not in"):
+        BPETokenizer.from_gpt2(enc, merges)
+    merges.write_bytes(b"#version: 0.2\n\xff\xfe\n")
+    with pytest.raises(ValueError, match="^vocab_bpe: .*not UTF-8"):
+        BPETokenizer.from_gpt2(enc, merges)
+    with pytest.raises(FileNotFoundError, match="^vocab_bpe"):
+        BPETokenizer.from_gpt2(enc, tmp_path / "missing.bpe")
+    with pytest.raises(FileNotFoundError, match="^encoder_json"):
+        BPETokenizer.from_gpt2(tmp_path / "missing.json", merges)
+    with pytest.raises(TypeError, match="^encoder_json"):
+        BPETokenizer.from_gpt2(12, merges)
+
+
+# ---------------------------------------------------------------------- long chunks
+
+
+@pytest.mark.parametrize("kind", ["letters", "repeats", "one letter", "digits", "punctuation",
+                                  "chinese", "spaces"])
+def test_gpt2_encodes_a_100000_character_chunk_like_tokenizers(kind):
+    # One pre-tokenized chunk of 100,000 characters: merged with a heap, not the quadratic loop
+    # (the speed is in benchmarks/bench_tokenization.py).
+    rng = np.random.default_rng(0)
+    texts = {
+        "letters": "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 100_000)),
+        "repeats": "ab" * 50_000, "one letter": "a" * 100_000, "digits": "7" * 100_000,
+        "punctuation": "!?" * 50_000, "chinese": "中文" * 50_000, "spaces": " " * 100_000,
+    }
+    text = texts[kind]
+    assert len(regex.findall(GPT2_PATTERN, text)) <= 2
+    tok = BPETokenizer.from_gpt2()
+    ids = tok.encode(text)
+    assert ids == gpt2_reference().encode(text).ids
+    assert tok.decode(ids) == text
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.sampled_from("aaabbbcdd eé1!中"), max_size=200))
+def test_heap_merge_equals_the_simple_loop(text):
+    tok = trained_small()
+    ids = [tok._byte_ids[b] for b in text.encode("utf-8")]
+    if ids:
+        assert (bpe._merge_long(list(ids), tok._ranks, tok.merges)
+                == bpe._merge_short(list(ids), tok._ranks, tok.merges))
+
+
+def test_heap_merge_equals_the_simple_loop_on_gpt2():
+    tok = gpt2()
+    for text in heldout_lines()[:3000:7] + ["aaaaaaaaaaaaaaa", "Hello  world!!!"]:
+        ids = [tok._byte_ids[b] for b in text.encode("utf-8")]
+        if ids:
+            assert (bpe._merge_long(list(ids), tok._ranks, tok.merges)
+                    == bpe._merge_short(list(ids), tok._ranks, tok.merges))
 
 
 # ---------------------------------------------------------------------- bad input
@@ -275,46 +513,140 @@ def test_load_rejects_other_files(tmp_path):
 
 def test_bad_training_input():
     tok = BPETokenizer(special_tokens=["<s>"])
-    with pytest.raises(ValueError, match="vocab_size.*257"):
+    with pytest.raises(ValueError, match="^vocab_size: expected an int >= 257"):
         tok.train("some text", 256)
-    with pytest.raises(ValueError, match="text: cannot train on an empty string"):
+    with pytest.raises(ValueError, match="^vocab_size: expected an int <= 1048576"):
+        tok.train("some text", 10**9)
+    with pytest.raises(ValueError, match="^text: cannot train on an empty string"):
         tok.train("", 300)
-    with pytest.raises(TypeError, match="text: expected str"):
+    with pytest.raises(TypeError, match="^text: expected a str"):
         tok.train(b"bytes", 300)
-    with pytest.raises(TypeError, match="vocab_size"):
-        tok.train("text", 300.0)
-    with pytest.raises(ValueError, match="surrogate"):
+    with pytest.raises(TypeError, match="^text"):
+        tok.train(["a list"], 300)
+    for bad in (300.0, True, None, "300"):
+        with pytest.raises(TypeError, match="^vocab_size"):
+            tok.train("text", bad)
+    with pytest.raises(ValueError, match="^text: .*surrogate"):
         tok.train("a\ud800b", 300)
+    assert tok.vocab_size == 257  # nothing changed
+
+
+def test_bad_truncate_input():
+    tok = trained_small()
+    for bad, error in ((257, ValueError), (601, ValueError), (300.0, TypeError),
+                       (None, TypeError)):
+        with pytest.raises(error, match="^vocab_size"):
+            tok.truncate(bad)
 
 
 def test_bad_encode_decode_input():
     tok = gpt2()
-    with pytest.raises(TypeError, match="text: expected str, got int"):
+    with pytest.raises(TypeError, match="^text: expected a str, got int"):
         tok.encode(123)
-    with pytest.raises(TypeError, match="text: expected str, got NoneType"):
+    with pytest.raises(TypeError, match="^text: expected a str, got NoneType"):
         tok.encode(None)
-    with pytest.raises(TypeError, match="texts"):
+    with pytest.raises(TypeError, match="^text"):
+        tok.encode_ordinary(b"bytes")
+    with pytest.raises(TypeError, match="^texts"):
         tok.encode_batch("a single string")
-    with pytest.raises(ValueError, match="allowed_special"):
+    with pytest.raises(TypeError, match=r"^texts\[1\]"):
+        tok.encode_batch(["ok", 3])
+    assert tok.encode_batch([]) == []
+    with pytest.raises(TypeError, match="^allowed_special"):
         tok.encode("x", allowed_special="some")
-    with pytest.raises(ValueError, match="surrogate"):
+    with pytest.raises(ValueError, match="^allowed_special: '<s>' is not a special token"):
+        tok.encode("x", allowed_special={"<s>"})
+    with pytest.raises(TypeError, match="^disallowed_special"):
+        tok.encode("x", disallowed_special=None)
+    with pytest.raises(TypeError, match="^disallowed_special"):
+        tok.encode("x", disallowed_special=[1])
+    with pytest.raises(TypeError):
+        tok.encode("x", "all")  # keyword-only, as in tiktoken
+    with pytest.raises(ValueError, match="^text: .*surrogate"):
         tok.encode("lone \ud800 surrogate")
     assert tok.decode(torch.tensor([15496, 995])) == "Hello world"
     assert tok.decode(np.array([15496, 995])) == "Hello world"
-    for bad in (-1, 50257, 10**9, "1", 1.0, True, None):
-        with pytest.raises(ValueError, match="ids:.*range\\(0, 50257\\)"):
+    assert tok.decode([]) == ""
+    for bad in (-1, 50257, 10**9):
+        with pytest.raises(ValueError, match=r"^ids\[1\]: .*range\(0, 50257\)"):
             tok.decode([15496, bad])
+    for bad in ("1", 1.0, True, None):
+        with pytest.raises(TypeError, match=r"^ids\[1\]: expected an int"):
+            tok.decode([15496, bad])
+    with pytest.raises(TypeError, match="^ids"):
+        tok.decode("15496")
+    with pytest.raises(TypeError, match="^token"):
+        tok.token_to_id(5)
+    with pytest.raises(TypeError, match="^id"):
+        tok.id_to_token("5")
+    assert tok.id_to_token(-1) is None and tok.token_to_id("") is None
 
 
 def test_bad_constructor_input():
-    with pytest.raises(TypeError, match="special_tokens"):
+    with pytest.raises(TypeError, match="^special_tokens"):
         BPETokenizer(special_tokens="<s>")
-    with pytest.raises(ValueError, match="special_tokens: duplicates"):
+    with pytest.raises(TypeError, match=r"^special_tokens\[0\]"):
+        BPETokenizer(special_tokens=[1])
+    with pytest.raises(ValueError, match="^special_tokens: duplicates"):
         BPETokenizer(special_tokens=["<s>", "<s>"])
-    with pytest.raises(ValueError, match="cache_size"):
+    with pytest.raises(ValueError, match="^special_tokens"):
+        BPETokenizer(special_tokens=[""])
+    with pytest.raises(ValueError, match="^cache_size"):
         BPETokenizer(cache_size=-1)
-    with pytest.raises(ValueError, match="vocab_size"):
-        train_hf_bpe("text", 10)
+    with pytest.raises(TypeError, match="^cache_size"):
+        BPETokenizer(cache_size=1.5)
+    with pytest.raises(ValueError, match="^pattern: not a valid regex"):
+        BPETokenizer(pattern="(")
+    with pytest.raises(ValueError, match="^pattern"):
+        BPETokenizer(pattern="")
+    with pytest.raises(TypeError, match="^pattern"):
+        BPETokenizer(pattern=None)
+
+
+def test_bad_pair_helper_input():
+    with pytest.raises(TypeError, match="^ids"):
+        get_stats("abc")
+    with pytest.raises(TypeError, match="^counts"):
+        get_stats([1, 2], counts=[])
+    with pytest.raises(TypeError, match="^ids"):
+        merge(None, (1, 2), 3)
+    with pytest.raises(TypeError, match="^pair"):
+        merge([1, 2], [1, 2], 3)
+    with pytest.raises(TypeError, match="^pair"):
+        merge([1, 2], (1, 2, 3), 4)
+    with pytest.raises(ValueError, match=r"^pair\[0\]"):
+        merge([1, 2], (-1, 2), 3)
+    with pytest.raises(TypeError, match="^idx"):
+        merge([1, 2], (1, 2), 3.0)
+    with pytest.raises(TypeError, match=r"^pair\[1\]"):
+        tie_key((1, "a"))
+    assert get_stats([]) == {} and merge([], (1, 2), 3) == []
+
+
+@pytest.mark.parametrize("call", [
+    lambda: train_hf_bpe("ab ab", 10**9),
+    lambda: train_hf_bpe("ab ab", MAX_VOCAB_SIZE + 1),
+    lambda: train_hf_bpe("text", 10),
+    lambda: train_hf_bpe("text", 300.0),
+    lambda: train_hf_bpe("", 300),
+    lambda: train_hf_bpe(["", ""], 300),
+    lambda: train_hf_bpe(b"bytes", 300),
+    lambda: train_hf_bpe([1, 2], 300),
+    lambda: train_hf_bpe("a\ud800", 300),
+    lambda: train_hf_bpe("text", 300, special_tokens="<s>"),
+    lambda: train_hf_bpe("text", 300, special_tokens=["<s>", "<s>"]),
+])
+def test_bad_train_hf_bpe_input_raises_before_tokenizers_runs(call):
+    with pytest.raises((TypeError, ValueError), match="^(text|vocab_size|special_tokens)"):
+        call()
+
+
+def test_bad_tokens_html_input():
+    with pytest.raises(TypeError, match="^tokens"):
+        tokens_html("abc")
+    with pytest.raises(TypeError, match=r"^tokens\[1\]"):
+        tokens_html(["a", 1])
+    assert tokens_html([]).count("<span") == 0
 
 
 def test_bytes_to_unicode_is_gpt2s_table():
@@ -377,9 +709,76 @@ def test_bert_known_pieces():
 
 
 def test_bad_wordpiece_input():
-    with pytest.raises(ValueError, match="vocab_size"):
-        train_wordpiece("some text", vocab_size=5)
-    with pytest.raises(ValueError, match="text"):
-        train_wordpiece(["", ""])
-    with pytest.raises(TypeError, match="text"):
-        train_wordpiece([1, 2])
+    for call, error, name in [
+        (lambda: train_wordpiece("some text", vocab_size=5), ValueError, "vocab_size"),
+        (lambda: train_wordpiece("some text", vocab_size=10**9), ValueError, "vocab_size"),
+        (lambda: train_wordpiece("some text", vocab_size=100.0), TypeError, "vocab_size"),
+        (lambda: train_wordpiece(["", ""]), ValueError, "text"),
+        (lambda: train_wordpiece(""), ValueError, "text"),
+        (lambda: train_wordpiece([1, 2]), TypeError, "text"),
+        (lambda: train_wordpiece(None), TypeError, "text"),
+        (lambda: train_wordpiece("text", lowercase="yes"), TypeError, "lowercase"),
+        (lambda: train_wordpiece("text", min_frequency=-1), ValueError, "min_frequency"),
+        (lambda: train_wordpiece("text", min_frequency=2.5), TypeError, "min_frequency"),
+    ]:
+        with pytest.raises(error, match=f"^{name}"):
+            call()
+
+
+def test_wordpiece_is_not_deterministic_but_keeps_its_frequent_tokens():
+    # Documented: tokenizers numbers its ## alphabet in hash-map order, so ties can go either
+    # way between processes. What the book prints (frequent words, specials) must not move.
+    docs = data.load_documents("sotu")[-40:]
+    a, b = (train_wordpiece(docs, vocab_size=2000) for _ in range(2))
+    assert a.get_vocab_size() == b.get_vocab_size() == 2000
+    frequent = ["the", "congress", "people", "[CLS]", "[SEP]", "##s"]
+    assert all(a.token_to_id(t) is not None and b.token_to_id(t) is not None for t in frequent)
+    common = set(a.get_vocab()) & set(b.get_vocab())
+    assert len(common) >= 1900
+
+
+@pytest.mark.parametrize("damage", ["truncated", "duplicate", "no cls", "not utf-8", "empty"])
+def test_load_bert_tokenizer_rejects_bad_vocab_files(tmp_path, damage):
+    lines = data.bert_vocab_file().read_text(encoding="utf-8").splitlines()
+    path = tmp_path / "vocab.txt"
+    if damage == "truncated":
+        path.write_text("\n".join(lines[:50]) + "\n", encoding="utf-8")  # no [CLS] (id 101)
+    elif damage == "duplicate":
+        path.write_text("\n".join(lines + ["the"]) + "\n", encoding="utf-8")
+    elif damage == "no cls":
+        path.write_text("\n".join(t for t in lines if t != "[CLS]") + "\n", encoding="utf-8")
+    elif damage == "not utf-8":
+        path.write_bytes(b"[UNK]\n[CLS]\n[SEP]\n\xff\xfe\n")
+    else:
+        path.write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match="^vocab_file: '.*vocab.txt'"):
+        load_bert_tokenizer(path)
+
+
+def test_load_bert_tokenizer_checks_the_default_file(tmp_path, monkeypatch):
+    lines = data.bert_vocab_file().read_text(encoding="utf-8").splitlines()
+    cut = tmp_path / "vocab.txt"
+    cut.write_text("\n".join(lines[:-1000]) + "\n", encoding="utf-8")  # still a valid vocab
+    assert load_bert_tokenizer(cut).get_vocab_size() == 29522  # a file given: any size
+    monkeypatch.setattr(data, "bert_vocab_file", lambda: cut)
+    with pytest.raises(ValueError, match="^vocab_file: .*29,522 tokens, expected 30,522"):
+        load_bert_tokenizer()
+    with pytest.raises(FileNotFoundError, match="^vocab_file"):
+        load_bert_tokenizer(tmp_path / "missing.txt")
+    with pytest.raises(TypeError, match="^lowercase"):
+        load_bert_tokenizer(lowercase=None)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong vocabulary"])
+def test_load_minilm_tokenizer_rejects_bad_files(tmp_path, monkeypatch, damage):
+    original = (data.minilm_dir() / "tokenizer.json").read_text(encoding="utf-8")
+    if damage == "truncated":
+        text = original[: len(original) // 2]
+    else:
+        state = json.loads(original)
+        state["model"]["vocab"] = dict(list(state["model"]["vocab"].items())[:1000])
+        text = json.dumps(state)
+    (tmp_path / "tokenizer.json").write_text(text, encoding="utf-8")
+    monkeypatch.setattr(data, "minilm_dir", lambda: tmp_path)
+    with pytest.raises(ValueError, match="^path: '.*tokenizer.json'"):
+        load_minilm_tokenizer()

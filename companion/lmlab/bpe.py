@@ -1,0 +1,694 @@
+"""Byte-level byte-pair encoding (BPE), written from scratch: GPT-2's tokenizer algorithm.
+
+Text is split into chunks by a regular expression (GPT-2's :data:`GPT2_PATTERN`), each chunk
+becomes its UTF-8 bytes (ids 0-255), and learned merges glue frequent neighbours into longer
+tokens. Every string can be encoded, nothing is ever unknown, and ``decode(encode(s)) == s``.
+:meth:`BPETokenizer.from_gpt2` loads GPT-2's real merges and reproduces its ids exactly.
+
+The method names follow minbpe for the core (``train``, ``encode``, ``decode``, ``save``,
+``load``) and Hugging Face ``tokenizers`` for the extras (``encode_batch``, ``token_to_id``,
+``id_to_token``, ``from_file``); special tokens in text follow tiktoken (they raise unless the
+caller allows them)::
+
+    tok = BPETokenizer()
+    tok.train(text, vocab_size=1000)
+    ids = tok.encode("Tokenizers split text.")     # list[int]
+    assert tok.decode(ids) == "Tokenizers split text."
+
+Training keeps the pair counts up to date incrementally: a merge only revisits the distinct
+chunks ("words") that contain the merged pair, never the whole corpus. Encoding a chunk is
+near-linear in its length (a heap of candidate merges over a linked list of tokens).
+
+GPT-2's regular expression classifies characters with the Unicode tables of the installed
+``regex`` package (``\\p{L}``, ``\\p{N}``); Hugging Face ``tokenizers`` (and tiktoken) use their
+own. Both agree on every character Unicode 14.0 assigns (tested), but GPT-2's ids for a
+character added later depend on whether the installed ``regex`` knows it. Measured against
+``tokenizers`` 0.23.3 (Unicode 16.0) on every code point: ``regex`` 2024.9.11 to 2025.9.18
+agree everywhere; 2024.7.24 and older differ on 4,382 code points (Unicode 16.0 additions),
+2025.10.22 to 2026.1.14 on 4,657 and 2026.9.29 to 2026.11.19 on 17,480 (later additions).
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import logging
+import operator
+import os
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Sequence
+
+import regex
+
+from lmlab import _bpe_files
+from lmlab._checks import check_int, check_str, check_strings
+from lmlab.io import save_json
+
+__all__ = [
+    "GPT2_PATTERN", "MAX_VOCAB_SIZE", "bytes_to_unicode", "tie_key", "get_stats", "merge",
+    "BPETokenizer",
+]
+
+logger = logging.getLogger(__name__)
+
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+"""The pre-tokenization regex of GPT-2. Contractions, letters, digits, punctuation and spaces
+each form their own chunk, and a single space sticks to the front of the word after it."""
+
+MAX_VOCAB_SIZE = 2**20
+"""The largest vocabulary lmlab trains or accepts (1,048,576 ids; real models use 30k-256k)."""
+
+_SHORT_CHUNK = 48  # chunks up to this many bytes are merged by the simple quadratic loop
+
+
+@functools.cache
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's map from each byte to a printable character, used to *display* byte tokens.
+
+    Printable Latin-1 bytes map to themselves; the others (space, newline, control bytes) map to
+    characters from 256 upwards, so a space shows as ``Ġ`` and a newline as ``Ċ``.
+
+    Returns:
+        A dict of all 256 bytes to distinct one-character strings.
+
+    Example:
+        >>> m = bytes_to_unicode()
+        >>> m[ord("a")], m[ord(" ")], m[ord("\\n")]
+        ('a', 'Ġ', 'Ċ')
+    """
+    keep = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+            + list(range(ord("®"), ord("ÿ") + 1)))
+    chars = list(keep)
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(keep, chars)}
+
+
+@functools.cache
+def _byte_ranks() -> tuple[int, ...]:
+    """Each byte's position when the 256 display characters of GPT-2 are sorted."""
+    display = bytes_to_unicode()
+    order = sorted(range(256), key=lambda b: display[b])
+    ranks = [0] * 256
+    for rank, b in enumerate(order):
+        ranks[b] = rank
+    return tuple(ranks)
+
+
+def tie_key(pair: tuple[int, int]) -> tuple[int, int]:
+    """The order in which training breaks ties between equally frequent pairs: smallest first.
+
+    Merged tokens (ids from 256 on) keep their id. A byte is ranked by its display character
+    (:func:`bytes_to_unicode`), i.e. printable bytes in byte order, then the others (space,
+    control bytes, ...) in byte order. That is the order in which Hugging Face's ``BpeTrainer``
+    numbers its sorted byte-level alphabet, so both trainers learn the same merges.
+
+    Args:
+        pair: two token ids of a byte-level tokenizer trained by :meth:`BPETokenizer.train`.
+
+    Returns:
+        The pair's sort key for tie-breaking.
+
+    Example:
+        >>> tie_key((ord("a"), ord("t"))), tie_key((ord(" "), ord("t"))), tie_key((256, 300))
+        ((64, 83), (220, 83), (256, 300))
+    """
+    return _tie_key(_check_pair(pair))
+
+
+def _tie_key(pair: tuple[int, int]) -> tuple[int, int]:
+    ranks = _byte_ranks()
+    a, b = pair
+    return (ranks[a] if a < 256 else a, ranks[b] if b < 256 else b)
+
+
+def get_stats(ids: Sequence[int], counts: dict[tuple[int, int], int] | None = None
+              ) -> dict[tuple[int, int], int]:
+    """Count adjacent pairs of ids.
+
+    Args:
+        ids: a sequence of token ids.
+        counts: a dict to add the counts to (updated in place); a new one when ``None``.
+
+    Returns:
+        ``counts``, mapping each adjacent pair to how often it occurs.
+
+    Example:
+        >>> get_stats([1, 2, 3, 1, 2])
+        {(1, 2): 2, (2, 3): 1, (3, 1): 1}
+    """
+    _check_ids("ids", ids)
+    if counts is not None and not isinstance(counts, dict):
+        raise TypeError(f"counts: expected a dict or None, got {type(counts).__name__}")
+    counts = {} if counts is None else counts
+    for pair in zip(ids, ids[1:]):
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def _check_ids(name: str, ids: object) -> None:
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+        raise TypeError(f"{name}: expected a sequence of ints, got {type(ids).__name__}")
+
+
+def _check_pair(pair: object) -> tuple[int, int]:
+    if not isinstance(pair, tuple) or len(pair) != 2:
+        raise TypeError(f"pair: expected a tuple of two ints, got {pair!r}")
+    for i, x in enumerate(pair):
+        check_int(f"pair[{i}]", x, minimum=0)
+    return pair
+
+
+def merge(ids: Sequence[int], pair: tuple[int, int], idx: int) -> list[int]:
+    """Replace every occurrence of ``pair`` in ``ids`` with the new id ``idx``, left to right.
+
+    Args:
+        ids: a sequence of token ids.
+        pair: the two adjacent ids to merge.
+        idx: the id of the merged token.
+
+    Returns:
+        A new list, shorter by the number of (non-overlapping) occurrences.
+
+    Example:
+        >>> merge([1, 2, 3, 1, 2], (1, 2), 4)
+        [4, 3, 4]
+    """
+    _check_ids("ids", ids)
+    _check_pair(pair)
+    check_int("idx", idx, minimum=0)
+    return _merge(ids, pair, idx)
+
+
+def _merge(ids: Sequence[int], pair: tuple[int, int], idx: int) -> list[int]:
+    a, b = pair
+    out: list[int] = []
+    i, n = 0, len(ids)
+    while i < n:
+        if i < n - 1 and ids[i] == a and ids[i + 1] == b:
+            out.append(idx)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def _merge_short(ids: list[int], ranks: dict[tuple[int, int], int],
+                 merges: dict[tuple[int, int], int]) -> list[int]:
+    """Apply merges by rank: find the lowest-ranked pair, merge it everywhere, repeat."""
+    while len(ids) >= 2:
+        best, best_rank = None, len(ranks)
+        for pair in zip(ids, ids[1:]):
+            rank = ranks.get(pair)
+            if rank is not None and rank < best_rank:
+                best, best_rank = pair, rank
+        if best is None:
+            break
+        ids = _merge(ids, best, merges[best])
+    return ids
+
+
+def _merge_long(ids: list[int], ranks: dict[tuple[int, int], int],
+                merges: dict[tuple[int, int], int]) -> list[int]:
+    """The same merges in O(n log n): a heap of ``(rank, position)`` over a linked list.
+
+    Hugging Face ``tokenizers`` does the same (``Word::merge_all``): the lowest rank first, and
+    for equal ranks the leftmost position, so overlapping runs (``aaa``) merge left to right.
+    """
+    n = len(ids)
+    sym = list(ids)  # token at each node; -1 once the node has been merged into its left one
+    nxt = list(range(1, n + 1))
+    nxt[-1] = -1
+    prv = list(range(-1, n - 1))
+    heap = [(r, i) for i, pair in enumerate(zip(ids, ids[1:]))
+            if (r := ranks.get(pair)) is not None]
+    heapq.heapify(heap)
+    while heap:
+        rank, i = heapq.heappop(heap)
+        j = nxt[i]
+        if sym[i] < 0 or j < 0 or ranks.get((sym[i], sym[j])) != rank:
+            continue  # stale: a neighbour changed since this entry was pushed
+        new = merges[(sym[i], sym[j])]
+        sym[i], sym[j] = new, -1
+        k = nxt[j]
+        nxt[i] = k
+        if k >= 0:
+            prv[k] = i
+            r = ranks.get((new, sym[k]))
+            if r is not None:
+                heapq.heappush(heap, (r, i))
+        p = prv[i]
+        if p >= 0:
+            r = ranks.get((sym[p], new))
+            if r is not None:
+                heapq.heappush(heap, (r, p))
+    out, i = [], 0
+    while i >= 0:
+        out.append(sym[i])
+        i = nxt[i]
+    return out
+
+
+def _special_set(name: str, value: object, specials: dict[str, int]) -> set[str]:
+    """``"all"`` or a collection of this tokenizer's special tokens, as a set."""
+    if value == "all":
+        return set(specials)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Collection):
+        raise TypeError(f"{name}: expected 'all' or a set of special tokens, got "
+                        f"{type(value).__name__} {value!r}")
+    out = set()
+    for s in value:
+        if not isinstance(s, str):
+            raise TypeError(f"{name}: expected special tokens as str, got {type(s).__name__}")
+        if s not in specials:
+            raise ValueError(f"{name}: {s!r} is not a special token of this tokenizer; "
+                             f"expected some of {sorted(specials)}")
+        out.add(s)
+    return out
+
+
+def _alternation(tokens: Iterable[str]) -> regex.Pattern:
+    return regex.compile("(" + "|".join(
+        regex.escape(s) for s in sorted(tokens, key=lambda s: (-len(s), s))) + ")")
+
+
+class BPETokenizer:
+    """A byte-level BPE tokenizer: GPT-2's algorithm, trainable and loadable.
+
+    A fresh tokenizer knows only the 256 bytes (plus its special tokens); :meth:`train` learns
+    merges from text and :meth:`from_gpt2` loads GPT-2's. Token ids are laid out as bytes, then
+    merges in the order they were learned, then special tokens.
+
+    Args:
+        pattern: the pre-tokenization regex (the ``regex`` package syntax); merges never cross
+            the boundary between two chunks.
+        special_tokens: strings such as ``"<|endoftext|>"`` that get their own id. Text that
+            contains one raises in :meth:`encode` unless the caller allows it.
+        cache_size: how many encoded chunks to remember; repeated words are then looked up
+            instead of re-merged (0 turns the cache off).
+
+    Example:
+        >>> tok = BPETokenizer()
+        >>> tok.train("low lower lowest " * 20, vocab_size=260)
+        >>> tok.encode("lowest")
+        [257, 101, 115, 116]
+        >>> tok.decode(tok.encode("lowest"))
+        'lowest'
+    """
+
+    def __init__(self, pattern: str = GPT2_PATTERN, special_tokens: Sequence[str] = (),
+                 cache_size: int = 100_000) -> None:
+        check_str("pattern", pattern, allow_empty=False)
+        special_tokens = check_strings("special_tokens", special_tokens, allow_empty=True)
+        if any(not s for s in special_tokens):
+            raise ValueError("special_tokens: expected non-empty strings, got ''")
+        if len(set(special_tokens)) != len(special_tokens):
+            raise ValueError(f"special_tokens: duplicates in {special_tokens}")
+        check_int("cache_size", cache_size, minimum=0)
+        try:
+            compiled = regex.compile(pattern)
+        except regex.error as err:
+            raise ValueError(f"pattern: not a valid regex ({err})") from err
+        self.pattern = pattern
+        self.cache_size = cache_size
+        self._compiled = compiled
+        self._set_model(list(range(256)), [], {s: 256 + i for i, s in enumerate(special_tokens)})
+
+    # ------------------------------------------------------------------ state
+
+    def _set_model(self, byte_ids: list[int], merges: list[tuple[int, int, int]],
+                   special_tokens: dict[str, int]) -> None:
+        """Install a model: byte -> id, merges as ``(a, b, new_id)`` in rank order, specials."""
+        self._byte_ids = list(byte_ids)
+        self.vocab: dict[int, bytes] = {i: bytes([b]) for b, i in enumerate(byte_ids)}
+        self.merges: dict[tuple[int, int], int] = {}
+        self._ranks: dict[tuple[int, int], int] = {}
+        for rank, (a, b, new) in enumerate(merges):
+            self.merges[(a, b)] = new
+            self._ranks[(a, b)] = rank
+            self.vocab[new] = self.vocab[a] + self.vocab[b]
+        self.special_tokens: dict[str, int] = dict(special_tokens)
+        self._inverse_special = {i: s.encode("utf-8") for s, i in self.special_tokens.items()}
+        taken = set(self.vocab) & set(self._inverse_special)
+        if taken:
+            raise ValueError(f"special_tokens: ids {sorted(taken)} are already used by tokens")
+        display = bytes_to_unicode()
+        self._id_to_token = {i: "".join(display[c] for c in bs) for i, bs in self.vocab.items()}
+        self._id_to_token.update({i: s for s, i in self.special_tokens.items()})
+        self._token_to_id = {t: i for i, t in self._id_to_token.items()}
+        self._cache: dict[str, list[int]] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        """The number of ids (bytes, then merges, then special tokens)."""
+        return len(self.vocab) + len(self.special_tokens)
+
+    # ------------------------------------------------------------------ training
+
+    def train(self, text: str, vocab_size: int) -> None:
+        """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
+
+        The text is cut into chunks by the ``pattern`` regex and the distinct chunks are counted
+        once. Each merge takes the most frequent adjacent pair (ties: the smallest
+        :func:`tie_key`, the rule of Hugging Face's ``BpeTrainer``), and updates only the counts
+        of the chunks that contain it, using an index from pair to chunks and a heap of
+        candidate pairs. Training stops early, with a log message, if no pair is left to merge.
+
+        Args:
+            text: the training text (non-empty).
+            vocab_size: the size of the final vocabulary, from 256 plus the number of special
+                tokens up to :data:`MAX_VOCAB_SIZE`.
+
+        Raises:
+            TypeError: ``text`` is not a string or ``vocab_size`` not an int.
+            ValueError: ``text`` is empty or not valid Unicode, or ``vocab_size`` is out of
+                range.
+        """
+        check_str("text", text)
+        specials = sorted(self.special_tokens, key=self.special_tokens.__getitem__)
+        check_int("vocab_size", vocab_size, minimum=256 + len(specials), maximum=MAX_VOCAB_SIZE)
+        if not text:
+            raise ValueError("text: cannot train on an empty string")
+        num_merges = vocab_size - 256 - len(specials)
+
+        chunk_counts = Counter(m.group() for m in self._compiled.finditer(text))
+        try:
+            words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
+        except UnicodeEncodeError as err:
+            raise ValueError(f"text: cannot train on a lone surrogate ({err.reason}); "
+                             "text must be valid Unicode") from err
+        freqs = list(chunk_counts.values())
+        counts: dict[tuple[int, int], int] = defaultdict(int)  # pair -> weighted count
+        where: dict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> words (superset)
+        for wi, (word, freq) in enumerate(zip(words, freqs)):
+            for pair in zip(word, word[1:]):
+                counts[pair] += freq
+                where[pair].add(wi)
+        heap = [(-c, _tie_key(pair), pair) for pair, c in counts.items()]
+        heapq.heapify(heap)
+
+        merges: list[tuple[int, int, int]] = []
+        for step in range(num_merges):
+            while heap:  # pop until an entry is current (stale ones carry old counts)
+                neg, _key, pair = heapq.heappop(heap)
+                if counts.get(pair, 0) == -neg:
+                    break
+            else:
+                logger.info("BPE training stopped after %d merges: no pairs left", step)
+                break
+            new = 256 + step
+            merges.append((pair[0], pair[1], new))
+            delta: dict[tuple[int, int], int] = defaultdict(int)
+            for wi in where.pop(pair):
+                word = words[wi]
+                merged = _merge(word, pair, new)
+                if len(merged) == len(word):
+                    continue  # the pair left this word in an earlier merge
+                freq = freqs[wi]
+                for p in zip(word, word[1:]):
+                    delta[p] -= freq
+                for p in zip(merged, merged[1:]):
+                    delta[p] += freq
+                    if new in p:
+                        where[p].add(wi)
+                words[wi] = merged
+            for p, d in delta.items():
+                if d:
+                    c = counts[p] + d
+                    if c > 0:
+                        counts[p] = c
+                        heapq.heappush(heap, (-c, _tie_key(p), p))
+                    else:
+                        del counts[p]
+            logger.debug("merge %d: %r -> %d (%d)", step, pair, new, -neg)
+        first = 256 + len(merges)
+        self._set_model(list(range(256)), merges, {s: first + i for i, s in enumerate(specials)})
+
+    def truncate(self, vocab_size: int) -> BPETokenizer:
+        """A new tokenizer that keeps only the first merges (the special tokens move down).
+
+        Training is greedy, so the first ``k`` merges of a long run are exactly what training
+        with ``256 + k`` ids would give: one run yields a whole vocabulary-size sweep.
+
+        Args:
+            vocab_size: the new size, from 256 plus the special tokens up to :attr:`vocab_size`.
+
+        Returns:
+            A new :class:`BPETokenizer`; this one is unchanged.
+        """
+        low = len(self._byte_ids) + len(self.special_tokens)
+        check_int("vocab_size", vocab_size, minimum=low, maximum=self.vocab_size)
+        keep = vocab_size - low
+        merges = [(a, b, new) for (a, b), new in list(self.merges.items())[:keep]]
+        specials = sorted(self.special_tokens, key=self.special_tokens.__getitem__)
+        first = max([*self._byte_ids, *(new for _a, _b, new in merges)]) + 1
+        tok = BPETokenizer(self.pattern, cache_size=self.cache_size)
+        tok._set_model(self._byte_ids, merges, {s: first + i for i, s in enumerate(specials)})
+        return tok
+
+    # ------------------------------------------------------------------ encoding
+
+    def _encode_chunk(self, data: bytes) -> list[int]:
+        ids = [self._byte_ids[b] for b in data]
+        if len(ids) <= _SHORT_CHUNK:
+            return _merge_short(ids, self._ranks, self.merges)
+        return _merge_long(ids, self._ranks, self.merges)
+
+    def _encode_plain(self, text: str) -> list[int]:
+        out: list[int] = []
+        cache = self._cache
+        try:
+            for chunk in self._compiled.findall(text):
+                ids = cache.get(chunk)
+                if ids is None:
+                    ids = self._encode_chunk(chunk.encode("utf-8"))
+                    if self.cache_size:
+                        if len(cache) >= self.cache_size:
+                            cache.clear()
+                        cache[chunk] = ids
+                out.extend(ids)
+        except UnicodeEncodeError as err:
+            raise ValueError(f"text: cannot encode a lone surrogate ({err.reason}); "
+                             "text must be valid Unicode") from err
+        return out
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode ``text`` as plain text: special-token strings are split like any other text.
+
+        The same as ``encode(text, disallowed_special=())`` (tiktoken's ``encode_ordinary``).
+
+        Example:
+            >>> BPETokenizer(special_tokens=["<s>"]).encode_ordinary("<s>")
+            [60, 115, 62]
+        """
+        check_str("text", text)
+        return self._encode_plain(text)
+
+    def encode(self, text: str, *, allowed_special: str | Collection[str] = frozenset(),
+               disallowed_special: str | Collection[str] = "all") -> list[int]:
+        """Encode a string into token ids, refusing special tokens unless they are allowed.
+
+        The rule is tiktoken's. Text typed by a user that happens to contain
+        ``"<|endoftext|>"`` must not become the special id (that would let the user end a
+        document or inject a control token), so by default such text raises:
+
+        * a special token in ``allowed_special`` becomes its id;
+        * one in ``disallowed_special`` (by default every special token not allowed) raises
+          ``ValueError``;
+        * one in neither is encoded as ordinary text, e.g. with ``disallowed_special=()``.
+
+        Args:
+            text: any valid Unicode string.
+            allowed_special: ``"all"`` or a set of this tokenizer's special tokens.
+            disallowed_special: ``"all"`` (every special token not allowed) or a set of them.
+
+        Returns:
+            The token ids.
+
+        Raises:
+            TypeError: ``text`` is not a string, or a special-token set has the wrong type.
+            ValueError: ``text`` holds a disallowed special token or a lone surrogate, or a
+                special-token set names a string that is not one of this tokenizer's.
+
+        Example:
+            >>> tok = BPETokenizer(special_tokens=["<|endoftext|>"])
+            >>> tok.encode("hi!")
+            [104, 105, 33]
+            >>> tok.encode("hi<|endoftext|>", allowed_special={"<|endoftext|>"})
+            [104, 105, 256]
+            >>> tok.encode("<|endoftext|>")  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            ValueError: text: contains the special token '<|endoftext|>', which is disallowed; ...
+            >>> len(tok.encode("<|endoftext|>", disallowed_special=()))
+            13
+        """
+        check_str("text", text)
+        allowed, disallowed = self._special_rules(allowed_special, disallowed_special)
+        return self._encode_checked(text, allowed, disallowed)
+
+    def _special_rules(self, allowed_special: object, disallowed_special: object
+                       ) -> tuple[regex.Pattern | None, regex.Pattern | None]:
+        allowed = _special_set("allowed_special", allowed_special, self.special_tokens)
+        if disallowed_special == "all":
+            disallowed = set(self.special_tokens) - allowed
+        else:
+            disallowed = _special_set("disallowed_special", disallowed_special,
+                                      self.special_tokens)
+        return (_alternation(allowed) if allowed else None,
+                _alternation(disallowed) if disallowed else None)
+
+    def _encode_checked(self, text: str, allowed: regex.Pattern | None,
+                        disallowed: regex.Pattern | None) -> list[int]:
+        if disallowed is not None and (found := disallowed.search(text)):
+            token = found.group()
+            raise ValueError(
+                f"text: contains the special token {token!r}, which is disallowed; pass "
+                f"allowed_special={{{token!r}}} to encode it as its special id, or "
+                "disallowed_special=() to encode it as ordinary text")
+        if allowed is None:
+            return self._encode_plain(text)
+        out: list[int] = []
+        for i, part in enumerate(allowed.split(text)):
+            if i % 2:
+                out.append(self.special_tokens[part])
+            elif part:
+                out.extend(self._encode_plain(part))
+        return out
+
+    def encode_batch(self, texts: Sequence[str], *,
+                     allowed_special: str | Collection[str] = frozenset(),
+                     disallowed_special: str | Collection[str] = "all") -> list[list[int]]:
+        """Encode each string of ``texts`` (see :meth:`encode`); the word cache is shared.
+
+        Every text is checked before any is encoded.
+
+        Example:
+            >>> BPETokenizer().encode_batch(["hi", ""])
+            [[104, 105], []]
+        """
+        texts = check_strings("texts", texts, allow_empty=True)
+        allowed, disallowed = self._special_rules(allowed_special, disallowed_special)
+        if disallowed is not None:
+            for i, t in enumerate(texts):
+                if found := disallowed.search(t):
+                    raise ValueError(f"texts[{i}]: contains the special token "
+                                     f"{found.group()!r}, which is disallowed (see encode)")
+        return [self._encode_checked(t, allowed, None) for t in texts]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Turn token ids back into text.
+
+        Bytes that do not form valid UTF-8 on their own (a partial character) become U+FFFD.
+
+        Args:
+            ids: token ids, each in ``range(vocab_size)`` (Python or NumPy ints, or a 1-D integer
+                tensor).
+
+        Returns:
+            The text; ``decode(encode(s)) == s`` for every valid string ``s``.
+
+        Raises:
+            TypeError: ``ids`` is not an iterable of ints.
+            ValueError: an id is not in the vocabulary.
+
+        Example:
+            >>> BPETokenizer().decode([104, 105, 33])
+            'hi!'
+        """
+        if isinstance(ids, (str, bytes)):
+            raise TypeError(f"ids: expected a sequence of ints, got {type(ids).__name__}")
+        parts = []
+        vocab, special = self.vocab, self._inverse_special
+        for n, i in enumerate(ids):
+            try:  # ints, NumPy integers and 0-d integer tensors; not floats, strings or bools
+                if isinstance(i, bool):
+                    raise TypeError
+                key = operator.index(i)
+            except TypeError:
+                raise TypeError(f"ids[{n}]: expected an int token id, got "
+                                f"{type(i).__name__} {i!r}") from None
+            piece = vocab.get(key, special.get(key))
+            if piece is None:
+                raise ValueError(f"ids[{n}]: {key} is not a token id; expected ints in "
+                                 f"range(0, {self.vocab_size})")
+            parts.append(piece)
+        return b"".join(parts).decode("utf-8", errors="replace")
+
+    def token_to_id(self, token: str) -> int | None:
+        """The id of a token written as GPT-2 displays it (``"Ġthe"``), or ``None``."""
+        check_str("token", token)
+        return self._token_to_id.get(token)
+
+    def id_to_token(self, id: int) -> str | None:  # noqa: A002 (Hugging Face's name)
+        """The token of an id, written with :func:`bytes_to_unicode` (``"Ġthe"``), or ``None``."""
+        check_int("id", id, minimum=None)
+        return self._id_to_token.get(id)
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the tokenizer to a JSON file, atomically (pattern, byte ids, merges, specials)."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
+        merges = [[a, b, new] for (a, b), new in self.merges.items()]
+        state = {"format": _bpe_files.FORMAT, "version": _bpe_files.FORMAT_VERSION,
+                 "pattern": self.pattern,
+                 "byte_ids": self._byte_ids, "merges": merges,
+                 "special_tokens": self.special_tokens}
+        save_json(state, path)
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Replace this tokenizer's model with the one saved at ``path`` by :meth:`save`.
+
+        The file is checked completely before anything changes; a truncated or corrupted file
+        raises ``ValueError`` naming it.
+        """
+        pattern, compiled, byte_ids, merges, specials = _bpe_files.read_state(
+            path, MAX_VOCAB_SIZE)
+        self.pattern, self._compiled = pattern, compiled
+        self._set_model(byte_ids, merges, specials)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> BPETokenizer:
+        """A new tokenizer read from a file written by :meth:`save`."""
+        tok = cls()
+        tok.load(path)
+        return tok
+
+    @classmethod
+    def from_gpt2(cls, encoder_json: str | os.PathLike[str] | None = None,
+                  vocab_bpe: str | os.PathLike[str] | None = None) -> BPETokenizer:
+        """GPT-2's tokenizer from its released ``encoder.json`` and ``vocab.bpe``.
+
+        GPT-2 numbers its 256 byte tokens in its own order (printable bytes first), so the byte
+        -> id table is read from ``encoder.json`` too; merge ranks are the line order of
+        ``vocab.bpe``. ``<|endoftext|>`` (id 50256) is the one special token.
+
+        The two files are checked against each other: every token of ``encoder.json`` must be a
+        byte, the result of a merge or a special token ``<|...|>``, so a ``vocab.bpe`` cut short
+        (or a truncated ``encoder.json``) raises ``ValueError`` naming the file.
+
+        Args:
+            encoder_json: token string -> id; defaults to :func:`lmlab.data.gpt2_files`.
+            vocab_bpe: the merges, one ``"a b"`` per line after a ``#version`` header.
+
+        Returns:
+            A tokenizer with ``vocab_size == 50257`` that gives GPT-2's ids.
+        """
+        if encoder_json is None or vocab_bpe is None:
+            from lmlab.data import gpt2_files
+
+            default_encoder, default_merges = gpt2_files()
+            encoder_json = default_encoder if encoder_json is None else encoder_json
+            vocab_bpe = default_merges if vocab_bpe is None else vocab_bpe
+        byte_ids, merges, specials = _bpe_files.read_gpt2(encoder_json, vocab_bpe,
+                                                         bytes_to_unicode())
+        tok = cls()
+        tok._set_model(byte_ids, merges, specials)
+        return tok
