@@ -13,6 +13,8 @@ One module per concept, layered bottom-up:
 * ``lmlab.attention`` -- chapter 4, dot-product and additive attention, masks.
 * ``lmlab.tokenization`` and ``lmlab.embedding`` -- chapter 5, BPE and WordPiece tokenizers,
   embeddings and the tied language-model head.
+* ``lmlab.positions``, ``lmlab.transformer`` and ``lmlab.generation`` -- chapter 6, learned,
+  sinusoidal and rotary positions; transformer blocks, GPT, encoder, encoder-decoder; decoding.
 
 Transformer blocks (chapter 6) and attention variants (chapter 7) build on these.
 
@@ -45,7 +47,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = ("device", "data", "io", "progress", "bow", "word2vec", "rnn", "attention",
-               "tokenization", "embedding")
+               "tokenization", "embedding", "positions", "transformer", "generation")
 
 __all__ = ["__version__", *_SUBMODULES]
 
