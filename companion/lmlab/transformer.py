@@ -116,7 +116,7 @@ class TransformerConfig:
 
     @property
     def head_dim(self) -> int:
-        """D, width of one head: ``d_model // num_heads``."""
+        """The width ``D`` of one head, ``d_model // num_heads``."""
         return self.d_model // self.num_heads
 
     def replace(self, **changes: Any) -> TransformerConfig:
