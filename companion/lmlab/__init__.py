@@ -7,6 +7,8 @@ One module per concept, layered bottom-up:
   packages (never the network).
 * :mod:`lmlab.io` -- atomic files and safetensors checkpoints.
 * :mod:`lmlab.progress` -- the one progress bar, without timing fields.
+* :mod:`lmlab.training` -- the one training loop: schedules, clipping, evaluation, bf16 on
+  CUDA, ``torch.compile``, checkpoints that resume bit-exactly, data parallelism (``torchrun``).
 * ``lmlab.bow`` -- chapter 1, Bag of Words: tokens, vocabulary, count and TF-IDF vectors.
 * ``lmlab.word2vec`` -- chapter 2, skip-gram with negative sampling and word vectors.
 * ``lmlab.rnn`` -- chapter 3, GRU/LSTM encoder-decoder with greedy and beam decoding.
@@ -46,8 +48,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("device", "data", "io", "progress", "bow", "word2vec", "rnn", "attention",
-               "tokenization", "embedding", "positions", "transformer", "generation")
+_SUBMODULES = ("device", "data", "io", "progress", "training", "bow", "word2vec", "rnn",
+               "attention", "tokenization", "embedding", "positions", "transformer",
+               "generation")
 
 __all__ = ["__version__", *_SUBMODULES]
 
