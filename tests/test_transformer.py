@@ -540,3 +540,9 @@ def test_gpu_matches_cpu(gpu_device: torch.device, name: str) -> None:
     with autocast(gpu_device):
         half = gpu_model(ids.to(gpu_device)).float().cpu()
     torch.testing.assert_close(half, cpu, rtol=5e-2, atol=5e-2)
+
+
+def test_last_only_equals_the_last_row() -> None:
+    model = GPT(CONFIGS["llama"]).eval()
+    ids = torch.tensor([[4, 5, 6, 7]])
+    torch.testing.assert_close(model(ids, last_only=True), model(ids)[:, -1:], **ATOL)

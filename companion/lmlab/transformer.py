@@ -615,9 +615,9 @@ class GPT(nn.Module):
 
     def forward(self, ids: torch.Tensor, *, cache: list[KVCache] | None = None,
                 memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
-                need_weights: bool = False
+                need_weights: bool = False, last_only: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Next-token logits at every position.
+        """Next-token logits at every position (or only the last).
 
         Args:
             ids: token ids.
@@ -625,6 +625,8 @@ class GPT(nn.Module):
             memory: encoder output ``(B, S, cross_d_model)`` (decoders of an encoder-decoder).
             memory_mask: boolean ``(B, S)``, ``True`` on real source tokens.
             need_weights: also return each block's attention weights (teaching path).
+            last_only: compute the LM head for the last position only (generation), giving
+                logits ``(B, 1, V)``.
 
         Returns:
             logits ``(B, T, V)``, or ``(logits, [weights per block])``.
@@ -648,6 +650,8 @@ class GPT(nn.Module):
             if need_weights:
                 x, w = x
                 all_weights.append(w)
+        if last_only:
+            x = x[:, -1:]  # (B, 1, C)
         if self.norm is not None:
             x = self.norm(x)
         logits = self.lm_head(x)  # (B, T, V)
