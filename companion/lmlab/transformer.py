@@ -333,9 +333,13 @@ class MultiHeadAttention(nn.Module):
         H, G, D = self.num_heads, self.num_kv_heads, self.head_dim
         source = x if context is None else context
         S_new = source.shape[1]
-        q = self.q_proj(x).view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(source).view(B, S_new, G, D).transpose(1, 2)  # (B, G, S, D)
-        v = self.v_proj(source).view(B, S_new, G, D).transpose(1, 2)  # (B, G, S, D)
+        if context is None:  # self-attention: one matrix product for q, k and v together
+            q, k, v = self._qkv(x).split([H * D, G * D, G * D], dim=-1)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(source), self.v_proj(source)
+        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, S_new, G, D).transpose(1, 2)  # (B, G, S, D)
+        v = v.view(B, S_new, G, D).transpose(1, 2)  # (B, G, S, D)
         if rope is not None:
             q = apply_rotary(q, *rope)
             k = apply_rotary(k, *rope)
@@ -354,6 +358,13 @@ class MultiHeadAttention(nn.Module):
             out, weights = self._fast(q, k, v, mask, p, is_causal and T == S), None
         out = out.transpose(1, 2).reshape(B, T, H * D)  # (B, T, C): heads side by side
         return self.out_proj(out), weights
+
+    def _qkv(self, x: torch.Tensor) -> torch.Tensor:
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        bias = None
+        if self.q_proj.bias is not None:
+            bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        return F.linear(x, weight, bias)  # (B, T, (H + 2G) D)
 
     def _teaching(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                   mask: torch.Tensor | None, p: float) -> tuple[torch.Tensor, torch.Tensor]:
