@@ -73,7 +73,7 @@ def train_gpt(steps: int, batch_size: int, d_model: int, num_layers: int, num_he
               context_length: int, vocab_size: int, lr: float, seed: int, out: Path,
               log_every: int, device: str | None, eval_windows: int) -> Path:
     """Train the tokenizer and the GPT; write both files; return the checkpoint's path."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     train_plays, val_plays = shakespeare_split()
     tok = BPETokenizer(special_tokens=[EOT])
     tok.train("\n\n".join(text for _t, text in train_plays), vocab_size)  # specials included
@@ -108,7 +108,8 @@ def train_gpt(steps: int, batch_size: int, d_model: int, num_layers: int, num_he
         "log_every": str(log_every), "validation_loss": f"{result.evals[-1][1]:.4f}",
         "validation_plays": json.dumps([t for t, _ in val_plays]),
         "validation_tokens": str(len(val_ids)), "validation_chars": str(val_chars),
-        "train_tokens": str(len(train_ids)), "seconds": f"{time.perf_counter() - start:.0f}"})
+        "train_tokens": str(len(train_ids)), "seconds": f"{time.perf_counter() - start:.0f}",
+        "cpu_seconds": f"{time.process_time() - cpu_start:.0f}"})
     return path
 
 
@@ -138,7 +139,7 @@ def encdec_configs(d_model: int, num_layers: int, num_heads: int
 def train_encdec(steps: int, batch_size: int, d_model: int, num_layers: int, num_heads: int,
                  lr: float, seed: int, out: Path, log_every: int, device: str | None) -> Path:
     """Train the encoder-decoder on CMUdict's training split; return the checkpoint's path."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     pairs = g2p.cmudict_splits()["train"]
     torch.manual_seed(seed)
     model = EncoderDecoder(*encdec_configs(d_model, num_layers, num_heads))
@@ -155,7 +156,8 @@ def train_encdec(steps: int, batch_size: int, d_model: int, num_layers: int, num
     save_model(model.cpu(), path, metadata={
         "script": "scripts/train_gpt.py", "train": json.dumps(tconfig.to_dict()),
         "batch_size": str(batch_size), "loss_curve": json.dumps(curve),
-        "log_every": str(log_every), "seconds": f"{time.perf_counter() - start:.0f}"})
+        "log_every": str(log_every), "seconds": f"{time.perf_counter() - start:.0f}",
+        "cpu_seconds": f"{time.process_time() - cpu_start:.0f}"})
     return path
 
 
