@@ -15,8 +15,9 @@ One module per concept, layered bottom-up:
 * ``lmlab.attention`` -- chapter 4, dot-product and additive attention, masks.
 * ``lmlab.tokenization`` and ``lmlab.embedding`` -- chapter 5, BPE and WordPiece tokenizers,
   embeddings and the tied language-model head.
-* ``lmlab.positions``, ``lmlab.transformer`` and ``lmlab.generation`` -- chapter 6, learned,
-  sinusoidal and rotary positions; transformer blocks, GPT, encoder, encoder-decoder; decoding.
+* ``lmlab.positions``, ``lmlab.sublayers``, ``lmlab.transformer`` and ``lmlab.generation`` --
+  chapter 6, learned, sinusoidal and rotary positions; multi-head attention (MHA/GQA/MQA, KV
+  cache) and the FFN; blocks, GPT, encoder, encoder-decoder; decoding.
 
 Transformer blocks (chapter 6) and attention variants (chapter 7) build on these.
 
@@ -49,8 +50,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = ("device", "data", "io", "progress", "training", "bow", "word2vec", "rnn",
-               "attention", "tokenization", "embedding", "positions", "transformer",
-               "generation")
+               "attention", "tokenization", "embedding", "positions", "sublayers",
+               "transformer", "generation")
 
 __all__ = ["__version__", *_SUBMODULES]
 
