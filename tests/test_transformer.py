@@ -580,3 +580,14 @@ def test_benchmark_scripts_run_at_a_tiny_size() -> None:
         assert set(ratios) == {8}
     finally:
         torch.set_num_threads(threads)
+
+
+def test_kv_cache_grows_past_its_first_allocation() -> None:
+    seed_everything(18)
+    model = GPT(TransformerConfig.tiny(context_length=600, d_model=32, num_heads=2)).eval()
+    ids = torch.randint(0, 256, (1, 520))
+    cache = model.new_cache()
+    pieces = [model(ids[:, :200], cache=cache)]
+    pieces += [model(ids[:, t:t + 40], cache=cache) for t in range(200, 520, 40)]
+    torch.testing.assert_close(torch.cat(pieces, 1), model(ids), **ATOL)
+    assert cache[0].length == 520 and cache[0].k.shape[2] == 600  # 256 -> 512 -> max 600

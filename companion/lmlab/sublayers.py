@@ -34,8 +34,9 @@ class KVCache:
     """One attention layer's cached keys and values, grown as tokens are generated.
 
     Keys and values of the tokens seen so far are kept so that each new token needs only its
-    own projections. The storage is allocated for ``max_length`` tokens on first use, in the
-    dtype and on the device of the first keys.
+    own projections. Storage is allocated on first use (in the dtype and on the device of the
+    first keys) for 256 tokens or the first update's length, and doubles as needed, up to
+    ``max_length``.
 
     Args:
         max_length: the most tokens the cache can hold (the model's context length).
@@ -58,12 +59,18 @@ class KVCache:
             raise ValueError(f"k: {self.length} cached + {T} new tokens exceed the cache's "
                              f"max_length {self.max_length}")
         if self.k is None:
-            self.k = k.new_zeros(B, G, self.max_length, D)
-            self.v = v.new_zeros(B, G, self.max_length, v.shape[-1])
+            capacity = min(self.max_length, max(T, 256))
+            self.k = k.new_zeros(B, G, capacity, D)
+            self.v = v.new_zeros(B, G, capacity, v.shape[-1])
         elif self.k.shape[0] != B or self.k.shape[1] != G or self.k.shape[3] != D:
             raise ValueError(f"k: shape {tuple(k.shape)} does not match the cache's "
                              f"(B, G, D) = {(self.k.shape[0], self.k.shape[1], self.k.shape[3])}")
         assert self.v is not None
+        if self.length + T > self.k.shape[2]:  # grow by doubling, up to max_length
+            capacity = min(self.max_length, max(2 * self.k.shape[2], self.length + T))
+            self.k = torch.cat([self.k, self.k.new_zeros(B, G, capacity - self.k.shape[2], D)], 2)
+            self.v = torch.cat([self.v, self.v.new_zeros(B, G, capacity - self.v.shape[2],
+                                                         self.v.shape[3])], 2)
         self.k[:, :, self.length:self.length + T] = k
         self.v[:, :, self.length:self.length + T] = v
         self.length += T
