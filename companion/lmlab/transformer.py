@@ -1,0 +1,634 @@
+"""Transformer blocks: self-attention with queries, keys and values, heads, and the block.
+
+Each block reads a ``(B, T, C)`` sequence and returns one of the same width: self-attention lets
+every token gather what it needs from the others, the feed-forward network (FFN) then works on
+each position alone, and residual connections and norms keep the signal well behaved::
+
+    x = x + attn(norm1(x))     # pre-norm (GPT-2, Llama); post-norm (BERT) normalises after
+    x = x + ffn(norm2(x))
+
+Stacked, the same blocks make the three families of chapter 6:
+
+* :class:`GPT` -- decoder-only, causal mask: each token sees itself and the past (GPT, Llama).
+* :class:`Encoder` -- bidirectional, padding mask, token types (BERT, MiniLM).
+* :class:`EncoderDecoder` -- an encoder, and a decoder whose blocks also attend to the encoder's
+  output (cross-attention; the original transformer, T5).
+
+All are built from one :class:`TransformerConfig`. The sublayers, ``MultiHeadAttention``
+(MHA, GQA and MQA through ``num_kv_heads``, a teaching path and a fast SDPA path, a
+``KVCache``) and ``FeedForward``, live in :mod:`lmlab.sublayers` and are re-exported here.
+Boolean masks mean ``True = may attend``. Positions live in :mod:`lmlab.positions`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lmlab._checks import check_bool, check_choice, check_float, check_int, check_tensor
+from lmlab.io import load_tensors, save_tensors
+from lmlab.positions import RotaryEmbedding, sinusoidal_positions
+from lmlab.sublayers import FFNS, FeedForward, KVCache, MultiHeadAttention
+
+__all__ = [
+    "TransformerConfig", "KVCache", "kv_cache_bytes_per_token", "MultiHeadAttention",
+    "FeedForward", "TransformerBlock", "GPT", "Encoder", "EncoderDecoder", "save_model",
+    "load_model",
+]
+
+NORMS = ("layernorm", "rmsnorm")
+NORM_PLACEMENTS = ("pre", "post")
+POSITIONS = ("learned", "sinusoidal", "rotary", "none")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Every size and switch of a transformer, validated on creation.
+
+    Presets: :meth:`tiny`, :meth:`small`, :meth:`gpt2_small`, and the shapes of the two real
+    models of chapter 7, :meth:`minilm` (BERT) and :meth:`smollm2` (Llama). Each preset takes
+    keyword overrides (``TransformerConfig.tiny(vocab_size=512)``).
+    """
+
+    vocab_size: int = 256  # V, number of token ids
+    context_length: int = 128  # longest sequence the model reads (positions 0..context_length-1)
+    d_model: int = 64  # C, width of every token's vector between blocks
+    num_layers: int = 2  # number of blocks
+    num_heads: int = 4  # H, query heads; d_model must be a multiple of it
+    num_kv_heads: int | None = None  # G, key/value heads (None: = num_heads, i.e. plain MHA)
+    d_ff: int | None = None  # hidden width of the FFN (None: 4 * d_model)
+    ffn: str = "gelu"  # "gelu" (exact, BERT), "gelu_tanh" (GPT-2), "relu", "swiglu" (Llama)
+    norm: str = "layernorm"  # "layernorm" or "rmsnorm" (Llama)
+    norm_placement: str = "pre"  # "pre" (GPT-2, Llama) or "post" (original transformer, BERT)
+    norm_eps: float = 1e-5  # epsilon of every norm (BERT 1e-12)
+    final_norm: bool = True  # a norm after the last block (pre-norm models need it; BERT has none)
+    position: str = "learned"  # "learned", "sinusoidal", "rotary" or "none"
+    rope_base: float = 10000.0  # base of the rotary angles (used when position == "rotary")
+    attention_bias: bool = True  # biases in the q, k, v and output projections
+    mlp_bias: bool = True  # biases in the FFN's linear layers
+    tie_embeddings: bool = True  # the LM head reuses the token embedding matrix
+    type_vocab_size: int = 0  # token types (BERT's sentence A/B); 0 = none
+    embedding_norm: bool = False  # a norm right after the embeddings (BERT)
+    dropout: float = 0.0  # dropout on embeddings, attention weights and residual branches
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
+            check_int(name, getattr(self, name))
+        if self.num_kv_heads is None:
+            object.__setattr__(self, "num_kv_heads", self.num_heads)
+        check_int("num_kv_heads", self.num_kv_heads, maximum=self.num_heads)
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model: must be a multiple of num_heads={self.num_heads}, "
+                             f"got {self.d_model}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_kv_heads: must divide num_heads={self.num_heads}, "
+                             f"got {self.num_kv_heads}")
+        if self.d_ff is None:
+            object.__setattr__(self, "d_ff", 4 * self.d_model)
+        check_int("d_ff", self.d_ff)
+        check_choice("ffn", self.ffn, FFNS)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
+        check_choice("position", self.position, POSITIONS)
+        check_float("norm_eps", self.norm_eps, 0.0, 1.0, min_inclusive=False)
+        check_float("rope_base", self.rope_base, 1.0, min_inclusive=False)
+        check_float("dropout", self.dropout, 0.0, 1.0, max_inclusive=False)
+        check_int("type_vocab_size", self.type_vocab_size, minimum=0)
+        for name in ("final_norm", "attention_bias", "mlp_bias", "tie_embeddings",
+                     "embedding_norm"):
+            check_bool(name, getattr(self, name))
+        if self.position == "rotary" and self.head_dim % 2:
+            raise ValueError(f"position: rotary needs an even head_dim, got {self.head_dim}")
+        if self.position == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"position: sinusoidal needs an even d_model, got {self.d_model}")
+
+    @property
+    def head_dim(self) -> int:
+        """The width ``D`` of one head, ``d_model // num_heads``."""
+        return self.d_model // self.num_heads
+
+    def replace(self, **changes: Any) -> TransformerConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:
+        """Build from :meth:`to_dict`'s output; an unknown field is an error naming it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"config: unknown fields {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> TransformerConfig:
+        """2 layers, 64 wide, 4 heads, context 64: for tests and live demos."""
+        return cls(**{**dict(vocab_size=256, context_length=64, d_model=64, num_layers=2,
+                             num_heads=4), **overrides})
+
+    @classmethod
+    def small(cls, **overrides: Any) -> TransformerConfig:
+        """4 layers, 128 wide, 4 heads, context 128: trains on a CPU in minutes."""
+        return cls(**{**dict(vocab_size=1024, context_length=128, d_model=128, num_layers=4,
+                             num_heads=4), **overrides})
+
+    @classmethod
+    def gpt2_small(cls, **overrides: Any) -> TransformerConfig:
+        """GPT-2 small: 12 layers, 768 wide, 12 heads, context 1024, 124M parameters."""
+        return cls(**{**dict(vocab_size=50257, context_length=1024, d_model=768, num_layers=12,
+                             num_heads=12, ffn="gelu_tanh"), **overrides})
+
+    @classmethod
+    def minilm(cls, **overrides: Any) -> TransformerConfig:
+        """all-MiniLM-L6-v2's shape (BERT): post-norm, exact GELU, token types, 6 x 384."""
+        return cls(**{**dict(vocab_size=30522, context_length=512, d_model=384, num_layers=6,
+                             num_heads=12, d_ff=1536, ffn="gelu", norm_placement="post",
+                             norm_eps=1e-12, final_norm=False, type_vocab_size=2,
+                             embedding_norm=True, tie_embeddings=False), **overrides})
+
+    @classmethod
+    def smollm2(cls, **overrides: Any) -> TransformerConfig:
+        """SmolLM2-135M's shape (Llama): RMSNorm, rotary, SwiGLU, 9 query and 3 key/value heads."""
+        return cls(**{**dict(vocab_size=49152, context_length=8192, d_model=576, num_layers=30,
+                             num_heads=9, num_kv_heads=3, d_ff=1536, ffn="swiglu",
+                             norm="rmsnorm", position="rotary", rope_base=100000.0,
+                             attention_bias=False, mlp_bias=False), **overrides})
+
+
+def kv_cache_bytes_per_token(config: TransformerConfig, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes a key/value cache holds per token: ``2 * layers * G * D * bytes``.
+
+    Args:
+        config: the model's config.
+        dtype: the cache's dtype.
+
+    Returns:
+        Bytes per cached token (per sequence of the batch).
+
+    Example:
+        >>> kv_cache_bytes_per_token(TransformerConfig.smollm2())  # 30 layers, 3 kv heads of 64
+        46080
+    """
+    if not isinstance(config, TransformerConfig):
+        raise TypeError(f"config: expected a TransformerConfig, got {type(config).__name__}")
+    item = torch.empty((), dtype=dtype).element_size()
+    return 2 * config.num_layers * config.num_kv_heads * config.head_dim * item
+
+
+def _norm(config: TransformerConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.d_model, eps=config.norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.norm_eps)
+
+
+class TransformerBlock(nn.Module):
+    """Self-attention, optional cross-attention, and the FFN, each with a residual and a norm.
+
+    Pre-norm: ``x = x + sublayer(norm(x))``. Post-norm: ``x = norm(x + sublayer(x))``. For
+    ablations, ``attention_enabled`` and ``ffn_enabled`` (plain attributes, ``True`` by default)
+    switch a sublayer off, leaving only its residual path.
+
+    Args:
+        config: sizes and switches.
+        cross_attention: add a cross-attention sublayer (the decoder of an encoder-decoder).
+        kv_d_model: width of the encoder output for cross-attention (default ``d_model``).
+
+    Shape:
+        x ``(B, T, C)`` -> ``(B, T, C)``; with ``need_weights`` also the self-attention weights
+        ``(B, H, T, S)``.
+    """
+
+    def __init__(self, config: TransformerConfig, cross_attention: bool = False,
+                 kv_d_model: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"config: expected a TransformerConfig, got {type(config).__name__}")
+        c = config
+        self.pre_norm = c.norm_placement == "pre"
+        self.attn_norm = _norm(c)
+        self.attn = MultiHeadAttention(c.d_model, c.num_heads, c.num_kv_heads, c.attention_bias,
+                                       c.dropout)
+        self.cross_norm = _norm(c) if cross_attention else None
+        self.cross_attn = (MultiHeadAttention(c.d_model, c.num_heads, c.num_kv_heads,
+                                              c.attention_bias, c.dropout, kv_d_model)
+                           if cross_attention else None)
+        self.ffn_norm = _norm(c)
+        self.ffn = FeedForward(c.d_model, c.d_ff, c.ffn, c.mlp_bias)
+        self.drop = nn.Dropout(c.dropout)
+        self.attention_enabled = True
+        self.ffn_enabled = True
+
+    def _residual(self, x: torch.Tensor, norm: nn.Module, branch: Any) -> torch.Tensor:
+        if self.pre_norm:
+            return x + self.drop(branch(norm(x)))
+        return norm(x + self.drop(branch(x)))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *,
+                is_causal: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache: KVCache | None = None, memory: torch.Tensor | None = None,
+                memory_mask: torch.Tensor | None = None, need_weights: bool = False,
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """One block; see :meth:`MultiHeadAttention.forward` for the arguments.
+
+        ``memory`` is the encoder output for cross-attention, ``memory_mask`` its mask
+        (broadcastable to ``(B, H, T, S)``).
+        """
+        weights = None
+        if self.attention_enabled:
+            def attend(h: torch.Tensor) -> torch.Tensor:
+                nonlocal weights
+                out, weights = self.attn(h, mask=mask, is_causal=is_causal, rope=rope,
+                                         cache=cache, need_weights=need_weights)
+                return out
+            x = self._residual(x, self.attn_norm, attend)
+        if self.cross_attn is not None:
+            if memory is None:
+                raise ValueError("memory: a block with cross-attention needs the encoder output")
+            cross_attn, cross_norm = self.cross_attn, self.cross_norm
+            x = self._residual(x, cross_norm,
+                               lambda h: cross_attn(h, memory, memory_mask)[0])
+        if self.ffn_enabled:
+            x = self._residual(x, self.ffn_norm, self.ffn)
+        return (x, weights) if need_weights else x
+
+
+def _check_ids(name: str, ids: object, vocab_size: int, context_length: int,
+               weight: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    ids = check_tensor(name, ids, ndim=2, dtype="int")
+    if ids.shape[1] == 0:
+        raise ValueError(f"{name}: expected at least one token, got shape {tuple(ids.shape)}")
+    if ids.shape[1] + offset > context_length:
+        raise ValueError(f"{name}: {ids.shape[1] + offset} tokens exceed context_length="
+                         f"{context_length}")
+    if ids.device != weight.device:
+        raise ValueError(f"{name}: on {ids.device} but the model is on {weight.device}")
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"{name}: ids must be in [0, {vocab_size}), got [{low}, {high}]")
+    return ids
+
+
+class _Embeddings(nn.Module):
+    """Token (+ absolute position) (+ token type) embeddings, then norm and dropout."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
+        self.pos_emb = (nn.Embedding(c.context_length, c.d_model) if c.position == "learned"
+                        else None)
+        if c.position == "sinusoidal":
+            self.register_buffer("sinusoid", sinusoidal_positions(c.context_length, c.d_model),
+                                 persistent=False)  # (T, C)
+        else:
+            self.sinusoid = None
+        self.type_emb = nn.Embedding(c.type_vocab_size, c.d_model) if c.type_vocab_size else None
+        self.norm = _norm(c) if c.embedding_norm else None
+        self.rotary = (RotaryEmbedding(c.head_dim, c.context_length, c.rope_base)
+                       if c.position == "rotary" else None)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, ids: torch.Tensor, offset: int = 0,
+                token_type_ids: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        T = ids.shape[1]
+        x = self.tok_emb(ids)  # (B, T, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(offset, offset + T, device=ids.device))  # (T, C)
+        if self.sinusoid is not None:
+            x = x + self.sinusoid[offset:offset + T]
+        if self.type_emb is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(ids)
+            x = x + self.type_emb(token_type_ids)
+        elif token_type_ids is not None:
+            raise ValueError("token_type_ids: this config has type_vocab_size=0")
+        if self.norm is not None:
+            x = self.norm(x)
+        rope = self.rotary(T, offset) if self.rotary is not None else None
+        return self.drop(x), rope
+
+
+def _init_weights(model: nn.Module, num_layers: int) -> None:
+    """GPT-2's initialisation: N(0, 0.02), residual output projections scaled by 1/sqrt(2L)."""
+    for name, p in model.named_parameters():
+        if p.dim() < 2:
+            continue  # biases stay zero, norms one
+        std = 0.02
+        if name.endswith(("out_proj.weight", "down_proj.weight")):
+            std = 0.02 / (2 * num_layers) ** 0.5
+        nn.init.normal_(p, 0.0, std)
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class GPT(nn.Module):
+    """A decoder-only transformer language model: causal blocks and an LM head.
+
+    Args:
+        config: sizes and switches.
+        cross_d_model: give every block cross-attention to an encoder output of this width (the
+            decoder of :class:`EncoderDecoder`); ``None`` for a plain GPT.
+
+    Shape:
+        ids ``(B, T)`` -> logits ``(B, T, V)``: the scores of the next token at every position.
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> model = GPT(TransformerConfig.tiny())
+        >>> model(torch.tensor([[1, 2, 3]])).shape
+        torch.Size([1, 3, 256])
+    """
+
+    def __init__(self, config: TransformerConfig, cross_d_model: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"config: expected a TransformerConfig, got {type(config).__name__}")
+        if cross_d_model is not None:
+            check_int("cross_d_model", cross_d_model)
+        self.config = config
+        self.cross_d_model = cross_d_model
+        self.embed = _Embeddings(config)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(config, cross_attention=cross_d_model is not None,
+                             kv_d_model=cross_d_model) for _ in range(config.num_layers))
+        self.norm = _norm(config) if config.final_norm else None
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        _init_weights(self, config.num_layers)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.tok_emb.weight
+
+    def new_cache(self) -> list[KVCache]:
+        """An empty :class:`KVCache` per block, for :meth:`forward`'s ``cache``."""
+        return [KVCache(self.config.context_length) for _ in self.blocks]
+
+    def forward(self, ids: torch.Tensor, *, cache: list[KVCache] | None = None,
+                memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
+                need_weights: bool = False, last_only: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Next-token logits at every position (or only the last).
+
+        Args:
+            ids: token ids.
+            cache: from :meth:`new_cache`; the ids then continue the cached tokens.
+            memory: encoder output ``(B, S, cross_d_model)`` (decoders of an encoder-decoder).
+            memory_mask: boolean ``(B, S)``, ``True`` on real source tokens.
+            need_weights: also return each block's attention weights (teaching path).
+            last_only: compute the LM head for the last position only (generation), giving
+                logits ``(B, 1, V)``.
+
+        Returns:
+            logits ``(B, T, V)``, or ``(logits, [weights per block])``.
+        """
+        offset = 0
+        if cache is not None:
+            if len(cache) != len(self.blocks):
+                raise ValueError(f"cache: expected {len(self.blocks)} layers, got {len(cache)}")
+            offset = cache[0].length
+        _check_ids("ids", ids, self.config.vocab_size, self.config.context_length,
+                   self.lm_head.weight, offset)
+        if (memory is None) != (self.cross_d_model is None):
+            raise ValueError("memory: needed exactly when the model has cross-attention "
+                             f"(cross_d_model={self.cross_d_model})")
+        mmask = None if memory_mask is None else memory_mask[:, None, None, :]  # (B, 1, 1, S)
+        x, rope = self.embed(ids, offset)  # (B, T, C)
+        all_weights = []
+        for i, block in enumerate(self.blocks):
+            x = block(x, is_causal=True, rope=rope, cache=None if cache is None else cache[i],
+                      memory=memory, memory_mask=mmask, need_weights=need_weights)
+            if need_weights:
+                x, w = x
+                all_weights.append(w)
+        if last_only:
+            x = x[:, -1:]  # (B, 1, C)
+        if self.norm is not None:
+            x = self.norm(x)
+        logits = self.lm_head(x)  # (B, T, V)
+        return (logits, all_weights) if need_weights else logits
+
+    def num_parameters(self) -> int:
+        """Trainable parameters, tied weights counted once."""
+        return sum(p.numel() for p in self.parameters())
+
+
+class Encoder(nn.Module):
+    """A bidirectional transformer encoder (BERT): every token sees every real token.
+
+    Args:
+        config: sizes and switches (BERT: ``TransformerConfig.minilm()``).
+
+    Shape:
+        ids ``(B, T)``, token_type_ids ``(B, T)``, padding_mask ``(B, T)`` -> ``(B, T, C)``.
+
+    Example:
+        >>> enc = Encoder(TransformerConfig.tiny(type_vocab_size=2))
+        >>> enc(torch.tensor([[5, 6, 0]]), padding_mask=torch.tensor([[True, True, False]])).shape
+        torch.Size([1, 3, 64])
+    """
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"config: expected a TransformerConfig, got {type(config).__name__}")
+        self.config = config
+        self.embed = _Embeddings(config)
+        self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.num_layers))
+        self.norm = _norm(config) if config.final_norm else None
+        _init_weights(self, config.num_layers)
+
+    def forward(self, ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                padding_mask: torch.Tensor | None = None, *, need_weights: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Contextual vectors for every token.
+
+        Args:
+            ids: token ids.
+            token_type_ids: segment ids (sentence A = 0, B = 1); zeros when ``None``.
+            padding_mask: boolean, ``True`` on real tokens, ``False`` on padding.
+            need_weights: also return each block's attention weights (teaching path).
+
+        Returns:
+            hidden states ``(B, T, C)``, or ``(hidden, [weights per block])``.
+        """
+        _check_ids("ids", ids, self.config.vocab_size, self.config.context_length,
+                   self.embed.tok_emb.weight)
+        mask = None
+        if padding_mask is not None:
+            check_tensor("padding_mask", padding_mask, ndim=2, dtype="bool")
+            if padding_mask.shape != ids.shape:
+                raise ValueError(f"padding_mask: expected shape {tuple(ids.shape)}, got "
+                                 f"{tuple(padding_mask.shape)}")
+            mask = padding_mask[:, None, None, :]  # (B, 1, 1, S)
+        if token_type_ids is not None:
+            check_tensor("token_type_ids", token_type_ids, ndim=2, dtype="int")
+            if token_type_ids.shape != ids.shape:
+                raise ValueError(f"token_type_ids: expected shape {tuple(ids.shape)}, got "
+                                 f"{tuple(token_type_ids.shape)}")
+        x, rope = self.embed(ids, 0, token_type_ids)  # (B, T, C)
+        all_weights = []
+        for block in self.blocks:
+            x = block(x, mask, rope=rope, need_weights=need_weights)
+            if need_weights:
+                x, w = x
+                all_weights.append(w)
+        if self.norm is not None:
+            x = self.norm(x)
+        return (x, all_weights) if need_weights else x
+
+
+class EncoderDecoder(nn.Module):
+    """An encoder and a decoder that cross-attends to it (the original transformer, T5).
+
+    Args:
+        encoder_config: the encoder's sizes; its ``vocab_size`` is the source vocabulary.
+        decoder_config: the decoder's sizes; its ``vocab_size`` is the target vocabulary.
+
+    Shape:
+        src ``(B, S)``, tgt ``(B, T)``, src_padding_mask ``(B, S)`` -> logits ``(B, T, V)``.
+    """
+
+    def __init__(self, encoder_config: TransformerConfig,
+                 decoder_config: TransformerConfig | None = None) -> None:
+        super().__init__()
+        decoder_config = encoder_config if decoder_config is None else decoder_config
+        if not isinstance(decoder_config, TransformerConfig):
+            raise TypeError("decoder_config: expected a TransformerConfig, got "
+                            f"{type(decoder_config).__name__}")
+        self.encoder = Encoder(encoder_config)
+        self.decoder = GPT(decoder_config, cross_d_model=encoder_config.d_model)
+
+    def encode(self, src: torch.Tensor, src_padding_mask: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """The encoder's output ``(B, S, C)``."""
+        return self.encoder(src, padding_mask=src_padding_mask)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor,
+                src_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-target-token logits at every target position (teacher forcing)."""
+        memory = self.encode(src, src_padding_mask)  # (B, S, C)
+        return self.decoder(tgt, memory=memory, memory_mask=src_padding_mask)  # (B, T, V)
+
+    def num_parameters(self) -> int:
+        """Trainable parameters, tied weights counted once."""
+        return sum(p.numel() for p in self.parameters())
+
+
+_MODELS = {"GPT": GPT, "Encoder": Encoder, "EncoderDecoder": EncoderDecoder}
+
+
+def _configs_of(model: nn.Module) -> dict[str, Any]:
+    if isinstance(model, EncoderDecoder):
+        return {"encoder": model.encoder.config.to_dict(),
+                "decoder": model.decoder.config.to_dict()}
+    if isinstance(model, GPT):
+        return {"config": model.config.to_dict(), "cross_d_model": model.cross_d_model}
+    if isinstance(model, Encoder):
+        return {"config": model.config.to_dict()}
+    raise TypeError(f"model: expected a GPT, Encoder or EncoderDecoder, got {type(model).__name__}")
+
+
+def save_model(model: nn.Module, path: str | os.PathLike[str],
+               metadata: dict[str, str] | None = None) -> None:
+    """Save a model's weights and config to one safetensors file, atomically.
+
+    Args:
+        model: a :class:`GPT`, :class:`Encoder` or :class:`EncoderDecoder`.
+        path: the ``.safetensors`` file to write.
+        metadata: extra strings to store (e.g. the training command).
+    """
+    configs = _configs_of(model)
+    meta = {**(metadata or {}), "lmlab_model": type(model).__name__,
+            "lmlab_config": json.dumps(configs, sort_keys=True)}
+    # tied weights are stored once, under the embedding's name
+    state = {k: v for k, v in model.state_dict().items()
+             if not (k.endswith("lm_head.weight") and _tied(model, k))}
+    save_tensors(state, path, metadata=meta)
+
+
+def _tied(model: nn.Module, key: str) -> bool:
+    owner = model.decoder if isinstance(model, EncoderDecoder) else model
+    return isinstance(owner, GPT) and owner.config.tie_embeddings
+
+
+def _read_header(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # safetensors raises its own error types on corrupt headers
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from err
+    if "lmlab_model" not in meta or "lmlab_config" not in meta:
+        raise ValueError(f"{path}: no lmlab model config in the file's metadata")
+    if meta["lmlab_model"] not in _MODELS:
+        raise ValueError(f"{path}: unknown model class {meta['lmlab_model']!r}")
+    return meta["lmlab_model"], json.loads(meta["lmlab_config"])
+
+
+def load_model(path: str | os.PathLike[str], expected: nn.Module | None = None,
+               device: str | torch.device = "cpu") -> nn.Module:
+    """Load a model saved by :func:`save_model`; its config is read from the file.
+
+    Args:
+        path: the ``.safetensors`` file.
+        expected: an existing model to load into; its class and config must match the file's,
+            or a ``ValueError`` names the differing fields before any weight is read.
+        device: where to put the weights.
+
+    Returns:
+        The model (``expected`` itself when given), in eval mode.
+    """
+    from lmlab._checks import check_file
+    path = check_file("path", path)
+    name, configs = _read_header(path)
+    if expected is not None:
+        if type(expected).__name__ != name:
+            raise ValueError(f"{path}: holds a {name}, not a {type(expected).__name__}")
+        mine = _configs_of(expected)
+        if mine != configs:
+            diffs = _diff(configs, mine)
+            raise ValueError(f"{path}: config does not match the model's: {diffs}")
+        model = expected
+    elif name == "EncoderDecoder":
+        model = EncoderDecoder(TransformerConfig.from_dict(configs["encoder"]),
+                               TransformerConfig.from_dict(configs["decoder"]))
+    elif name == "GPT":
+        model = GPT(TransformerConfig.from_dict(configs["config"]), configs["cross_d_model"])
+    else:
+        model = Encoder(TransformerConfig.from_dict(configs["config"]))
+    try:
+        state = load_tensors(path)
+    except Exception as err:
+        raise ValueError(f"{path}: could not read the weights ({err})") from err
+    expected_keys = set(model.state_dict())
+    missing = sorted(k for k in expected_keys - set(state)
+                     if not (k.endswith("lm_head.weight") and _tied(model, k)))
+    unexpected = sorted(set(state) - expected_keys)
+    if missing or unexpected:
+        raise ValueError(f"{path}: missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit the config ({err})") from err
+    return model.to(device).eval()
+
+
+def _diff(stored: Any, mine: Any, prefix: str = "") -> str:
+    if isinstance(stored, dict) and isinstance(mine, dict):
+        parts = [_diff(stored.get(k), mine.get(k), f"{prefix}{k}.")
+                 for k in sorted(set(stored) | set(mine)) if stored.get(k) != mine.get(k)]
+        return "; ".join(parts)
+    return f"{prefix.rstrip('.')} is {stored!r} in the file, {mine!r} in the model"
