@@ -166,6 +166,8 @@ class GGUFFile:
         except Exception as err:
             raise _gguf_error(self.path, f"tensor {name!r}: {type(err).__name__}: {err}") from err
         array = np.ascontiguousarray(array, dtype=np.float32).reshape(self.tensor_shape(name))
+        if not array.flags.writeable:  # float32 tensors are views of the read-only file
+            array = array.copy()
         out = torch.from_numpy(array)
         if not bool(torch.isfinite(out).all()):
             raise _gguf_error(self.path, f"tensor {name!r} holds NaN or infinite values")
