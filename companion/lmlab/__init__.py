@@ -17,6 +17,8 @@ One module per concept, layered bottom-up:
   embeddings and the tied language-model head.
 * ``lmlab.positions``, ``lmlab.transformer`` and ``lmlab.generation`` -- chapter 6, learned,
   sinusoidal and rotary positions; transformer blocks, GPT, encoder, encoder-decoder; decoding.
+* ``lmlab.gguf_file`` and ``lmlab.pretrained`` -- chapter 7, GGUF files (dequantised weights,
+  tokenizer, chat template); MiniLM and SmolLM2 loaded into lmlab's own encoder and GPT.
 
 Transformer blocks (chapter 6) and attention variants (chapter 7) build on these.
 
@@ -50,7 +52,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("device", "data", "io", "progress", "training", "bow", "word2vec", "rnn",
                "attention", "tokenization", "embedding", "positions", "transformer",
-               "generation")
+               "generation", "gguf_file", "pretrained")
 
 __all__ = ["__version__", *_SUBMODULES]
 
