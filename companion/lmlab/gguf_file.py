@@ -72,6 +72,9 @@ def smollm2_gguf_file() -> Path:
     return path
 
 
+_ROWS_PER_CHUNK = 4096
+
+
 def _gguf_error(path: Path, what: str) -> ValueError:
     return ValueError(f"path: {path.name!r} is not a valid GGUF file ({what})")
 
@@ -161,15 +164,23 @@ class GGUFFile:
         if name not in self._tensors:
             raise KeyError(f"{self.path.name!r} has no tensor {name!r}")
         info = self._tensors[name]
+        shape = self.tensor_shape(name)
+        out = torch.empty(shape, dtype=torch.float32)
+        data = info.data
+        # Matrices are dequantised a block of rows at a time, straight into the output, so
+        # reading the 49,152-row embedding needs no second full-size copy.
+        step = _ROWS_PER_CHUNK if len(shape) == 2 and data.ndim == 2 else max(1, len(data))
         try:
-            array = dequantize(info.data, info.tensor_type)
+            finite = True
+            for start in range(0, max(1, len(data)), step):
+                part = np.array(dequantize(data[start:start + step], info.tensor_type),
+                                dtype=np.float32)
+                finite = finite and bool(np.isfinite(part).all())
+                out.view(-1, *shape[1:])[start:start + step] = torch.from_numpy(
+                    part.reshape(-1, *shape[1:]))
         except Exception as err:
             raise _gguf_error(self.path, f"tensor {name!r}: {type(err).__name__}: {err}") from err
-        array = np.ascontiguousarray(array, dtype=np.float32).reshape(self.tensor_shape(name))
-        if not array.flags.writeable:  # float32 tensors are views of the read-only file
-            array = array.copy()
-        out = torch.from_numpy(array)
-        if not bool(torch.isfinite(out).all()):
+        if not finite:
             raise _gguf_error(self.path, f"tensor {name!r} holds NaN or infinite values")
         return out
 

@@ -40,7 +40,7 @@ from lmlab.gguf_file import (
     smollm2_gguf_file,
     unpermute_rotary,
 )
-from lmlab.transformer import GPT, Encoder, TransformerConfig
+from lmlab.transformer import GPT, Encoder, KVCache, TransformerConfig
 
 if TYPE_CHECKING:
     import tokenizers
@@ -567,6 +567,39 @@ class ChatModel:
         return self.tokenizer.decode(new)
 
 
+class _GrowingKVCache(KVCache):
+    """A :class:`~lmlab.transformer.KVCache` whose storage grows as it fills (doubling).
+
+    ``KVCache`` allocates ``max_length`` tokens on first use: for SmolLM2's 8,192-token context
+    that is 377 MB per sequence whatever the length of the text. This keeps the same interface
+    and allocates only what the tokens so far need.
+    """
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        need = self.length + k.shape[2]
+        have = 0 if self.k is None else self.k.shape[2]
+        same = self.k is None or (self.k.shape[0], self.k.shape[1], self.k.shape[3]) == (
+            k.shape[0], k.shape[1], k.shape[3])
+        if same and have < need <= self.max_length:
+            size = min(self.max_length, max(need, 2 * have, 64))
+            B, G, _, D = k.shape
+            new_k = k.new_zeros(B, G, size, D)  # (B, G, size, D)
+            new_v = v.new_zeros(B, G, size, v.shape[-1])
+            if self.k is not None and self.v is not None:
+                new_k[:, :, :self.length] = self.k[:, :, :self.length]
+                new_v[:, :, :self.length] = self.v[:, :, :self.length]
+            self.k, self.v = new_k, new_v
+        return super().update(k, v)
+
+
+class _PretrainedGPT(GPT):
+    """:class:`~lmlab.transformer.GPT` whose :meth:`new_cache` grows with the text."""
+
+    def new_cache(self) -> list[KVCache]:
+        """An empty, growing key/value cache per block."""
+        return [_GrowingKVCache(self.config.context_length) for _ in self.blocks]
+
+
 def _gguf_read(file: GGUFFile, config: TransformerConfig) -> Callable[[str], torch.Tensor]:
     def read(name: str) -> torch.Tensor:
         t = file.tensor(name)
@@ -613,7 +646,7 @@ def load_llama(path: str | os.PathLike[str]) -> ChatModel:
                          f"{config.vocab_size}")
     template = (ChatTemplate.from_gguf(file) if file.get("tokenizer.chat_template")
                 else None)
-    model = GPT(config)
+    model = _PretrainedGPT(config)
     _fill(model, table, _gguf_read(file, config), file.tensor_shape, label)
     return ChatModel(model.eval(), tokenizer, template, tokenizer.eos_token_id)
 
@@ -628,7 +661,7 @@ def _load_llama_folder(folder: Path) -> ChatModel:
         del table["lm_head.weight"]
         unused = ["lm_head.weight"]  # some tied checkpoints store the head anyway
     _check_names(weights.names(), table, label, unused)
-    model = GPT(config)
+    model = _PretrainedGPT(config)
     _fill(model, table, weights.read, weights.shape, label)
     if "lm_head.weight" in unused and "lm_head.weight" in weights.names() and not torch.equal(
             weights.read("lm_head.weight"), model.lm_head.weight):
