@@ -33,9 +33,10 @@ SENTENCES = ["The cat sat on the mat.", "A dog bites a man.", "A man bites a dog
              "Transformers read the whole sentence at once, then every word looks at the others.",
              "it"]
 
-# Next-token logits of lmlab's SmolLM2 and transformers' agree to this (absolute, on logits of
-# size ~10-30): the same float32 weights, summed in a different order (measured max ~2e-4).
-LOGIT_ATOL = 2e-3
+# Logits of lmlab's SmolLM2 and transformers' Llama (absolute, on logits of size ~10-30). With
+# torch 2.13 on this CPU they were identical (max difference 0.0: the same float32 operations
+# in the same order); the tolerance leaves room for other kernels and torch releases.
+LOGIT_ATOL = 1e-3
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):",
            "Once upon a time, there was a little", "1, 2, 3, 4,"]
