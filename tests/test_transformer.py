@@ -540,3 +540,43 @@ def test_gpu_matches_cpu(gpu_device: torch.device, name: str) -> None:
     with autocast(gpu_device):
         half = gpu_model(ids.to(gpu_device)).float().cpu()
     torch.testing.assert_close(half, cpu, rtol=5e-2, atol=5e-2)
+
+
+def test_last_only_equals_the_last_row() -> None:
+    model = GPT(CONFIGS["llama"]).eval()
+    ids = torch.tensor([[4, 5, 6, 7]])
+    torch.testing.assert_close(model(ids, last_only=True), model(ids)[:, -1:], **ATOL)
+
+
+def _benchmark(name: str):
+    import importlib.util
+    import sys
+    from pathlib import Path
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module
+
+
+def test_benchmark_scripts_run_at_a_tiny_size() -> None:
+    """The GPU script's --cpu-smoke mode and the CPU benchmarks run (their timings are not
+    checked here: timings belong to the benchmarks' printed ratios)."""
+    threads = torch.get_num_threads()
+    try:
+        results = _benchmark("gpu").main(["--cpu-smoke", "--skip-tests"])
+        assert results["lmlab GPT"] > 0 and results["TransformerEncoderLayer"] > 0
+        ratio = _benchmark("bench_transformer").main(
+            ["--d-model", "32", "--num-layers", "1", "--num-heads", "2", "--context-length",
+             "16", "--vocab-size", "64", "--batch-size", "2", "--steps", "1", "--repeats", "1"])
+        assert ratio > 0
+        ratios = _benchmark("bench_generation").main(["--new", "8", "--d-model", "48",
+                                                      "--prompt", "4"])
+        assert set(ratios) == {8}
+    finally:
+        torch.set_num_threads(threads)

@@ -15,8 +15,9 @@ One module per concept, layered bottom-up:
 * ``lmlab.attention`` -- chapter 4, dot-product and additive attention, masks.
 * ``lmlab.tokenization`` and ``lmlab.embedding`` -- chapter 5, BPE and WordPiece tokenizers,
   embeddings and the tied language-model head.
-* ``lmlab.positions``, ``lmlab.transformer`` and ``lmlab.generation`` -- chapter 6, learned,
-  sinusoidal and rotary positions; transformer blocks, GPT, encoder, encoder-decoder; decoding.
+* ``lmlab.positions``, ``lmlab.sublayers``, ``lmlab.transformer`` and ``lmlab.generation`` --
+  chapter 6, learned, sinusoidal and rotary positions; multi-head attention (MHA/GQA/MQA, KV
+  cache) and the FFN; blocks, GPT, encoder, encoder-decoder; decoding.
 * ``lmlab.gguf_file`` and ``lmlab.pretrained`` -- chapter 7, GGUF files (dequantised weights,
   tokenizer, chat template); MiniLM and SmolLM2 loaded into lmlab's own encoder and GPT.
 
@@ -51,8 +52,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = ("device", "data", "io", "progress", "training", "bow", "word2vec", "rnn",
-               "attention", "tokenization", "embedding", "positions", "transformer",
-               "generation", "gguf_file", "pretrained")
+               "attention", "tokenization", "embedding", "positions", "sublayers",
+               "transformer", "generation", "gguf_file", "pretrained")
 
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -221,9 +221,9 @@ def _stream(model: nn.Module, ids: torch.Tensor, max_new_tokens: int, temperatur
                 if seq.shape[1] >= context:
                     break
                 if use_cache:
-                    logits = model(step_input, cache=cache, **model_kwargs)
+                    logits = model(step_input, cache=cache, last_only=True, **model_kwargs)
                 else:
-                    logits = model(seq, **model_kwargs)
+                    logits = model(seq, last_only=True, **model_kwargs)
                 nxt = sample(logits[:, -1], temperature, top_k, top_p, generator)  # (B,)
                 if eos_id is not None:
                     nxt = nxt.masked_fill(done, eos_id)
@@ -247,7 +247,7 @@ def generate(model: nn.Module, ids: torch.Tensor, max_new_tokens: int, *,
 
     Args:
         model: a :class:`lmlab.transformer.GPT` (or a model with ``config``, ``new_cache`` and
-            the same ``forward``).
+            the same ``forward``, including ``cache=`` and ``last_only=``).
         ids: the prompt, at most ``context_length`` tokens.
         max_new_tokens: how many tokens to add at most (>= 0).
         temperature: 0 for greedy decoding, > 0 to sample.

@@ -40,7 +40,8 @@ from lmlab.gguf_file import (
     smollm2_gguf_file,
     unpermute_rotary,
 )
-from lmlab.transformer import GPT, Encoder, KVCache, TransformerConfig
+from lmlab.sublayers import KVCache
+from lmlab.transformer import GPT, Encoder, TransformerConfig
 
 if TYPE_CHECKING:
     import tokenizers
@@ -568,7 +569,7 @@ class ChatModel:
 
 
 class _GrowingKVCache(KVCache):
-    """A :class:`~lmlab.transformer.KVCache` whose storage grows as it fills (doubling).
+    """A :class:`~lmlab.sublayers.KVCache` whose storage grows as it fills (doubling).
 
     ``KVCache`` allocates ``max_length`` tokens on first use: for SmolLM2's 8,192-token context
     that is 377 MB per sequence whatever the length of the text. This keeps the same interface

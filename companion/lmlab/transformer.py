@@ -14,11 +14,10 @@ Stacked, the same blocks make the three families of chapter 6:
 * :class:`EncoderDecoder` -- an encoder, and a decoder whose blocks also attend to the encoder's
   output (cross-attention; the original transformer, T5).
 
-All are built from one :class:`TransformerConfig`. :class:`MultiHeadAttention` covers
-multi-head, grouped-query and multi-query attention through ``num_kv_heads``; it has a teaching
-path (each line an equation, weights returned for plots) and a fast path through
-:func:`torch.nn.functional.scaled_dot_product_attention`. Boolean masks mean
-``True = may attend``. Positions live in :mod:`lmlab.positions`.
+All are built from one :class:`TransformerConfig`. The sublayers, ``MultiHeadAttention``
+(MHA, GQA and MQA through ``num_kv_heads``, a teaching path and a fast SDPA path, a
+``KVCache``) and ``FeedForward``, live in :mod:`lmlab.sublayers` and are re-exported here.
+Boolean masks mean ``True = may attend``. Positions live in :mod:`lmlab.positions`.
 """
 
 from __future__ import annotations
@@ -30,13 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lmlab._checks import check_bool, check_choice, check_float, check_int, check_tensor
-from lmlab.attention import causal_mask, dot_product_scores, masked_softmax
 from lmlab.io import load_tensors, save_tensors
-from lmlab.positions import RotaryEmbedding, apply_rotary, sinusoidal_positions
+from lmlab.positions import RotaryEmbedding, sinusoidal_positions
+from lmlab.sublayers import FFNS, FeedForward, KVCache, MultiHeadAttention
 
 __all__ = [
     "TransformerConfig", "KVCache", "kv_cache_bytes_per_token", "MultiHeadAttention",
@@ -47,10 +45,6 @@ __all__ = [
 NORMS = ("layernorm", "rmsnorm")
 NORM_PLACEMENTS = ("pre", "post")
 POSITIONS = ("learned", "sinusoidal", "rotary", "none")
-FFNS = ("gelu", "gelu_tanh", "relu", "swiglu")
-
-# torch >= 2.5 lets SDPA share key/value heads between query heads without copying them.
-_SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
 
 
 @dataclass(frozen=True)
@@ -191,243 +185,10 @@ def kv_cache_bytes_per_token(config: TransformerConfig, dtype: torch.dtype = tor
     return 2 * config.num_layers * config.num_kv_heads * config.head_dim * item
 
 
-class KVCache:
-    """One attention layer's cached keys and values, grown as tokens are generated.
-
-    Keys and values of the tokens seen so far are kept so that each new token needs only its
-    own projections. The storage is allocated for ``max_length`` tokens on first use, in the
-    dtype and on the device of the first keys.
-
-    Args:
-        max_length: the most tokens the cache can hold (the model's context length).
-
-    Shape:
-        ``update(k, v)`` with k, v ``(B, G, T, D)`` -> all keys and values so far,
-        ``(B, G, S, D)`` each.
-    """
-
-    def __init__(self, max_length: int) -> None:
-        self.max_length = check_int("max_length", max_length)
-        self.length = 0  # tokens stored
-        self.k: torch.Tensor | None = None  # (B, G, max_length, D)
-        self.v: torch.Tensor | None = None
-
-    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append new keys and values; return every key and value stored so far."""
-        B, G, T, D = k.shape
-        if self.length + T > self.max_length:
-            raise ValueError(f"k: {self.length} cached + {T} new tokens exceed the cache's "
-                             f"max_length {self.max_length}")
-        if self.k is None:
-            self.k = k.new_zeros(B, G, self.max_length, D)
-            self.v = v.new_zeros(B, G, self.max_length, v.shape[-1])
-        elif self.k.shape[0] != B or self.k.shape[1] != G or self.k.shape[3] != D:
-            raise ValueError(f"k: shape {tuple(k.shape)} does not match the cache's "
-                             f"(B, G, D) = {(self.k.shape[0], self.k.shape[1], self.k.shape[3])}")
-        assert self.v is not None
-        self.k[:, :, self.length:self.length + T] = k
-        self.v[:, :, self.length:self.length + T] = v
-        self.length += T
-        return self.k[:, :, :self.length], self.v[:, :, :self.length]  # (B, G, S, D)
-
-    @property
-    def bytes_per_token(self) -> int:
-        """Bytes of keys plus values stored per token and sequence (0 before first use)."""
-        if self.k is None or self.v is None:
-            return 0
-        return (self.k.shape[1] * self.k.shape[3] * self.k.element_size()
-                + self.v.shape[1] * self.v.shape[3] * self.v.element_size())
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the keys and values stored so far (the whole batch)."""
-        batch = 0 if self.k is None else self.k.shape[0]
-        return batch * self.length * self.bytes_per_token
-
-    def __repr__(self) -> str:
-        return f"KVCache(length={self.length}, max_length={self.max_length})"
-
-
 def _norm(config: TransformerConfig) -> nn.Module:
     if config.norm == "rmsnorm":
         return nn.RMSNorm(config.d_model, eps=config.norm_eps)
     return nn.LayerNorm(config.d_model, eps=config.norm_eps)
-
-
-class MultiHeadAttention(nn.Module):
-    """Multi-head attention with ``num_kv_heads`` key/value heads: MHA, GQA or MQA.
-
-    Each token is projected to a query, a key and a value per head; every query is scored
-    against the keys, the scores are softmaxed, and the values summed with those weights. With
-    ``num_kv_heads < num_heads`` groups of ``num_heads // num_kv_heads`` query heads share one
-    key/value head (grouped-query attention; 1 is multi-query attention), which shrinks the
-    key/value cache by the same factor.
-
-    Args:
-        d_model: width ``C`` of the input and output.
-        num_heads: query heads ``H``; ``d_model`` must be a multiple of it.
-        num_kv_heads: key/value heads ``G`` (divides ``num_heads``); ``None`` means ``num_heads``.
-        bias: biases in the four projections.
-        dropout: dropout on the attention weights (training only).
-        kv_d_model: width of the sequence keys and values come from (cross-attention to an
-            encoder of another width); ``None`` means ``d_model``.
-
-    Shape:
-        x ``(B, T, C)``, context ``(B, S, kv_d_model)``, mask broadcastable to ``(B, H, T, S)``
-        -> out ``(B, T, C)``, weights ``(B, H, T, S)`` (or ``None`` on the fast path).
-    """
-
-    def __init__(self, d_model: int, num_heads: int, num_kv_heads: int | None = None,
-                 bias: bool = True, dropout: float = 0.0, kv_d_model: int | None = None) -> None:
-        super().__init__()
-        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
-        kv_d_model = d_model if kv_d_model is None else kv_d_model
-        check_int("d_model", d_model)
-        check_int("num_heads", num_heads)
-        check_int("num_kv_heads", num_kv_heads, maximum=num_heads)
-        check_int("kv_d_model", kv_d_model)
-        check_bool("bias", bias)
-        check_float("dropout", dropout, 0.0, 1.0, max_inclusive=False)
-        if d_model % num_heads:
-            raise ValueError(f"d_model: must be a multiple of num_heads={num_heads}, got {d_model}")
-        if num_heads % num_kv_heads:
-            raise ValueError(f"num_kv_heads: must divide num_heads={num_heads}, got {num_kv_heads}")
-        self.d_model, self.num_heads, self.num_kv_heads = d_model, num_heads, num_kv_heads
-        self.head_dim = d_model // num_heads
-        self.dropout = dropout
-        D = self.head_dim
-        self.q_proj = nn.Linear(d_model, num_heads * D, bias=bias)
-        self.k_proj = nn.Linear(kv_d_model, num_kv_heads * D, bias=bias)
-        self.v_proj = nn.Linear(kv_d_model, num_kv_heads * D, bias=bias)
-        self.out_proj = nn.Linear(num_heads * D, d_model, bias=bias)
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, *, is_causal: bool = False,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                cache: KVCache | None = None,
-                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attend from ``x`` to itself (self-attention) or to ``context`` (cross-attention).
-
-        Args:
-            x: the sequence that asks (queries).
-            context: the sequence that answers (keys and values); ``None`` for self-attention.
-            mask: boolean, ``True = may attend``, broadcastable to ``(B, H, T, S)``: a padding
-                mask ``(B, S)`` goes in as ``mask[:, None, None, :]``.
-            is_causal: each query sees only keys at its position or earlier, queries aligned with
-                the end of the keys (as with a cache); combined with ``mask`` by "and".
-            rope: ``(cos, sin)`` of the queries' positions, from
-                :class:`lmlab.positions.RotaryEmbedding`; rotates queries and the new keys.
-            cache: this layer's :class:`KVCache`; the new keys and values are appended and the
-                queries attend to all of them. Self-attention only.
-            need_weights: take the teaching path and return the attention weights.
-
-        Returns:
-            ``(out, weights)``; ``weights`` is ``None`` unless ``need_weights``.
-        """
-        check_tensor("x", x, ndim=3, dtype="float")
-        if x.shape[-1] != self.d_model:
-            raise ValueError(f"x: expected width d_model={self.d_model}, got shape {tuple(x.shape)}")
-        if context is not None and cache is not None:
-            raise ValueError("cache: only self-attention keeps a key/value cache")
-        B, T, _ = x.shape
-        H, G, D = self.num_heads, self.num_kv_heads, self.head_dim
-        source = x if context is None else context
-        S_new = source.shape[1]
-        q = self.q_proj(x).view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(source).view(B, S_new, G, D).transpose(1, 2)  # (B, G, S, D)
-        v = self.v_proj(source).view(B, S_new, G, D).transpose(1, 2)  # (B, G, S, D)
-        if rope is not None:
-            q = apply_rotary(q, *rope)
-            k = apply_rotary(k, *rope)
-        if cache is not None:
-            k, v = cache.update(k, v)  # (B, G, S, D), all tokens so far
-        S = k.shape[2]
-        if mask is not None:
-            check_tensor("mask", mask, dtype="bool")
-        if is_causal and T > 1:  # one query at the end of the keys may see them all
-            causal = causal_mask(T, S, device=x.device)  # (T, S), aligned with the end
-            mask = causal if mask is None else mask & causal
-        p = self.dropout if self.training else 0.0
-        if need_weights:
-            out, weights = self._teaching(q, k, v, mask, p)
-        else:
-            out, weights = self._fast(q, k, v, mask, p, is_causal and T == S), None
-        out = out.transpose(1, 2).reshape(B, T, H * D)  # (B, T, C): heads side by side
-        return self.out_proj(out), weights
-
-    def _teaching(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                  mask: torch.Tensor | None, p: float) -> tuple[torch.Tensor, torch.Tensor]:
-        group = self.num_heads // self.num_kv_heads
-        k = k.repeat_interleave(group, dim=1)  # (B, H, S, D): each kv head serves `group` heads
-        v = v.repeat_interleave(group, dim=1)  # (B, H, S, D)
-        scores = dot_product_scores(q, k, scale=None)  # (B, H, T, S) = q k^T / sqrt(D)
-        weights = masked_softmax(scores, mask)  # (B, H, T, S), rows sum to 1 over allowed keys
-        dropped = F.dropout(weights, p) if p else weights
-        return dropped @ v, weights  # (B, H, T, D): weighted sum of the values
-
-    def _fast(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-              mask: torch.Tensor | None, p: float, plain_causal: bool) -> torch.Tensor:
-        group = self.num_heads // self.num_kv_heads
-        extra: dict[str, Any] = {}
-        if group > 1:
-            if _SDPA_GQA:
-                extra["enable_gqa"] = True
-            else:
-                k = k.repeat_interleave(group, dim=1)  # (B, H, S, D)
-                v = v.repeat_interleave(group, dim=1)
-        if plain_causal and mask is not None and mask.dim() == 2:
-            mask = None  # the plain causal triangle: let SDPA pick its causal kernel
-            extra["is_causal"] = True
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
-                                              **extra)  # (B, H, T, D)
-
-    def extra_repr(self) -> str:
-        return (f"d_model={self.d_model}, num_heads={self.num_heads}, "
-                f"num_kv_heads={self.num_kv_heads}, head_dim={self.head_dim}")
-
-
-class FeedForward(nn.Module):
-    """The position-wise network: the same two- (or three-) matrix MLP applied to every token.
-
-    ``"gelu"``, ``"gelu_tanh"`` and ``"relu"``: ``down(act(up(x)))``. ``"swiglu"`` (Llama):
-    ``down(silu(gate(x)) * up(x))``.
-
-    Args:
-        d_model: input and output width ``C``.
-        d_ff: hidden width.
-        ffn: one of ``"gelu"``, ``"gelu_tanh"``, ``"relu"``, ``"swiglu"``.
-        bias: biases in the linear layers.
-        dropout: dropout on the output (training only).
-
-    Shape:
-        ``(*, C)`` -> ``(*, C)``
-    """
-
-    def __init__(self, d_model: int, d_ff: int, ffn: str = "gelu", bias: bool = True,
-                 dropout: float = 0.0) -> None:
-        super().__init__()
-        check_int("d_model", d_model)
-        check_int("d_ff", d_ff)
-        self.ffn = check_choice("ffn", ffn, FFNS)
-        check_bool("bias", bias)
-        check_float("dropout", dropout, 0.0, 1.0, max_inclusive=False)
-        self.up_proj = nn.Linear(d_model, d_ff, bias=bias)
-        self.gate_proj = nn.Linear(d_model, d_ff, bias=bias) if ffn == "swiglu" else None
-        self.down_proj = nn.Linear(d_ff, d_model, bias=bias)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The MLP applied to each position independently."""
-        h = self.up_proj(x)  # (*, d_ff)
-        if self.gate_proj is not None:
-            h = F.silu(self.gate_proj(x)) * h
-        elif self.ffn == "gelu":
-            h = F.gelu(h)
-        elif self.ffn == "gelu_tanh":
-            h = F.gelu(h, approximate="tanh")
-        else:
-            h = F.relu(h)
-        return self.drop(self.down_proj(h))  # (*, C)
 
 
 class TransformerBlock(nn.Module):
@@ -615,9 +376,9 @@ class GPT(nn.Module):
 
     def forward(self, ids: torch.Tensor, *, cache: list[KVCache] | None = None,
                 memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
-                need_weights: bool = False
+                need_weights: bool = False, last_only: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Next-token logits at every position.
+        """Next-token logits at every position (or only the last).
 
         Args:
             ids: token ids.
@@ -625,6 +386,8 @@ class GPT(nn.Module):
             memory: encoder output ``(B, S, cross_d_model)`` (decoders of an encoder-decoder).
             memory_mask: boolean ``(B, S)``, ``True`` on real source tokens.
             need_weights: also return each block's attention weights (teaching path).
+            last_only: compute the LM head for the last position only (generation), giving
+                logits ``(B, 1, V)``.
 
         Returns:
             logits ``(B, T, V)``, or ``(logits, [weights per block])``.
@@ -648,6 +411,8 @@ class GPT(nn.Module):
             if need_weights:
                 x, w = x
                 all_weights.append(w)
+        if last_only:
+            x = x[:, -1:]  # (B, 1, C)
         if self.norm is not None:
             x = self.norm(x)
         logits = self.lm_head(x)  # (B, T, V)
