@@ -94,9 +94,11 @@ class GGUFFile:
             names the file.
 
     Example:
-        >>> f = GGUFFile(smollm2_gguf_file())  # doctest: +SKIP
-        >>> f.metadata["llama.block_count"], f.tensor_shape("blk.0.attn_k.weight")  # doctest: +SKIP
+        >>> f = GGUFFile(smollm2_gguf_file())
+        >>> f.metadata["llama.block_count"], f.tensor_shape("blk.0.attn_k.weight")
         (30, (192, 576))
+        >>> f.tensor_type("blk.0.attn_k.weight"), f.tensor("blk.0.attn_k.weight").dtype
+        ('Q4_1', torch.float32)
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -254,9 +256,11 @@ class GGUFTokenizer:
         bos_token_id, eos_token_id: ids the file declares (``None`` if it declares none).
 
     Example:
-        >>> tok = GGUFTokenizer.from_gguf(GGUFFile(smollm2_gguf_file()))  # doctest: +SKIP
-        >>> tok.encode("Hello world 42")  # doctest: +SKIP
+        >>> tok = GGUFTokenizer.from_gguf(GGUFFile(smollm2_gguf_file()))
+        >>> tok.encode("Hello world 42")  # every digit is a token of its own
         [19556, 905, 216, 36, 34]
+        >>> tok.decode([19556, 905, 216, 36, 34])
+        'Hello world 42'
     """
 
     def __init__(self, tokens: Sequence[str], merges: Sequence[str], token_types: Sequence[int],
