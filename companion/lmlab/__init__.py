@@ -13,6 +13,9 @@ One module per concept, layered bottom-up:
 * ``lmlab.attention`` -- chapter 4, dot-product and additive attention, masks.
 * ``lmlab.tokenization`` and ``lmlab.embedding`` -- chapter 5, BPE and WordPiece tokenizers,
   embeddings and the tied language-model head.
+* ``lmlab.blockwise`` -- chapter 8, blockwise attention with the online softmax; partials merge.
+* ``lmlab.sparse`` -- chapter 8, sliding-window, strided and global patterns; block-sparse attention.
+* ``lmlab.ring`` -- chapter 8, ring attention over ``torch.distributed`` and simulated.
 
 Transformer blocks (chapter 6) and attention variants (chapter 7) build on these.
 
@@ -45,7 +48,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = ("device", "data", "io", "progress", "bow", "word2vec", "rnn", "attention",
-               "tokenization", "embedding")
+               "tokenization", "embedding", "blockwise", "sparse", "ring")
 
 __all__ = ["__version__", *_SUBMODULES]
 
