@@ -239,12 +239,14 @@ def block_layout(mask: torch.Tensor, block_size: int) -> torch.Tensor:
     return mask.view(nb, block_size, nb, block_size).any(dim=3).any(dim=1)
 
 
-# One group of query blocks that keep the same number of key blocks: their indices, the key
-# blocks of each, and the element mask inside the gathered tiles (None where all True).
-_Group = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+# One group of query blocks that keep the same number of key blocks: their indices (a slice
+# where they are consecutive), the key blocks of each, and where the gathered tiles must be
+# masked (``True = masked out``; None where every element may attend).
+_Group = tuple[torch.Tensor | slice, torch.Tensor, torch.Tensor | None]
 
 
-def _plan_from(layout: torch.Tensor, block_size: int, allowed) -> tuple[list[_Group], torch.Tensor]:
+def _plan_from(layout: torch.Tensor, block_size: int,
+               allowed) -> tuple[list[_Group], torch.Tensor | None]:
     counts = layout.sum(dim=1)
     groups, order = [], []
     offsets = torch.arange(block_size, device=layout.device)
@@ -258,15 +260,20 @@ def _plan_from(layout: torch.Tensor, block_size: int, allowed) -> tuple[list[_Gr
         element = allowed(q_pos[:, :, None], k_pos[:, None, :])  # (R, bs, c * bs)
         if not bool(element.any(dim=-1).all()):
             raise ValueError("pattern: some query attends to no key (a mask row is all False)")
-        groups.append((rows, cols, None if bool(element.all()) else element))
+        first, R = int(rows[0]), len(rows)
+        consecutive = bool((rows == torch.arange(first, first + R, device=rows.device)).all())
+        groups.append((slice(first, first + R) if consecutive else rows, cols,
+                       None if bool(element.all()) else ~element))
         order.append(rows)
-    inverse = torch.argsort(torch.cat(order))
-    return groups, inverse
+    order_all = torch.cat(order)
+    if bool((order_all == torch.arange(len(order_all), device=order_all.device)).all()):
+        return groups, None  # already in query-block order
+    return groups, torch.argsort(order_all)
 
 
 @functools.lru_cache(maxsize=16)
 def _pattern_plan(pattern: SparsePattern, T: int, block_size: int,
-                  device: torch.device) -> tuple[list[_Group], torch.Tensor]:
+                  device: torch.device) -> tuple[list[_Group], torch.Tensor | None]:
     return _plan_from(pattern.layout(T, block_size, device), block_size, pattern.allows)
 
 
@@ -327,20 +334,21 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         f"{type(pattern).__name__}")
     nb = T // block_size
     lead = q.shape[:-2]
-    qb = q.reshape(-1, nb, block_size, D)  # (N, nb, bs, D) with N the leading dims
+    qb = (q * scale).reshape(-1, nb, block_size, D)  # (N, nb, bs, D) with N the leading dims
     kb = k.reshape(-1, nb, block_size, D)
     vb = v.reshape(-1, nb, block_size, v.shape[-1])
     outs = []
-    for rows, cols, element in groups:
-        R, c = cols.shape
+    for rows, cols, masked in groups:
         q_g = qb[:, rows]  # (N, R, bs, D)
         k_g = kb[:, cols].flatten(2, 3)  # (N, R, c * bs, D)
         v_g = vb[:, cols].flatten(2, 3)  # (N, R, c * bs, D)
-        scores = (q_g @ k_g.transpose(-2, -1)) * scale  # (N, R, bs, c * bs)
-        if element is not None:
-            scores = scores.masked_fill(~element, float("-inf"))
+        scores = q_g @ k_g.transpose(-2, -1)  # (N, R, bs, c * bs)
+        if masked is not None:
+            scores.masked_fill_(masked, float("-inf"))  # matmul keeps its inputs, not this
         outs.append(torch.softmax(scores, dim=-1) @ v_g)  # (N, R, bs, D)
-    out = torch.cat(outs, dim=1)[:, inverse]  # (N, nb, bs, D) in query-block order
+    out = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]  # (N, nb, bs, D)
+    if inverse is not None:
+        out = out[:, inverse]  # back to query-block order
     return out.reshape(*lead, T, v.shape[-1])
 
 
