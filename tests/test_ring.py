@@ -22,6 +22,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import lmlab.ring
 from lmlab.ring import (
     ring_attention,
     ring_schedule,
@@ -44,11 +45,11 @@ def _full_inputs(shape, seed, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     q, k, v, weight = (torch.randn(*shape, generator=g, dtype=dtype) for _ in range(4))
     T = shape[-2]
-    # uneven content: the last quarter of the queries and keys twice as large (scores up to four
-    # times larger), so the shards' log-sum-exps differ widely. (Much larger scores put even
-    # float32 SDPA more than 1e-5 away from the float64 result.)
-    q[..., 3 * T // 4:, :] *= 2.0
-    k[..., 3 * T // 4:, :] *= 2.0
+    # uneven content: the last quarter of the queries and keys 1.5 times larger (scores up to
+    # 2.25 times), so the shards' log-sum-exps differ. Much larger scores put float32 gradients,
+    # SDPA's included, more than 1e-5 away from the float64 truth.
+    q[..., 3 * T // 4:, :] *= 1.5
+    k[..., 3 * T // 4:, :] *= 1.5
     return q, k, v, weight
 
 
@@ -78,6 +79,8 @@ def _worker(outdir: Path, backend: str) -> None:
         if size > world or rank >= size:
             continue
         group = groups[size]
+        # the second shape runs with key blocks of 3 inside each step (512 by default)
+        lmlab.ring._KEY_BLOCK = 3 if seed == 1 else 512
         full = _full_inputs(shape, seed)
         ref = [t.float() for t in _reference(*full, causal)]
         q, k, v, weight = (shard_sequence(t, rank, size, zigzag=causal).to(device).float()
@@ -204,6 +207,20 @@ else:
         grads = torch.autograd.grad((out * weight).sum(), (q, k, v))
         for ours, theirs in zip((out, *grads), ref):
             torch.testing.assert_close(ours, theirs, **TOL)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("key_block", [1, 3, 7])
+def test_simulated_ring_with_key_blocks_inside_steps(causal, key_block, monkeypatch):
+    monkeypatch.setattr(lmlab.ring, "_KEY_BLOCK", key_block)
+    q, k, v, weight = _full_inputs((2, 3, 48, 8), seed=key_block)
+    ref = [t.float() for t in _reference(q, k, v, weight, causal)]
+    q, k, v, weight = (t.float() for t in (q, k, v, weight))
+    q, k, v = (t.clone().requires_grad_() for t in (q, k, v))
+    out = simulate_ring_attention(q, k, v, 3, causal=causal)
+    grads = torch.autograd.grad((out * weight).sum(), (q, k, v))
+    for ours, theirs in zip((out, *grads), ref):
+        torch.testing.assert_close(ours, theirs, **TOL)
 
 
 class TestBadInput:

@@ -179,11 +179,24 @@ def _merge_rows(out, lse, rows: slice, part_out, part_lse):
     return out, lse
 
 
+# Keys per block inside one step, so no step holds more than (T / N) x _KEY_BLOCK scores.
+_KEY_BLOCK = 512
+
+
+def _key_blocks(rows: slice, cols: slice, diagonal: bool, device: torch.device):
+    """Split a piece's keys into blocks of at most ``_KEY_BLOCK``, each with its causal mask."""
+    mask = _diagonal(rows.stop - rows.start, device) if diagonal else None
+    for start in range(cols.start, cols.stop, _KEY_BLOCK):
+        stop = min(start + _KEY_BLOCK, cols.stop)
+        block_mask = None if mask is None else mask[:, start - cols.start:stop - cols.start]
+        yield slice(start, stop), block_mask
+
+
 def _step_forward(q, k, v, out, lse, pieces, scale):
     for rows, cols, diagonal in pieces:
-        mask = _diagonal(rows.stop - rows.start, q.device) if diagonal else None
-        part = attend_block(q[..., rows, :], k[..., cols, :], v[..., cols, :], scale, mask)
-        out, lse = _merge_rows(out, lse, rows, *part)
+        for keys, mask in _key_blocks(rows, cols, diagonal, q.device):
+            part = attend_block(q[..., rows, :], k[..., keys, :], v[..., keys, :], scale, mask)
+            out, lse = _merge_rows(out, lse, rows, *part)
     return out, lse
 
 
@@ -191,13 +204,13 @@ def _step_backward(q, k, v, out, lse, grad_out, pieces, scale, dq):
     """Add this step's share to ``dq`` (in place); return the gradients for this k/v shard."""
     dk, dv = torch.zeros_like(k), torch.zeros_like(v)
     for rows, cols, diagonal in pieces:
-        mask = _diagonal(rows.stop - rows.start, q.device) if diagonal else None
-        dq_p, dk_p, dv_p = block_backward(q[..., rows, :], k[..., cols, :], v[..., cols, :],
-                                          out[..., rows, :], lse[..., rows],
-                                          grad_out[..., rows, :], scale, mask)
-        dq[..., rows, :] += dq_p
-        dk[..., cols, :] += dk_p
-        dv[..., cols, :] += dv_p
+        for keys, mask in _key_blocks(rows, cols, diagonal, q.device):
+            dq_p, dk_p, dv_p = block_backward(q[..., rows, :], k[..., keys, :], v[..., keys, :],
+                                              out[..., rows, :], lse[..., rows],
+                                              grad_out[..., rows, :], scale, mask)
+            dq[..., rows, :] += dq_p
+            dk[..., keys, :] += dk_p
+            dv[..., keys, :] += dv_p
     return dk, dv
 
 
