@@ -7,14 +7,19 @@ One module per concept, layered bottom-up:
   packages (never the network).
 * :mod:`lmlab.io` -- atomic files and safetensors checkpoints.
 * :mod:`lmlab.progress` -- the one progress bar, without timing fields.
+* :mod:`lmlab.training` -- the one training loop: schedules, clipping, evaluation, bf16 on
+  CUDA, ``torch.compile``, checkpoints that resume bit-exactly, data parallelism (``torchrun``).
 * ``lmlab.bow`` -- chapter 1, Bag of Words: tokens, vocabulary, count and TF-IDF vectors.
 * ``lmlab.word2vec`` -- chapter 2, skip-gram with negative sampling and word vectors.
 * ``lmlab.rnn`` -- chapter 3, GRU/LSTM encoder-decoder with greedy and beam decoding.
 * ``lmlab.attention`` -- chapter 4, dot-product and additive attention, masks.
 * ``lmlab.tokenization`` and ``lmlab.embedding`` -- chapter 5, BPE and WordPiece tokenizers,
   embeddings and the tied language-model head.
+* ``lmlab.positions``, ``lmlab.transformer`` and ``lmlab.generation`` -- chapter 6, learned,
+  sinusoidal and rotary positions; transformer blocks, GPT, encoder, encoder-decoder; decoding.
 * ``lmlab.blockwise`` -- chapter 8, blockwise attention with the online softmax; partials merge.
-* ``lmlab.sparse`` -- chapter 8, sliding-window, strided and global patterns; block-sparse attention.
+* ``lmlab.sparse`` -- chapter 8, sliding-window, strided and global patterns; block-sparse
+  attention.
 * ``lmlab.ring`` -- chapter 8, ring attention over ``torch.distributed`` and simulated.
 
 Transformer blocks (chapter 6) and attention variants (chapter 7) build on these.
@@ -47,8 +52,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("device", "data", "io", "progress", "bow", "word2vec", "rnn", "attention",
-               "tokenization", "embedding", "blockwise", "sparse", "ring")
+_SUBMODULES = ("device", "data", "io", "progress", "training", "bow", "word2vec", "rnn",
+               "attention", "tokenization", "embedding", "positions", "transformer",
+               "generation", "blockwise", "sparse", "ring")
 
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -1,0 +1,162 @@
+"""The GPU check, one command: ``pytest -m gpu``, then GPT-2-small training speed and MFU.
+
+1. ``pytest -m gpu tests`` (bf16 training steps, CUDA against CPU, and every other GPU test).
+2. The bf16 matrix-product peak of this GPU, measured now (8192^3 products).
+3. GPT-2 small (124M parameters, context 1024) training steps with bf16 autocast, flash SDPA,
+   fused AdamW and ``torch.compile``: tokens/s and model-FLOPs utilisation (MFU) against that
+   peak, for :class:`lmlab.transformer.GPT` and for the same model built from
+   ``torch.nn.TransformerEncoderLayer`` (``benchmarks/bench_transformer.py``). Goals: >= 55%
+   MFU and >= 1.0x the reference.
+
+Model FLOPs per token follow nanoGPT / PaLM: ``6 N + 12 L T C`` (N parameters without the
+position table, L layers, T context, C width), forward and backward, causal attention counted
+in full.
+
+Run on a machine with one CUDA GPU (under 5 minutes on an H100/H200)::
+
+    python benchmarks/gpu.py
+
+``--cpu-smoke`` runs every step at a tiny size on the CPU (no compile, no bf16), so the script
+is exercised where no GPU is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_transformer import TorchReference  # noqa: E402
+
+from lmlab.device import autocast  # noqa: E402
+from lmlab.transformer import GPT, TransformerConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_gpu_tests(smoke: bool) -> int:
+    """``pytest -m gpu tests``; returns its exit code (5, "no tests ran", counts as success)."""
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-o", "addopts=-ra -p no:cacheprovider",
+           "-p", "no:nbval", "tests"]
+    if smoke:
+        cmd += ["-k", "gpu_matches_cpu"]  # collected and skipped without a GPU: quick
+    print("$", " ".join(cmd[1:]), flush=True)
+    code = subprocess.call(cmd, cwd=ROOT)
+    return 0 if code == 5 else code
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, n: int, repeats: int) -> float:
+    """Measured FLOP/s of an ``n x n x n`` matrix product in bf16 (fp32 on CPU)."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start)
+
+
+def flops_per_token(model: torch.nn.Module, config: TransformerConfig) -> float:
+    n = sum(p.numel() for name, p in model.named_parameters() if "pos_emb" not in name)
+    return 6 * n + 12 * config.num_layers * config.context_length * config.d_model
+
+
+def train_speed(model: torch.nn.Module, config: TransformerConfig, device: torch.device,
+                batch_size: int, warmup: int, steps: int, compile_: bool) -> float:
+    """Tokens per second of full training steps (forward, backward, AdamW)."""
+    model = model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1,
+                            fused=device.type == "cuda")
+    fwd = torch.compile(model) if compile_ else model
+    g = torch.Generator(device="cpu").manual_seed(0)
+    ids = torch.randint(0, config.vocab_size, (batch_size, config.context_length + 1),
+                        generator=g).to(device)
+    flash = contextlib.nullcontext()
+    if device.type == "cuda":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        flash = sdpa_kernel(SDPBackend.FLASH_ATTENTION)
+
+    def step() -> None:
+        with flash, autocast(device):
+            logits = fwd(ids[:, :-1])
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return steps * batch_size * config.context_length / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU")
+    p.add_argument("--skip-tests", action="store_true")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--no-compile", action="store_true")
+    args = p.parse_args(argv)
+    smoke = args.cpu_smoke
+    if not smoke and not torch.cuda.is_available():
+        sys.exit("benchmarks/gpu.py: no CUDA GPU here; use --cpu-smoke to exercise the script")
+    device = torch.device("cpu" if smoke else "cuda")
+    results: dict[str, float] = {}
+    if not args.skip_tests:
+        code = run_gpu_tests(smoke)
+        results["tests_exit_code"] = code
+        if code != 0:
+            print(f"pytest -m gpu failed with exit code {code}")
+    if smoke:
+        config = TransformerConfig.tiny(ffn="gelu")
+        batch, warmup, steps, compile_, n = 2, 1, 2, False, 256
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = True  # a benchmark process may set this
+        config = TransformerConfig.gpt2_small(ffn="gelu")
+        batch, warmup, steps, compile_, n = args.batch_size, 5, args.steps, not args.no_compile, 8192
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device: {name}, torch {torch.__version__}, {os.cpu_count()} CPU cores", flush=True)
+    peak = matmul_peak(device, n, 5 if smoke else 50)
+    results["peak_tflops"] = peak / 1e12
+    print(f"matrix-product peak ({'fp32' if smoke else 'bf16'}, {n}^3): {peak / 1e12:.3f} TFLOP/s")
+    torch.manual_seed(0)
+    for label, model in (("lmlab GPT", GPT(config)), ("TransformerEncoderLayer", TorchReference(config))):
+        tps = train_speed(model, config, device, batch, warmup, steps, compile_)
+        mfu = tps * flops_per_token(model, config) / peak
+        results[label] = tps
+        results[f"{label} MFU"] = mfu
+        print(f"{label:>24}: {tps:12,.0f} tokens/s, MFU {100 * mfu:5.1f}%  "
+              f"(batch {batch} x {config.context_length}, compile={compile_})", flush=True)
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    ratio = results["lmlab GPT"] / results["TransformerEncoderLayer"]
+    results["ratio"] = ratio
+    print(f"ratio lmlab / reference: {ratio:.2f}x   (goals: >= 1.0x and >= 55% MFU)")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Tests of lmlab.generation: the filters' defining properties, cached vs uncached decoding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lmlab.device import seed_everything
+from lmlab.generation import (
+    apply_temperature, generate, greedy, sample, stream, top_k_filter, top_p_filter,
+)
+from lmlab.transformer import GPT, EncoderDecoder, TransformerConfig
+
+# distinct scores, at least 1/8 apart: the properties below are about ranks, not ties
+LOGITS = st.lists(st.integers(-64, 64), min_size=2, max_size=40,
+                  unique=True).map(lambda xs: torch.tensor(xs, dtype=torch.float32) / 8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(LOGITS, st.floats(0.01, 1.0))
+def test_top_p_keeps_the_smallest_set_reaching_p(logits: torch.Tensor, p: float) -> None:
+    kept = top_p_filter(logits, p).isfinite()
+    probs = logits.double().softmax(-1)
+    order = probs.argsort(descending=True)
+    n = int(kept.sum())
+    assert kept[order[:n]].all()  # the kept tokens are the n best
+    mass = probs[order[:n]].sum()
+    assert mass >= p - 1e-5  # they reach p ...
+    assert probs[order[:n - 1]].sum() < p + 1e-5  # ... and one fewer would not
+
+
+@settings(max_examples=200, deadline=None)
+@given(LOGITS, st.integers(1, 50))
+def test_top_k_keeps_k(logits: torch.Tensor, k: int) -> None:
+    kept = top_k_filter(logits, k).isfinite()
+    assert int(kept.sum()) == min(k, logits.numel())
+    assert set(kept.nonzero()[:, 0].tolist()) == set(logits.topk(min(k, logits.numel())).indices
+                                                     .tolist())
+
+
+@settings(max_examples=100, deadline=None)
+@given(LOGITS, st.integers(0, 2**31 - 1))
+def test_temperature_to_zero_is_greedy(logits: torch.Tensor, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    top2 = logits.topk(2).values
+    if float(top2[0] - top2[1]) < 1e-3:
+        return  # a near-tie is not decided by a finite temperature
+    assert int(sample(logits[None], temperature=1e-4, generator=g)) == int(greedy(logits))
+    assert int(sample(logits[None], temperature=0.0)) == int(logits.argmax())
+
+
+def test_temperature_scales_and_sample_distribution() -> None:
+    torch.testing.assert_close(apply_temperature(torch.tensor([2.0, 4.0]), 2.0),
+                               torch.tensor([1.0, 2.0]))
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[0.0, 1.0, 2.0]]).repeat(20000, 1)
+    draws = sample(logits, generator=g)
+    freq = torch.bincount(draws, minlength=3).float() / 20000
+    torch.testing.assert_close(freq, logits[0].softmax(-1), rtol=0, atol=0.015)
+    draws = sample(logits, top_k=2, generator=g)
+    assert int((draws == 0).sum()) == 0
+
+
+CONFIGS = {
+    "gpt2": TransformerConfig.tiny(context_length=48, ffn="gelu_tanh"),
+    "llama-gqa": TransformerConfig.tiny(context_length=48, norm="rmsnorm", position="rotary",
+                                        ffn="swiglu", num_kv_heads=2),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("settings_", [dict(), dict(temperature=1.0),
+                                       dict(temperature=0.8, top_k=20, top_p=0.9)])
+def test_cached_generation_gives_the_same_tokens(name: str, settings_: dict) -> None:
+    g = seed_everything(0)
+    model = GPT(CONFIGS[name])
+    prompt = torch.randint(0, 256, (3, 7), generator=g)
+    with_cache = generate(model, prompt, 30, use_cache=True,
+                          generator=torch.Generator().manual_seed(1), **settings_)
+    without = generate(model, prompt, 30, use_cache=False,
+                       generator=torch.Generator().manual_seed(1), **settings_)
+    assert with_cache.shape == (3, 37)
+    assert torch.equal(with_cache, without)
+    assert torch.equal(with_cache[:, :7], prompt)
+
+
+def test_seeded_sampling_is_reproducible_and_seeds_differ() -> None:
+    model = GPT(CONFIGS["gpt2"])
+    prompt = torch.zeros(2, 1, dtype=torch.long)
+    a = generate(model, prompt, 20, temperature=1.5, generator=torch.Generator().manual_seed(5))
+    b = generate(model, prompt, 20, temperature=1.5, generator=torch.Generator().manual_seed(5))
+    c = generate(model, prompt, 20, temperature=1.5, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_greedy_generation_is_argmax_of_full_recomputation() -> None:
+    model = GPT(CONFIGS["llama-gqa"]).eval()
+    seq = torch.tensor([[3, 1, 4]])
+    out = generate(model, seq, 6)
+    for _ in range(6):
+        seq = torch.cat([seq, model(seq)[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(out, seq)
+
+
+def test_stops_at_eos_and_at_context() -> None:
+    seed_everything(2)
+    model = GPT(CONFIGS["gpt2"])
+    prompt = torch.tensor([[5, 6]])
+    first = int(generate(model, prompt, 1)[0, -1])
+    out = generate(model, prompt, 10, eos_id=first)
+    assert out.tolist() == [[5, 6, first]]
+    long = generate(model, prompt, 100)
+    assert long.shape == (1, 48)  # the context length
+    tokens = list(stream(model, prompt, 5))
+    assert torch.equal(torch.stack(tokens, 1), generate(model, prompt, 5)[:, 2:])
+    assert torch.equal(generate(model, prompt, 0), prompt)
+
+
+def test_eos_rows_keep_eos_while_others_continue() -> None:
+    seed_everything(3)
+    model = GPT(CONFIGS["gpt2"])
+    prompt = torch.randint(0, 256, (4, 3))
+    free = generate(model, prompt, 8)
+    eos = int(free[0, 3])  # row 0 stops at once
+    out = generate(model, prompt, 8, eos_id=eos)
+    assert (out[0, 3:] == eos).all()
+    for row in range(4):
+        hits = (free[row, 3:] == eos).nonzero()
+        stop = int(hits[0]) + 1 if len(hits) else 8
+        assert torch.equal(out[row, 3:3 + stop], free[row, 3:3 + stop])
+
+
+def test_mode_is_restored() -> None:
+    model = GPT(CONFIGS["gpt2"]).train()
+    generate(model, torch.tensor([[1]]), 2)
+    assert model.training
+
+
+def test_encoder_decoder_generation_with_and_without_cache() -> None:
+    seed_everything(4)
+    model = EncoderDecoder(TransformerConfig.tiny(vocab_size=30),
+                           TransformerConfig.tiny(vocab_size=40)).eval()
+    src = torch.randint(0, 30, (2, 6))
+    keep = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
+    memory = model.encode(src, keep)
+    bos = torch.zeros(2, 1, dtype=torch.long)
+    a = generate(model.decoder, bos, 12, memory=memory, memory_mask=keep)
+    b = generate(model.decoder, bos, 12, memory=memory, memory_mask=keep, use_cache=False)
+    assert torch.equal(a, b)
+    seq = bos
+    for _ in range(12):
+        seq = torch.cat([seq, model(src, seq, keep)[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(a, seq)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(temperature=-0.1), ValueError, "temperature"),
+    (dict(temperature=float("nan")), ValueError, "temperature"),
+    (dict(temperature="hot"), TypeError, "temperature"),
+    (dict(top_p=0.0), ValueError, "top_p"),
+    (dict(top_p=1.5), ValueError, "top_p"),
+    (dict(top_k=0), ValueError, "top_k"),
+    (dict(top_k=2.0), TypeError, "top_k"),
+    (dict(eos_id=256), ValueError, "eos_id"),
+    (dict(use_cache=1), TypeError, "use_cache"),
+    (dict(generator=0), TypeError, "generator"),
+    (dict(max_new_tokens=-1), ValueError, "max_new_tokens"),
+    (dict(ids=torch.zeros(1, 49, dtype=torch.long)), ValueError,
+     "ids: the prompt has 49 tokens, more than the model's context_length=48"),
+    (dict(ids=torch.zeros(1, 0, dtype=torch.long)), ValueError, "ids: expected a prompt"),
+    (dict(ids=torch.zeros(1, 3)), TypeError, "ids: expected a int tensor"),
+    (dict(ids=[1, 2]), TypeError, "ids: expected a torch.Tensor"),
+])
+def test_generate_rejects_bad_input_before_any_work(kwargs: dict, error: type, match: str) -> None:
+    model = GPT(CONFIGS["gpt2"])
+    args = dict(ids=torch.tensor([[1, 2]]), max_new_tokens=3) | kwargs
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises(error, match=f"^{match}"):
+        generate(model, **args)
+    with pytest.raises(error, match=f"^{match}"):
+        stream(model, **args)  # raises on the call, not on the first step
+    assert calls == []
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: top_p_filter(torch.zeros(3), 0.0), ValueError, "p"),
+    (lambda: top_p_filter(torch.zeros(3), float("nan")), ValueError, "p"),
+    (lambda: top_k_filter(torch.zeros(3), 0), ValueError, "k"),
+    (lambda: apply_temperature(torch.zeros(3), 0.0), ValueError, "temperature"),
+    (lambda: greedy(torch.tensor([1, 2])), TypeError, "logits: expected a float tensor"),
+    (lambda: greedy(torch.tensor([1.0, float("nan")])), ValueError, "logits: contains NaN"),
+    (lambda: greedy(torch.zeros(2, 0)), ValueError, "logits: expected a last axis"),
+    (lambda: sample(torch.zeros(3)), ValueError, r"logits: expected shape \(B, V\)"),
+    (lambda: sample(torch.zeros(1, 3), temperature=-1.0), ValueError, "temperature"),
+    (lambda: sample(torch.zeros(1, 3), generator="seed"), TypeError, "generator"),
+    (lambda: generate(torch.nn.Linear(2, 2), torch.zeros(1, 1, dtype=torch.long), 1), TypeError,
+     "model: expected an lmlab GPT"),
+])
+def test_pure_functions_reject_bad_input(call, error: type, match: str) -> None:
+    with pytest.raises(error, match=f"^{match}"):
+        call()

@@ -1,0 +1,582 @@
+"""Tests of lmlab.transformer against torch's own attention and encoder layers, and identities."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from lmlab.device import seed_everything
+from lmlab.transformer import (
+    GPT, Encoder, EncoderDecoder, FeedForward, KVCache, MultiHeadAttention, TransformerBlock,
+    TransformerConfig, kv_cache_bytes_per_token, load_model, save_model,
+)
+
+ATOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def _mask(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
+    mask = torch.rand(shape, generator=g) > 0.4
+    mask[..., 0] = True  # every query may attend somewhere
+    return mask
+
+
+# ------------------------------------------------------------------------------- attention
+
+@pytest.mark.parametrize("num_kv_heads", [4, 2, 1])
+@pytest.mark.parametrize("masking", ["none", "causal", "padding", "both"])
+@pytest.mark.parametrize("T", [1, 7])
+def test_fast_path_equals_teaching_path(num_kv_heads: int, masking: str, T: int) -> None:
+    g = seed_everything(0)
+    attn = MultiHeadAttention(32, 4, num_kv_heads).eval()
+    x = torch.randn(3, T, 32)
+    mask = _mask((3, 1, 1, T), g) if masking in ("padding", "both") else None
+    causal = masking in ("causal", "both")
+    fast, none = attn(x, mask=mask, is_causal=causal)
+    slow, weights = attn(x, mask=mask, is_causal=causal, need_weights=True)
+    assert none is None
+    torch.testing.assert_close(fast, slow, **ATOL)
+    assert weights.shape == (3, 4, T, T)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4, T), **ATOL)
+
+
+def test_cross_attention_fast_equals_teaching() -> None:
+    seed_everything(1)
+    attn = MultiHeadAttention(32, 8, 2, kv_d_model=24).eval()
+    x, ctx = torch.randn(2, 5, 32), torch.randn(2, 9, 24)
+    mask = torch.ones(2, 1, 1, 9, dtype=torch.bool)
+    mask[1, ..., 6:] = False
+    fast, _ = attn(x, ctx, mask)
+    with torch.no_grad():
+        slow, w = attn(x, ctx, mask, need_weights=True)
+    torch.testing.assert_close(fast, slow, **ATOL)
+    assert float(w[1, ..., 6:].abs().max()) == 0.0
+
+
+def _copy_into_torch_mha(ours: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight,
+                                            ours.v_proj.weight]))
+        ref.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+        ref.out_proj.weight.copy_(ours.out_proj.weight)
+        ref.out_proj.bias.copy_(ours.out_proj.bias)
+
+
+@pytest.mark.parametrize("d_model,num_heads", [(16, 1), (32, 4), (48, 6)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_matches_torch_multihead_attention(d_model: int, num_heads: int, causal: bool) -> None:
+    g = seed_everything(2)
+    ours = MultiHeadAttention(d_model, num_heads, num_kv_heads=num_heads).eval()
+    ref = nn.MultiheadAttention(d_model, num_heads, batch_first=True).eval()
+    _copy_into_torch_mha(ours, ref)
+    x = torch.randn(2, 6, d_model)
+    keep = _mask((2, 6), g)  # True = real token
+    causal_allowed = torch.ones(6, 6, dtype=torch.bool).tril()
+    out, w = ours(x, mask=keep[:, None, None, :], is_causal=causal, need_weights=True)
+    fast, _ = ours(x, mask=keep[:, None, None, :], is_causal=causal)
+    ref_out, ref_w = ref(x, x, x, key_padding_mask=~keep,
+                         attn_mask=~causal_allowed if causal else None,
+                         average_attn_weights=False)  # torch: True = may NOT attend
+    torch.testing.assert_close(out, ref_out, **ATOL)
+    torch.testing.assert_close(fast, ref_out, **ATOL)
+    torch.testing.assert_close(w, ref_w, **ATOL)
+
+
+@pytest.mark.parametrize("num_kv_heads", [1, 2, 4, 8])
+def test_grouped_query_equals_multi_head_with_shared_kv(num_kv_heads: int) -> None:
+    """GQA equals MHA whose key/value heads are copies shared within each group (1 = MQA)."""
+    seed_everything(3)
+    gqa = MultiHeadAttention(64, 8, num_kv_heads).eval()
+    mha = MultiHeadAttention(64, 8, 8).eval()
+    group, D = 8 // num_kv_heads, 8
+    with torch.no_grad():
+        mha.q_proj.load_state_dict(gqa.q_proj.state_dict())
+        mha.out_proj.load_state_dict(gqa.out_proj.state_dict())
+        for name in ("k_proj", "v_proj"):
+            src, dst = getattr(gqa, name), getattr(mha, name)
+            dst.weight.copy_(src.weight.view(num_kv_heads, D, 64).repeat_interleave(group, 0)
+                             .reshape(64, 64))
+            dst.bias.copy_(src.bias.view(num_kv_heads, D).repeat_interleave(group, 0).reshape(64))
+    x = torch.randn(2, 5, 64)
+    for need in (False, True):
+        torch.testing.assert_close(gqa(x, is_causal=True, need_weights=need)[0],
+                                   mha(x, is_causal=True, need_weights=need)[0], **ATOL)
+    if num_kv_heads == 8:  # num_kv_heads == num_heads is plain MHA: the same module
+        assert gqa.k_proj.weight.shape == (64, 64)
+
+
+def test_mqa_has_one_key_value_head() -> None:
+    attn = MultiHeadAttention(64, 8, 1)
+    assert attn.k_proj.weight.shape == (8, 64) and attn.v_proj.weight.shape == (8, 64)
+
+
+def test_attention_with_cache_equals_full() -> None:
+    seed_everything(4)
+    attn = MultiHeadAttention(32, 4, 2).eval()
+    x = torch.randn(2, 9, 32)
+    full, _ = attn(x, is_causal=True)
+    cache = KVCache(16)
+    parts = [attn(x[:, :4], is_causal=True, cache=cache)[0]]
+    parts += [attn(x[:, t:t + 1], is_causal=True, cache=cache)[0] for t in range(4, 9)]
+    torch.testing.assert_close(torch.cat(parts, 1), full, **ATOL)
+    assert cache.length == 9
+    assert cache.bytes_per_token == 2 * 2 * 8 * 4 and cache.nbytes == 2 * 9 * 2 * 2 * 8 * 4
+
+
+# ------------------------------------------------------------------------------- blocks
+
+def _copy_into_encoder_layer(block: TransformerBlock, ref: nn.TransformerEncoderLayer) -> None:
+    _copy_into_torch_mha(block.attn, ref.self_attn)
+    with torch.no_grad():
+        ref.linear1.load_state_dict(block.ffn.up_proj.state_dict())
+        ref.linear2.load_state_dict(block.ffn.down_proj.state_dict())
+        ref.norm1.load_state_dict(block.attn_norm.state_dict())
+        ref.norm2.load_state_dict(block.ffn_norm.state_dict())
+
+
+@pytest.mark.parametrize("placement", ["pre", "post"])
+@pytest.mark.parametrize("ffn", ["gelu", "relu"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_block_matches_torch_encoder_layer(placement: str, ffn: str, causal: bool) -> None:
+    seed_everything(5)
+    config = TransformerConfig.tiny(d_model=32, num_heads=4, d_ff=48, ffn=ffn,
+                                    norm_placement=placement, norm_eps=1e-6)
+    block = TransformerBlock(config).eval()
+    for p in block.parameters():  # non-trivial norms and biases
+        nn.init.normal_(p, 0.0, 0.3)
+    ref = nn.TransformerEncoderLayer(32, 4, 48, dropout=0.0, activation=ffn, batch_first=True,
+                                     norm_first=placement == "pre", layer_norm_eps=1e-6).eval()
+    _copy_into_encoder_layer(block, ref)
+    x = torch.randn(3, 7, 32)
+    mask = nn.Transformer.generate_square_subsequent_mask(7) if causal else None
+    expected = ref(x, src_mask=mask, is_causal=causal)
+    torch.testing.assert_close(block(x, is_causal=causal), expected, **ATOL)
+    out, w = block(x, is_causal=causal, need_weights=True)
+    torch.testing.assert_close(out, expected, **ATOL)
+
+
+@pytest.mark.parametrize("ffn", ["gelu", "gelu_tanh", "relu", "swiglu"])
+def test_feed_forward_formulas(ffn: str) -> None:
+    seed_everything(6)
+    f = FeedForward(8, 12, ffn)
+    x = torch.randn(4, 8)
+    h = x @ f.up_proj.weight.T + f.up_proj.bias
+    if ffn == "swiglu":
+        gate = x @ f.gate_proj.weight.T + f.gate_proj.bias
+        h = gate * torch.sigmoid(gate) * h
+    elif ffn == "gelu":
+        h = 0.5 * h * (1 + torch.erf(h / 2 ** 0.5))
+    elif ffn == "gelu_tanh":
+        h = 0.5 * h * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (h + 0.044715 * h ** 3)))
+    else:
+        h = h.clamp(min=0)
+    torch.testing.assert_close(f(x), h @ f.down_proj.weight.T + f.down_proj.bias, **ATOL)
+    assert (f.gate_proj is None) == (ffn != "swiglu")
+
+
+def test_rmsnorm_block_uses_rms() -> None:
+    block = TransformerBlock(TransformerConfig.tiny(norm="rmsnorm", norm_eps=1e-6))
+    x = torch.randn(2, 3, 64)
+    expected = x / x.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+    torch.testing.assert_close(block.attn_norm(x), expected, **ATOL)
+
+
+def test_block_keeps_width_and_ablation_switches() -> None:
+    seed_everything(7)
+    block = TransformerBlock(TransformerConfig.tiny()).eval()
+    x = torch.randn(2, 5, 64)
+    assert block(x).shape == x.shape
+    block.attention_enabled = block.ffn_enabled = False
+    torch.testing.assert_close(block(x), x)  # only the residual paths remain
+
+
+# ------------------------------------------------------------------------------- models
+
+CONFIGS = {
+    "gpt2": TransformerConfig.tiny(ffn="gelu_tanh"),
+    "llama": TransformerConfig.tiny(norm="rmsnorm", position="rotary", ffn="swiglu",
+                                    num_kv_heads=2, attention_bias=False, mlp_bias=False,
+                                    d_ff=96),
+    "sinusoidal-mqa": TransformerConfig.tiny(position="sinusoidal", num_kv_heads=1,
+                                             tie_embeddings=False),
+    "post-norm": TransformerConfig.tiny(norm_placement="post", final_norm=False,
+                                        embedding_norm=True),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("t_change", [0, 3, 8])
+def test_future_tokens_never_change_earlier_outputs(name: str, t_change: int) -> None:
+    g = seed_everything(8)
+    model = GPT(CONFIGS[name]).eval()
+    ids = torch.randint(0, 256, (2, 9), generator=g)
+    changed = ids.clone()
+    changed[:, t_change] = (changed[:, t_change] + 1) % 256
+    a, b = model(ids), model(changed)
+    torch.testing.assert_close(a[:, :t_change], b[:, :t_change], rtol=0, atol=0)
+    assert not torch.allclose(a[:, t_change], b[:, t_change])
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_cached_forward_equals_full_forward(name: str) -> None:
+    g = seed_everything(9)
+    model = GPT(CONFIGS[name]).eval()
+    ids = torch.randint(0, 256, (2, 12), generator=g)
+    cache = model.new_cache()
+    pieces = [model(ids[:, :5], cache=cache)]
+    pieces += [model(ids[:, t:t + 1], cache=cache) for t in range(5, 12)]
+    torch.testing.assert_close(torch.cat(pieces, 1), model(ids), **ATOL)
+    per_layer = sum(c.bytes_per_token for c in cache)
+    assert per_layer == kv_cache_bytes_per_token(model.config)
+
+
+def test_kv_cache_bytes_per_token() -> None:
+    assert kv_cache_bytes_per_token(TransformerConfig.smollm2()) == 2 * 30 * 3 * 64 * 4
+    assert kv_cache_bytes_per_token(TransformerConfig.smollm2(num_kv_heads=9),
+                                    torch.bfloat16) == 2 * 30 * 9 * 64 * 2
+    with pytest.raises(TypeError, match="^config"):
+        kv_cache_bytes_per_token({"num_layers": 2})
+
+
+def test_teaching_weights_per_layer_and_causal() -> None:
+    model = GPT(TransformerConfig.tiny()).eval()
+    logits, weights = model(torch.tensor([[1, 2, 3, 4]]), need_weights=True)
+    assert len(weights) == 2 and weights[0].shape == (1, 4, 4, 4)
+    assert float(weights[1].detach().triu(1).abs().max()) == 0.0
+    torch.testing.assert_close(logits, model(torch.tensor([[1, 2, 3, 4]])), **ATOL)
+
+
+def test_gpt2_small_parameter_count_and_tying() -> None:
+    with torch.device("meta"):
+        model = GPT(TransformerConfig.gpt2_small())
+    assert model.num_parameters() == 124_439_808  # GPT-2 small, as published
+    assert model.lm_head.weight is model.embed.tok_emb.weight
+    untied = GPT(TransformerConfig.tiny(tie_embeddings=False))
+    assert untied.lm_head.weight is not untied.embed.tok_emb.weight
+
+
+def test_smollm2_parameter_count() -> None:
+    with torch.device("meta"):
+        model = GPT(TransformerConfig.smollm2())
+    assert model.num_parameters() == 134_515_008  # SmolLM2-135M
+
+
+def test_minilm_parameter_count() -> None:
+    with torch.device("meta"):
+        model = Encoder(TransformerConfig.minilm())
+    assert sum(p.numel() for p in model.parameters()) == 22_565_376  # BertModel without pooler
+
+
+def test_encoder_padding_does_not_change_real_tokens() -> None:
+    g = seed_everything(10)
+    enc = Encoder(TransformerConfig.tiny(type_vocab_size=2, norm_placement="post",
+                                         final_norm=False, embedding_norm=True)).eval()
+    ids = torch.randint(1, 256, (1, 5), generator=g)
+    types = torch.tensor([[0, 0, 0, 1, 1]])
+    alone = enc(ids, types)
+    padded_ids = torch.cat([ids, torch.randint(1, 256, (1, 3), generator=g)], 1)
+    padded_types = torch.cat([types, torch.zeros(1, 3, dtype=torch.long)], 1)
+    keep = torch.tensor([[True] * 5 + [False] * 3])
+    out = enc(padded_ids, padded_types, keep)
+    torch.testing.assert_close(out[:, :5], alone, **ATOL)
+    assert not torch.allclose(enc(ids), alone)  # token types matter
+    hidden, weights = enc(padded_ids, padded_types, keep, need_weights=True)
+    torch.testing.assert_close(hidden, out, **ATOL)
+    assert float(weights[0].detach()[..., 5:].abs().max()) == 0.0
+
+
+def test_without_positions_permuting_inputs_permutes_outputs() -> None:
+    g = seed_everything(11)
+    enc = Encoder(TransformerConfig.tiny(position="none")).eval()
+    ids = torch.randint(0, 256, (1, 6), generator=g)
+    perm = torch.randperm(6, generator=g)
+    torch.testing.assert_close(enc(ids[:, perm]), enc(ids)[:, perm], **ATOL)
+    with_pos = Encoder(TransformerConfig.tiny(position="learned")).eval()
+    assert not torch.allclose(with_pos(ids[:, perm]), with_pos(ids)[:, perm], atol=1e-4)
+
+
+def test_encoder_decoder_masks() -> None:
+    g = seed_everything(12)
+    model = EncoderDecoder(TransformerConfig.tiny(vocab_size=30, d_model=32, num_heads=4),
+                           TransformerConfig.tiny(vocab_size=40, position="rotary",
+                                                  num_kv_heads=2)).eval()
+    src = torch.randint(0, 30, (2, 6), generator=g)
+    tgt = torch.randint(0, 40, (2, 5), generator=g)
+    keep = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    logits = model(src, tgt, keep)
+    assert logits.shape == (2, 5, 40)
+    src2 = src.clone()
+    src2[1, 4:] = (src2[1, 4:] + 1) % 30  # change only padding
+    torch.testing.assert_close(model(src2, tgt, keep)[1], logits[1], **ATOL)
+    tgt2 = tgt.clone()
+    tgt2[:, 3] = (tgt2[:, 3] + 1) % 40  # change a later target token
+    torch.testing.assert_close(model(src, tgt2, keep)[:, :3], logits[:, :3], rtol=0, atol=0)
+
+
+def test_model_follows_device_buffers_are_not_saved(tmp_path) -> None:
+    model = GPT(CONFIGS["llama"])
+    assert not any("cos" in k or "sin" in k for k in model.state_dict())
+    model = GPT(CONFIGS["sinusoidal-mqa"])
+    assert not any("sinusoid" in k for k in model.state_dict())
+
+
+# ------------------------------------------------------------------------------- checkpoints
+
+@pytest.mark.parametrize("kind", ["gpt", "encoder", "encdec"])
+def test_save_load_round_trip(tmp_path, kind: str) -> None:
+    seed_everything(13)
+    model = {"gpt": lambda: GPT(CONFIGS["llama"]),
+             "encoder": lambda: Encoder(TransformerConfig.tiny(type_vocab_size=2)),
+             "encdec": lambda: EncoderDecoder(TransformerConfig.tiny(vocab_size=20),
+                                              TransformerConfig.tiny(vocab_size=30))}[kind]()
+    path = tmp_path / "m.safetensors"
+    save_model(model, path, metadata={"command": "test"})
+    loaded = load_model(path)
+    assert type(loaded) is type(model)
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    seed_everything(14)
+    fresh = type(model)(*([model.encoder.config, model.decoder.config] if kind == "encdec"
+                          else [model.config]))
+    assert load_model(path, expected=fresh) is fresh
+    assert torch.equal(next(iter(fresh.parameters())), next(iter(model.parameters())))
+    if kind == "gpt":
+        assert fresh.lm_head.weight is fresh.embed.tok_emb.weight
+
+
+def test_load_refuses_mismatched_config(tmp_path) -> None:
+    path = tmp_path / "m.safetensors"
+    save_model(GPT(TransformerConfig.tiny()), path)
+    with pytest.raises(ValueError, match=r"m\.safetensors: config does not match.*d_model is 64"):
+        load_model(path, expected=GPT(TransformerConfig.tiny(d_model=32)))
+    with pytest.raises(ValueError, match="holds a GPT, not a Encoder"):
+        load_model(path, expected=Encoder(TransformerConfig.tiny()))
+
+
+def test_load_refuses_bad_files(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="^path"):
+        load_model(tmp_path / "missing.safetensors")
+    with pytest.raises(TypeError, match="^path"):
+        load_model(3)
+    good = tmp_path / "good.safetensors"
+    save_model(GPT(TransformerConfig.tiny()), good)
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated.safetensors"):
+        load_model(truncated)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ValueError, match="garbage.safetensors"):
+        load_model(garbage)
+    from lmlab.io import save_tensors
+    plain = tmp_path / "plain.safetensors"
+    save_tensors({"w": torch.zeros(2)}, plain)
+    with pytest.raises(ValueError, match="plain.safetensors: no lmlab model config"):
+        load_model(plain)
+
+
+# ------------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("field,value,error,match", [
+    ("d_model", 30, ValueError, "d_model: must be a multiple of num_heads=4"),
+    ("num_kv_heads", 3, ValueError, "num_kv_heads: must divide num_heads=4"),
+    ("num_kv_heads", 8, ValueError, "num_kv_heads: expected an int <= 4"),
+    ("num_heads", 0, ValueError, "num_heads: expected an int >= 1"),
+    ("vocab_size", 2.0, TypeError, "vocab_size: expected an int"),
+    ("context_length", -1, ValueError, "context_length"),
+    ("norm", "batchnorm", ValueError, r"norm: expected one of \('layernorm', 'rmsnorm'\)"),
+    ("norm_placement", "middle", ValueError, "norm_placement: expected one of"),
+    ("position", "alibi", ValueError, "position: expected one of"),
+    ("ffn", "geglu", ValueError, "ffn: expected one of"),
+    ("norm_eps", 0.0, ValueError, "norm_eps"),
+    ("norm_eps", float("nan"), ValueError, "norm_eps"),
+    ("dropout", 1.0, ValueError, "dropout"),
+    ("rope_base", 1.0, ValueError, "rope_base"),
+    ("tie_embeddings", 1, TypeError, "tie_embeddings: expected True or False"),
+    ("type_vocab_size", -1, ValueError, "type_vocab_size"),
+    ("d_ff", 0, ValueError, "d_ff"),
+])
+def test_config_rejects_bad_values(field: str, value: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=f"^{match}"):
+        TransformerConfig.tiny(**{field: value})
+
+
+def test_config_is_frozen_and_round_trips() -> None:
+    config = TransformerConfig.smollm2()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.d_model = 3  # type: ignore[misc]
+    assert TransformerConfig.from_dict(config.to_dict()) == config
+    assert config.head_dim == 64 and config.num_kv_heads == 3
+    with pytest.raises(ValueError, match=r"^config: unknown fields \['width'\]"):
+        TransformerConfig.from_dict({"width": 3})
+    with pytest.raises(ValueError, match="^position: rotary needs an even head_dim"):
+        TransformerConfig.tiny(d_model=12, num_heads=4, position="rotary")
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(d_model=30, num_heads=4), ValueError, "d_model: must be a multiple"),
+    (dict(d_model=32, num_heads=4, num_kv_heads=3), ValueError, "num_kv_heads: must divide"),
+    (dict(d_model=32, num_heads=4, dropout=-0.1), ValueError, "dropout"),
+    (dict(d_model="32", num_heads=4), TypeError, "d_model: expected an int"),
+])
+def test_attention_rejects_bad_sizes(kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=f"^{match}"):
+        MultiHeadAttention(**kwargs)
+
+
+def test_attention_rejects_bad_inputs() -> None:
+    attn = MultiHeadAttention(16, 2)
+    with pytest.raises(ValueError, match="^x: expected width d_model=16"):
+        attn(torch.randn(1, 3, 8))
+    with pytest.raises(ValueError, match="^x: expected 3 dimensions"):
+        attn(torch.randn(3, 16))
+    with pytest.raises(TypeError, match="^x: expected a float tensor"):
+        attn(torch.ones(1, 3, 16, dtype=torch.long))
+    with pytest.raises(TypeError, match="^mask: expected a bool tensor"):
+        attn(torch.randn(1, 3, 16), mask=torch.ones(3, 3))
+    with pytest.raises(ValueError, match="^cache: only self-attention"):
+        attn(torch.randn(1, 3, 16), torch.randn(1, 2, 16), cache=KVCache(4))
+    cache = KVCache(4)
+    with pytest.raises(ValueError, match="^k: 0 cached \\+ 5 new tokens exceed"):
+        attn(torch.randn(1, 5, 16), cache=cache)
+    with pytest.raises(ValueError, match="^max_length"):
+        KVCache(0)
+
+
+def test_models_reject_bad_ids() -> None:
+    model = GPT(TransformerConfig.tiny(context_length=8))
+    with pytest.raises(ValueError, match="^ids: 9 tokens exceed context_length=8"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+    with pytest.raises(TypeError, match="^ids: expected a int tensor"):
+        model(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match=r"^ids: ids must be in \[0, 256\)"):
+        model(torch.tensor([[1, 256]]))
+    with pytest.raises(ValueError, match=r"^ids: ids must be in \[0, 256\)"):
+        model(torch.tensor([[-1, 2]]))
+    with pytest.raises(ValueError, match="^ids: expected at least one token"):
+        model(torch.zeros(1, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="^ids: expected 2 dimensions"):
+        model(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="^memory: needed exactly when"):
+        model(torch.zeros(1, 3, dtype=torch.long), memory=torch.zeros(1, 2, 64))
+    cache = model.new_cache()
+    model(torch.zeros(1, 6, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="^ids: 9 tokens exceed context_length=8"):
+        model(torch.zeros(1, 3, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="^cache: expected 2 layers"):
+        model(torch.zeros(1, 1, dtype=torch.long), cache=cache[:1])
+    with pytest.raises(TypeError, match="^config"):
+        GPT({"d_model": 3})
+    with pytest.raises(TypeError, match="^config"):
+        Encoder(None)
+    enc = Encoder(TransformerConfig.tiny())
+    with pytest.raises(ValueError, match="^padding_mask: expected shape"):
+        enc(torch.zeros(1, 3, dtype=torch.long), padding_mask=torch.ones(1, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="^padding_mask: expected a bool tensor"):
+        enc(torch.zeros(1, 3, dtype=torch.long), padding_mask=torch.ones(1, 3))
+    with pytest.raises(ValueError, match="^token_type_ids: this config has type_vocab_size=0"):
+        enc(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long))
+
+
+# ------------------------------------------------------------------------------- training, GPU
+
+def test_gpt_learns_a_repeating_sequence() -> None:
+    seed_everything(15)
+    model = GPT(TransformerConfig.tiny(vocab_size=16, context_length=16, d_model=32))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ids = torch.arange(16).repeat(4, 1) % 5  # 0 1 2 3 4 0 1 ...
+    losses = []
+    for _ in range(30):
+        logits = model(ids[:, :-1])
+        loss = nn.functional.cross_entropy(logits.reshape(-1, 16), ids[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.1 * losses[0]
+
+
+@pytest.mark.gpu
+def test_bf16_training_steps_on_gpu(gpu_device: torch.device) -> None:
+    from lmlab.device import autocast
+    seed_everything(16)
+    model = GPT(CONFIGS["llama"]).to(gpu_device)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    ids = (torch.arange(33, device=gpu_device).repeat(8, 1) * 7) % 256
+    losses = []
+    for _ in range(20):
+        with autocast(gpu_device):
+            logits = model(ids[:, :-1])
+            loss = nn.functional.cross_entropy(logits.float().reshape(-1, 256),
+                                               ids[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_gpu_matches_cpu(gpu_device: torch.device, name: str) -> None:
+    """fp32 on the GPU matches the CPU within 1e-4 (TF32 off); bf16 autocast within 5e-2."""
+    from lmlab.device import autocast
+    g = seed_everything(17)
+    model = GPT(CONFIGS[name]).eval()
+    ids = torch.randint(0, 256, (2, 20), generator=g)
+    cpu = model(ids)
+    gpu_model = model.to(gpu_device)
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        on_gpu = gpu_model(ids.to(gpu_device)).cpu()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+    torch.testing.assert_close(on_gpu, cpu, rtol=1e-4, atol=1e-4)
+    with autocast(gpu_device):
+        half = gpu_model(ids.to(gpu_device)).float().cpu()
+    torch.testing.assert_close(half, cpu, rtol=5e-2, atol=5e-2)
+
+
+def test_last_only_equals_the_last_row() -> None:
+    model = GPT(CONFIGS["llama"]).eval()
+    ids = torch.tensor([[4, 5, 6, 7]])
+    torch.testing.assert_close(model(ids, last_only=True), model(ids)[:, -1:], **ATOL)
+
+
+def _benchmark(name: str):
+    import importlib.util
+    import sys
+    from pathlib import Path
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module
+
+
+def test_benchmark_scripts_run_at_a_tiny_size() -> None:
+    """The GPU script's --cpu-smoke mode and the CPU benchmarks run (their timings are not
+    checked here: timings belong to the benchmarks' printed ratios)."""
+    threads = torch.get_num_threads()
+    try:
+        results = _benchmark("gpu").main(["--cpu-smoke", "--skip-tests"])
+        assert results["lmlab GPT"] > 0 and results["TransformerEncoderLayer"] > 0
+        ratio = _benchmark("bench_transformer").main(
+            ["--d-model", "32", "--num-layers", "1", "--num-heads", "2", "--context-length",
+             "16", "--vocab-size", "64", "--batch-size", "2", "--steps", "1", "--repeats", "1"])
+        assert ratio > 0
+        ratios = _benchmark("bench_generation").main(["--new", "8", "--d-model", "48",
+                                                      "--prompt", "4"])
+        assert set(ratios) == {8}
+    finally:
+        torch.set_num_threads(threads)
