@@ -17,6 +17,8 @@ One module per concept, layered bottom-up:
   embeddings and the tied language-model head.
 * ``lmlab.positions``, ``lmlab.transformer`` and ``lmlab.generation`` -- chapter 6, learned,
   sinusoidal and rotary positions; transformer blocks, GPT, encoder, encoder-decoder; decoding.
+* ``lmlab.gguf_file`` and ``lmlab.pretrained`` -- chapter 7, GGUF files (dequantised weights,
+  tokenizer, chat template); MiniLM and SmolLM2 loaded into lmlab's own encoder and GPT.
 * ``lmlab.blockwise`` -- chapter 8, blockwise attention with the online softmax; partials merge.
 * ``lmlab.sparse`` -- chapter 8, sliding-window, strided and global patterns; block-sparse
   attention.
@@ -54,7 +56,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("device", "data", "io", "progress", "training", "bow", "word2vec", "rnn",
                "attention", "tokenization", "embedding", "positions", "transformer",
-               "generation", "blockwise", "sparse", "ring")
+               "generation", "gguf_file", "pretrained", "blockwise", "sparse", "ring")
 
 __all__ = ["__version__", *_SUBMODULES]
 

