@@ -226,7 +226,8 @@ def test_simulated_ring_with_key_blocks_inside_steps(causal, key_block, monkeypa
 class TestBadInput:
     def test_sharding(self):
         x = torch.randn(10, 4)
-        with pytest.raises(ValueError, match="^x: sequence length 10 is not divisible by world_size = 4"):
+        with pytest.raises(ValueError,
+                           match="^x: sequence length 10 is not divisible by world_size = 4"):
             shard_sequence(x, 0, 4)
         with pytest.raises(ValueError, match="^x: .* 2 \\* world_size = 4 \\(zigzag\\)"):
             shard_sequence(x, 0, 2, zigzag=True)
@@ -249,7 +250,8 @@ class TestBadInput:
         q = torch.randn(12, 4)
         with pytest.raises(ValueError, match="^q: sequence length 12 .* 8 \\(zigzag\\)"):
             simulate_ring_attention(q, q, q, 4, causal=True)
-        with pytest.raises(ValueError, match="^q: sequence length 12 is not divisible by world_size = 5"):
+        with pytest.raises(ValueError,
+                           match="^q: sequence length 12 is not divisible by world_size = 5"):
             simulate_ring_attention(q, q, q, 5)
         with pytest.raises(ValueError, match="^q, k, v: expected one dtype"):
             simulate_ring_attention(q, q.double(), q, 2)

@@ -274,7 +274,7 @@ def _exchange(send: list[torch.Tensor], group, next_rank: int,
               prev_rank: int) -> tuple[list[torch.Tensor], list]:
     """Post sends of ``send`` to the next rank and receives of as many tensors from the previous
     one; return the receive buffers and the requests (wait on them before using the buffers)."""
-    received = [torch.empty_like(t) for t in send]
+    received = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in send]
     ops = [dist.P2POp(dist.isend, t.contiguous(), next_rank, group, tag=i)
            for i, t in enumerate(send)]
     ops += [dist.P2POp(dist.irecv, t, prev_rank, group, tag=i) for i, t in enumerate(received)]

@@ -45,7 +45,7 @@ class SparsePattern:
         [[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
     """
 
-    window: int | None = None  # sliding window: keys with 0 <= i - j < window (|i - j| if not causal)
+    window: int | None = None  # sliding window: 0 <= i - j < window (|i - j| when not causal)
     stride: int | None = None  # strided/dilated: keys with (i - j) a multiple of stride
     num_global: int = 0  # positions 0..num_global-1 attend to, and are attended by, every position
     causal: bool = True  # no key after the query (j <= i)
