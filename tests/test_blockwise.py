@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmlab.blockwise import attend_block, blockwise_attention, merge_partials
+from lmlab.blockwise import attend_block, block_backward, blockwise_attention, merge_partials
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
@@ -96,6 +96,23 @@ def test_merge_with_an_empty_partial_is_the_other_partial():
     torch.testing.assert_close(merged_lse, lse)
     both_out, both_lse = merge_partials(empty_out, empty_lse, empty_out, empty_lse)
     assert torch.equal(both_out, empty_out) and torch.isneginf(both_lse).all()
+
+
+@pytest.mark.parametrize("tracked", [False, True])
+def test_block_backward_equals_autograd_with_and_without_in_place_shortcuts(tracked):
+    """Outside autograd the block functions work in place; tracked inputs take the plain path."""
+    q, k, v = _qkv((2, 7, 5), (2, 9, 5), seed=5)
+    mask = torch.ones(7, 9, dtype=torch.bool).tril(2)
+    out, lse = attend_block(q, k, v, 0.4, mask)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(6))
+    ref = torch.autograd.grad((out * grad_out).sum(), (q, k, v))
+    args = [t.detach().requires_grad_(tracked) for t in (q, k, v, out, lse)]
+    with torch.set_grad_enabled(tracked):
+        plain = attend_block(*args[:3], 0.4, mask)
+        ours = block_backward(*args, grad_out, 0.4, mask)
+    torch.testing.assert_close(plain[0], out, **TOL)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, **TOL)
 
 
 def test_fully_masked_rows_give_zero_and_minus_infinity():

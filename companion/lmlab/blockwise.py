@@ -67,6 +67,14 @@ def attend_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
         >>> out[0].round(decimals=4).tolist(), round(lse[0].item(), 4)  # scores all 2: mean
         ([2.0, 3.0], 3.0986)
     """
+    if not _tracked(q, k, v):  # nothing to differentiate: one (..., T, S) buffer, in place
+        scores = q @ k.transpose(-2, -1)  # (..., T, S)
+        scores.mul_(scale)
+        if mask is not None:
+            scores.masked_fill_(~mask, float("-inf"))
+        lse = torch.logsumexp(scores, dim=-1)  # (..., T)
+        safe = torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)
+        return scores.sub_(safe.unsqueeze(-1)).exp_() @ v, lse
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., T, S)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -150,19 +158,29 @@ def block_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch
     Shape:
         q, out, grad_out ``(..., T, D)``; k, v ``(..., S, D)``; lse, grad_lse ``(..., T)``.
     """
-    scores = (q @ k.transpose(-2, -1)) * scale  # (..., T, S)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
     safe = torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)
-    p = torch.exp(scores - safe.unsqueeze(-1))  # (..., T, S)
     delta = (grad_out * out).sum(-1, keepdim=True)  # (..., T, 1)
     if grad_lse is not None:
         delta = delta - grad_lse.unsqueeze(-1)
+    lean = not _tracked(q, k, v, out, lse, grad_out)  # then two (..., T, S) buffers, in place
+    scores = q @ k.transpose(-2, -1)  # (..., T, S)
+    scores = scores.mul_(scale) if lean else scores * scale
+    if mask is not None:
+        scores = scores.masked_fill_(~mask, float("-inf")) if lean else \
+            scores.masked_fill(~mask, float("-inf"))
+    shifted = scores - safe.unsqueeze(-1) if not lean else scores.sub_(safe.unsqueeze(-1))
+    p = shifted.exp_() if lean else torch.exp(shifted)  # (..., T, S)
     dv = p.transpose(-2, -1) @ grad_out  # (..., S, D)
-    ds = p * (grad_out @ v.transpose(-2, -1) - delta)  # (..., T, S)
+    dp = grad_out @ v.transpose(-2, -1)  # (..., T, S)
+    ds = dp.sub_(delta).mul_(p) if lean else p * (dp - delta)  # (..., T, S)
     dq = (ds @ k) * scale  # (..., T, D)
     dk = (ds.transpose(-2, -1) @ q) * scale  # (..., S, D)
     return dq, dk, dv
+
+
+def _tracked(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records operations on these tensors (then no in-place shortcuts)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _blocks(S: int, block_size: int) -> list[tuple[int, int]]:
