@@ -1,0 +1,88 @@
+"""Benchmark a grouped-query decode step: one new query token against a cache of 2048 tokens.
+
+B = 4, H = 8 query heads of D = 64, cache S = 2048, float32, one thread, attention only (no
+projections). For G = 8 (MHA), 2 (GQA-2) and 1 (MQA) key/value heads, four ways:
+
+* ``lmlab``: the fast path of :class:`lmlab.transformer.MultiHeadAttention` (what its decode
+  step runs), on the same q, k, v;
+* ``sdpa gqa``: ``scaled_dot_product_attention(..., enable_gqa=True)``;
+* ``grouped``: a plain grouped matrix product, queries viewed as ``(B, G, H / G, D)`` against
+  the ``G`` key heads;
+* ``repeat``: keys and values repeated to ``H`` heads, then SDPA.
+
+Goals (issue 12): never slower than ``enable_gqa``; >= 2.4x (GQA-2) and >= 3.5x (MQA) over MHA.
+
+Run: ``OMP_NUM_THREADS=1 PYTHONPATH=companion python benchmarks/bench_gqa.py``
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from lmlab.transformer import MultiHeadAttention
+
+B, H, D, S = 4, 8, 64, 2048
+REPEATS, CALLS = 5, 50
+
+
+def best_of(fn) -> float:
+    """Fastest mean time per call over ``REPEATS`` runs of ``CALLS`` calls."""
+    fn()
+    best = float("inf")
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for _ in range(CALLS):
+            fn()
+        best = min(best, (time.perf_counter() - start) / CALLS)
+    return best
+
+
+def grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    G = k.shape[1]
+    qg = q.view(B, G, H // G, D) * D ** -0.5  # (B, G, H/G, D): one query token per head
+    weights = torch.softmax(qg @ k.transpose(-2, -1), dim=-1)  # (B, G, H/G, S)
+    return (weights @ v).view(B, H, 1, D)  # (B, H, 1, D)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    print(f"decode step: B={B} H={H} D={D} cache S={S}, float32, {torch.get_num_threads()} "
+          f"thread, torch {torch.__version__}, mean per call, best of {REPEATS}x{CALLS}")
+    times: dict[int, dict[str, float]] = {}
+    for G in (8, 2, 1):
+        q = torch.randn(B, H, 1, D)
+        k, v = torch.randn(B, G, S, D), torch.randn(B, G, S, D)
+        mha = MultiHeadAttention(H * D, H, G)
+        ways = {
+            "lmlab": lambda: mha._fast(q, k, v, None, 0.0, False),
+            "sdpa gqa": lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=G < H),
+            "grouped": lambda: grouped(q, k, v),
+            "repeat": lambda: F.scaled_dot_product_attention(
+                q, k.repeat_interleave(H // G, 1), v.repeat_interleave(H // G, 1)),
+        }
+        reference = ways["sdpa gqa"]()
+        for name, fn in ways.items():
+            torch.testing.assert_close(fn(), reference, atol=1e-5, rtol=1e-5)
+        with torch.no_grad():
+            times[G] = {name: best_of(fn) for name, fn in ways.items()}
+    names = list(times[8])
+    print(f"{'kv heads':>9} " + "".join(f"{n:>12}" for n in names) + "   (microseconds)")
+    for G, row in times.items():
+        print(f"{G:>9} " + "".join(f"{row[n] * 1e6:>12.0f}" for n in names))
+    print("\nspeed-up over MHA (time with 8 kv heads / time with G), each way against itself:")
+    for G in (2, 1):
+        print(f"  G={G}: " + "  ".join(f"{n} {times[8][n] / times[G][n]:.2f}x" for n in names))
+    print("\nlmlab vs sdpa enable_gqa at the same G (>= 1 means not slower):")
+    print("  " + "  ".join(f"G={G} {times[G]['sdpa gqa'] / times[G]['lmlab']:.2f}x"
+                           for G in (8, 2, 1)))
+    print("lmlab over MHA SDPA: " + "  ".join(
+        f"G={G} {times[8]['sdpa gqa'] / times[G]['lmlab']:.2f}x" for G in (2, 1))
+        + "   (goal: >= 2.4x at G=2, >= 3.5x at G=1)")
+
+
+if __name__ == "__main__":
+    main()
