@@ -11,16 +11,23 @@ One module per concept, layered bottom-up:
   CUDA, ``torch.compile``, checkpoints that resume bit-exactly, data parallelism (``torchrun``).
 * ``lmlab.bow`` -- chapter 1, Bag of Words: tokens, the one vocabulary class, count and TF-IDF
   vectors.
-* ``lmlab.word2vec`` -- chapter 2, skip-gram with negative sampling and word vectors.
+* ``lmlab.vectors`` -- word vectors: neighbours, analogies, gensim-equal evaluation, files.
+* ``lmlab.word2vec`` -- chapter 2, skip-gram with negative sampling, trained for real.
 * ``lmlab.attention`` -- chapter 4, dot-product and additive attention, masks.
 * ``lmlab.rnn`` -- chapter 3, GRU/LSTM cells by hand, the encoder and the (attention) decoders.
 * ``lmlab.seq2seq`` -- chapters 3-4, the encoder-decoder model: training, greedy and beam decoding,
   checkpoints.
 * ``lmlab.g2p`` -- chapters 3-4, spelling -> pronunciation on CMUdict, scoring, g2p_en's weights.
-* ``lmlab.tokenization`` and ``lmlab.embedding`` -- chapter 5, BPE and WordPiece tokenizers,
-  embeddings and the tied language-model head.
-
-Transformer blocks (chapter 6) and attention variants (chapter 7) build on these.
+* ``lmlab.bpe``, ``lmlab.tokenization`` and ``lmlab.embedding`` -- chapter 5, byte-level BPE,
+  WordPiece and the real tokenizers, embeddings and the tied language-model head.
+* ``lmlab.positions``, ``lmlab.sublayers`` and ``lmlab.transformer`` -- chapter 6, positions,
+  multi-head (grouped-query) attention with a KV cache, the feed-forward network, blocks, GPT,
+  encoder and encoder-decoder.
+* ``lmlab.generation`` -- chapters 6-7, greedy, temperature, top-k and top-p decoding.
+* ``lmlab.gguf_file`` and ``lmlab.pretrained`` -- chapter 7, real MiniLM and SmolLM2 weights on
+  lmlab's blocks.
+* ``lmlab.blockwise``, ``lmlab.sparse`` and ``lmlab.ring`` -- chapter 8, the online softmax,
+  sparse patterns and block-sparse attention, ring attention over ``torch.distributed``.
 
 Shape letters used in every docstring and shape comment:
 
@@ -37,6 +44,8 @@ N     number of documents / vectors
 E     embedding width (``dim``)
 R     recurrent state width (``hidden_size``)
 A     additive attention's score width (``attention_dim``)
+K     negatives per window (word2vec)
+M     context slots per window (word2vec, ``2 * window``)
 ====  ==========================================
 
 Boolean masks mean ``True = may attend`` everywhere, as in
@@ -52,8 +61,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("device", "data", "io", "progress", "training", "bow", "word2vec", "rnn",
-               "attention", "tokenization", "embedding", "seq2seq", "g2p")
+_SUBMODULES = ("device", "data", "io", "progress", "training", "bow", "vectors", "word2vec",
+               "rnn", "attention", "seq2seq", "g2p", "bpe", "tokenization", "embedding",
+               "positions", "sublayers", "transformer", "generation", "gguf_file", "pretrained",
+               "blockwise", "sparse", "ring")
 
 __all__ = ["__version__", *_SUBMODULES]
 
