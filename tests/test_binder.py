@@ -42,7 +42,7 @@ def test_torch_is_a_cpu_build_in_the_declared_range():
     version = re.search(r"==(\d+)\.(\d+)", torch_lines[0])
     assert version and (2, 4) <= (int(version[1]), int(version[2])) < (3, 0)
     declared = [r for r in pyproject()["project"]["dependencies"] if r.startswith("torch")]
-    assert declared == ["torch>=2.4,<3"]
+    assert declared == ["torch>=2.5,<3"]
     assert any("download.pytorch.org/whl/cpu" in ln for ln in lines if ln.startswith("--"))
 
 
