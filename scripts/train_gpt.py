@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lmlab import rnn as g2p  # the pronunciation task (CMUdict splits, symbol vocabularies)
+from lmlab import g2p  # the pronunciation task (CMUdict splits, symbol vocabularies)
+from lmlab.seq2seq import make_batch
 from lmlab.data import load_shakespeare
 from lmlab.device import get_device
 from lmlab.tokenization import BPETokenizer
@@ -115,7 +116,7 @@ def train_gpt(steps: int, batch_size: int, d_model: int, num_layers: int, num_he
 
 def g2p_batch(pairs: list[tuple[str, tuple[str, ...]]]) -> tuple[torch.Tensor, ...]:
     """``(src, src_padding_mask, tgt_in, tgt_out)`` of (word, phonemes) pairs."""
-    b = g2p.make_batch(pairs)
+    b = make_batch(pairs, g2p.GRAPHEME_VOCAB, g2p.PHONEME_VOCAB)
     keep = torch.arange(b.src.shape[1]) < b.src_lengths[:, None]  # (B, S), True on letters
     return b.src, keep, b.tgt_in, b.tgt_out
 

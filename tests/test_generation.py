@@ -170,7 +170,7 @@ def test_encoder_decoder_generation_with_and_without_cache() -> None:
     (dict(ids=torch.zeros(1, 49, dtype=torch.long)), ValueError,
      "ids: the prompt has 49 tokens, more than the model's context_length=48"),
     (dict(ids=torch.zeros(1, 0, dtype=torch.long)), ValueError, "ids: expected a prompt"),
-    (dict(ids=torch.zeros(1, 3)), TypeError, "ids: expected a int tensor"),
+    (dict(ids=torch.zeros(1, 3)), TypeError, "ids: expected an int tensor"),
     (dict(ids=[1, 2]), TypeError, "ids: expected a torch.Tensor"),
 ])
 def test_generate_rejects_bad_input_before_any_work(kwargs: dict, error: type, match: str) -> None:

@@ -450,7 +450,7 @@ def test_models_reject_bad_ids() -> None:
     model = GPT(TransformerConfig.tiny(context_length=8))
     with pytest.raises(ValueError, match="^ids: 9 tokens exceed context_length=8"):
         model(torch.zeros(1, 9, dtype=torch.long))
-    with pytest.raises(TypeError, match="^ids: expected a int tensor"):
+    with pytest.raises(TypeError, match="^ids: expected an int tensor"):
         model(torch.zeros(1, 3))
     with pytest.raises(ValueError, match=r"^ids: ids must be in \[0, 256\)"):
         model(torch.tensor([[1, 256]]))
