@@ -225,7 +225,7 @@ SMOLLM_PATTERN = (r"\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+"
 """llama.cpp's ``smollm`` pre-tokenizer as one regex: every digit alone, then GPT-2's rules.
 
 llama.cpp (and SmolLM2's own ``tokenizer.json``) first cut the text before and after every digit
-and then apply :data:`lmlab.tokenization.GPT2_PATTERN` to the pieces between digits. In one regex
+and then apply :data:`lmlab.bpe.GPT2_PATTERN` to the pieces between digits. In one regex
 that means: a digit is a chunk; and GPT-2's "spaces not followed by a non-space" becomes "spaces
 not followed by a non-space non-digit", since a digit ended the piece."""
 
@@ -239,10 +239,10 @@ class GGUFTokenizer:
     """A byte-level BPE tokenizer read from a GGUF file's metadata (GPT-2's algorithm).
 
     The file lists every token as GPT-2 displays it (``"Ġthe"``, see
-    :func:`lmlab.tokenization.bytes_to_unicode`), the merges in rank order, a type per token
+    :func:`lmlab.bpe.bytes_to_unicode`), the merges in rank order, a type per token
     (control tokens such as ``<|im_start|>`` are matched whole in text) and the name of the
     pre-tokenizer regex (:data:`PRE_TOKENIZER_PATTERNS`). Encoding is
-    :class:`lmlab.tokenization.BPETokenizer`'s: cut the text into chunks, each chunk into bytes,
+    :class:`lmlab.bpe.BPETokenizer`'s: cut the text into chunks, each chunk into bytes,
     then apply the lowest-ranked merge until none applies.
 
     No beginning-of-sequence token is added: SmolLM2's chat template writes ``<|im_start|>``

@@ -317,7 +317,7 @@ class SentenceEncoder:
     length 1, so the dot product of two embeddings is their cosine similarity.
     """
 
-    model: Encoder  # the lmlab encoder holding the pretrained weights (eval mode)
+    model: lmlab.transformer.Encoder  # holds the pretrained weights (eval mode)
     tokenizer: tokenizers.Tokenizer  # WordPiece, wraps each text in [CLS] ... [SEP]
     max_length: int  # longer texts are cut to this many tokens (sentence-transformers: 256)
 
