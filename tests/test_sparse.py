@@ -114,6 +114,21 @@ def test_block_sparse_equals_dense_masked_attention(pattern):
             torch.testing.assert_close(a, b, **TOL)
 
 
+@pytest.mark.parametrize("scores_per_step", [1, 500])
+@pytest.mark.parametrize("pattern", PATTERNS, ids=repr)
+def test_block_sparse_in_small_steps_equals_dense(pattern, scores_per_step, monkeypatch):
+    # Long inputs go through in steps of a few query blocks; force that on a short one.
+    import lmlab.sparse
+
+    monkeypatch.setattr(lmlab.sparse, "_SCORES_PER_STEP", scores_per_step)
+    q, k, v = _qkv((2, 48, 8), seed=3)
+    ours = _grads(lambda *a: block_sparse_attention(*a, pattern, 4), q, k, v)
+    ref = _grads(lambda *a: F.scaled_dot_product_attention(*a, attn_mask=pattern.mask(48)),
+                 q, k, v)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, **TOL)
+
+
 @settings(max_examples=40, deadline=None)
 @given(nb=st.integers(1, 6), block_size=st.integers(1, 8), window=st.none() | st.integers(1, 20),
        stride=st.none() | st.integers(1, 9), num_global=st.integers(0, 6), causal=st.booleans(),

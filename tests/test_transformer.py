@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lmlab.device import seed_everything
@@ -40,6 +41,19 @@ def test_fast_path_equals_teaching_path(num_kv_heads: int, masking: str, T: int)
     torch.testing.assert_close(fast, slow, **ATOL)
     assert weights.shape == (3, 4, T, T)
     torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4, T), **ATOL)
+
+
+@pytest.mark.parametrize("num_kv_heads", [8, 2, 1])
+def test_one_query_decode_path_equals_sdpa(num_kv_heads: int) -> None:
+    # One query against a long cache takes the grouped matrix-product path on CPU.
+    seed_everything(2)
+    attn = MultiHeadAttention(64, 8, num_kv_heads).eval()
+    q = torch.randn(3, 8, 1, 8)
+    k, v = torch.randn(3, num_kv_heads, 50, 8), torch.randn(3, num_kv_heads, 50, 8)
+    group = 8 // num_kv_heads
+    expected = F.scaled_dot_product_attention(q, k.repeat_interleave(group, 1),
+                                              v.repeat_interleave(group, 1))
+    torch.testing.assert_close(attn._fast(q, k, v, None, 0.0, False), expected, **ATOL)
 
 
 def test_cross_attention_fast_equals_teaching() -> None:

@@ -262,8 +262,13 @@ def _plan_from(layout: torch.Tensor, block_size: int,
             raise ValueError("pattern: some query attends to no key (a mask row is all False)")
         first, R = int(rows[0]), len(rows)
         consecutive = bool((rows == torch.arange(first, first + R, device=rows.device)).all())
-        groups.append((slice(first, first + R) if consecutive else rows, cols,
-                       None if bool(element.all()) else ~element))
+        if bool(element.all()):
+            masked = None
+        elif bool((element == element[:1]).all()):
+            masked = ~element[:1]  # (1, bs, c * bs): the same tiles' mask for every row
+        else:
+            masked = ~element  # (R, bs, c * bs)
+        groups.append((slice(first, first + R) if consecutive else rows, cols, masked))
         order.append(rows)
     order_all = torch.cat(order)
     if bool((order_all == torch.arange(len(order_all), device=order_all.device)).all()):
@@ -275,6 +280,9 @@ def _plan_from(layout: torch.Tensor, block_size: int,
 def _pattern_plan(pattern: SparsePattern, T: int, block_size: int,
                   device: torch.device) -> tuple[list[_Group], torch.Tensor | None]:
     return _plan_from(pattern.layout(T, block_size, device), block_size, pattern.allows)
+
+
+_SCORES_PER_STEP = 1 << 20  # 4 MB of float32 scores per batched product
 
 
 def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -339,13 +347,24 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     vb = v.reshape(-1, nb, block_size, v.shape[-1])
     outs = []
     for rows, cols, masked in groups:
-        q_g = qb[:, rows]  # (N, R, bs, D)
-        k_g = kb[:, cols].flatten(2, 3)  # (N, R, c * bs, D)
-        v_g = vb[:, cols].flatten(2, 3)  # (N, R, c * bs, D)
-        scores = q_g @ k_g.transpose(-2, -1)  # (N, R, bs, c * bs)
-        if masked is not None:
-            scores.masked_fill_(masked, float("-inf"))  # matmul keeps its inputs, not this
-        outs.append(torch.softmax(scores, dim=-1) @ v_g)  # (N, R, bs, D)
+        R, c = cols.shape
+        # At most _SCORES_PER_STEP scores at a time: the working set stays in the CPU's cache,
+        # so the time grows with the number of tiles and not faster.
+        step = max(1, _SCORES_PER_STEP // (qb.shape[0] * block_size * c * block_size))
+        for start in range(0, R, step):
+            stop = min(start + step, R)
+            if isinstance(rows, slice):
+                rows_now: slice | torch.Tensor = slice(rows.start + start, rows.start + stop)
+            else:
+                rows_now = rows[start:stop]
+            q_g = qb[:, rows_now]  # (N, r, bs, D)
+            k_g = kb[:, cols[start:stop]].flatten(2, 3)  # (N, r, c * bs, D)
+            v_g = vb[:, cols[start:stop]].flatten(2, 3)  # (N, r, c * bs, D)
+            scores = q_g @ k_g.transpose(-2, -1)  # (N, r, bs, c * bs)
+            if masked is not None:  # matmul keeps its inputs, not this: in place is safe
+                scores.masked_fill_(masked if len(masked) == 1 else masked[start:stop],
+                                    float("-inf"))
+            outs.append(torch.softmax(scores, dim=-1) @ v_g)  # (N, r, bs, D)
     out = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]  # (N, nb, bs, D)
     if inverse is not None:
         out = out[:, inverse]  # back to query-block order

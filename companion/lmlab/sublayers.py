@@ -219,6 +219,15 @@ class MultiHeadAttention(nn.Module):
     def _fast(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
               mask: torch.Tensor | None, p: float, plain_causal: bool) -> torch.Tensor:
         group = self.num_heads // self.num_kv_heads
+        B, H, T, D = q.shape
+        if T == 1 and mask is None and not p and q.device.type == "cpu":
+            # One decode step on CPU: the `group` query heads that share a key/value head
+            # become `group` rows of one matrix product, so each cached key is read once.
+            # (SDPA's enable_gqa runs head by head here; on GPUs its kernels are the faster.)
+            G = self.num_kv_heads
+            qg = q.reshape(B, G, group, D) * D ** -0.5  # (B, G, H/G, D): head h -> kv h // group
+            weights = torch.softmax(qg @ k.transpose(-2, -1), dim=-1)  # (B, G, H/G, S)
+            return (weights @ v).view(B, H, 1, D)  # (B, H, 1, D)
         extra: dict[str, Any] = {}
         if group > 1:
             if _SDPA_GQA:
