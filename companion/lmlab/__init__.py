@@ -26,6 +26,8 @@ One module per concept, layered bottom-up:
 * ``lmlab.generation`` -- chapters 6-7, greedy, temperature, top-k and top-p decoding.
 * ``lmlab.gguf_file`` and ``lmlab.pretrained`` -- chapter 7, real MiniLM and SmolLM2 weights on
   lmlab's blocks.
+* ``lmlab.gqa`` -- chapter 8, a trained model moved between multi-head, grouped-query and
+  multi-query attention (key/value heads split or averaged).
 * ``lmlab.blockwise``, ``lmlab.sparse`` and ``lmlab.ring`` -- chapter 8, the online softmax,
   sparse patterns and block-sparse attention, ring attention over ``torch.distributed``.
 
@@ -64,7 +66,7 @@ __version__ = "0.1.0"
 _SUBMODULES = ("device", "data", "io", "progress", "training", "bow", "vectors", "word2vec",
                "rnn", "attention", "seq2seq", "g2p", "bpe", "tokenization", "embedding",
                "positions", "sublayers", "transformer", "generation", "gguf_file", "pretrained",
-               "blockwise", "sparse", "ring")
+               "gqa", "blockwise", "sparse", "ring")
 
 __all__ = ["__version__", *_SUBMODULES]
 
