@@ -7,6 +7,11 @@
    peak, for :class:`lmlab.transformer.GPT` and for the same model built from
    ``torch.nn.TransformerEncoderLayer`` (``benchmarks/bench_transformer.py``). Goals: >= 55%
    MFU and >= 1.0x the reference.
+4. Attention alone (issue 12), bf16, forward + backward: :class:`lmlab.sublayers.MultiHeadAttention`
+   (its SDPA fast path, causal, 12 heads and 12 or 4 key/value heads, T = 2048) against the same
+   projections around a direct ``scaled_dot_product_attention`` call (goal: within 1.05x); and a
+   causal sliding window of 1024 at T = 16384 through compiled ``flex_attention`` with
+   :func:`lmlab.sparse.flex_block_mask` against causal SDPA (goal: >= 4x faster).
 
 Model FLOPs per token follow nanoGPT / PaLM: ``6 N + 12 L T C`` (N parameters without the
 position table, L layers, T context, C width), forward and backward, causal attention counted
@@ -28,6 +33,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -37,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_transformer import TorchReference  # noqa: E402
 
 from lmlab.device import autocast  # noqa: E402
+from lmlab.sparse import SparsePattern, flex_block_mask  # noqa: E402
+from lmlab.sublayers import MultiHeadAttention  # noqa: E402
 from lmlab.transformer import GPT, TransformerConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +119,86 @@ def train_speed(model: torch.nn.Module, config: TransformerConfig, device: torch
     return steps * batch_size * config.context_length / (time.perf_counter() - start)
 
 
+def mean_time(fn, device: torch.device, warmup: int, repeats: int) -> float:
+    """Mean seconds per call after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def sdpa_reference(attn: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
+    """``attn``'s projections around one direct SDPA call: what a user would write."""
+    B, T, _ = x.shape
+    H, G, D = attn.num_heads, attn.num_kv_heads, attn.head_dim
+    q = attn.q_proj(x).view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+    k = attn.k_proj(x).view(B, T, G, D).transpose(1, 2)  # (B, G, T, D)
+    v = attn.v_proj(x).view(B, T, G, D).transpose(1, 2)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=G < H)
+    return attn.out_proj(out.transpose(1, 2).reshape(B, T, H * D))
+
+
+def attention_speed(device: torch.device, smoke: bool) -> dict[str, float]:
+    """Our attention module against direct SDPA; flex sliding window against causal SDPA."""
+    results: dict[str, float] = {}
+    dtype = torch.float32 if smoke else torch.bfloat16
+    B, T, H, D = (2, 64, 4, 16) if smoke else (8, 2048, 12, 64)
+    warmup, repeats = (1, 2) if smoke else (5, 30)
+    for G in (H, H // 4 or 1):
+        attn = MultiHeadAttention(H * D, H, G, bias=False).to(device=device, dtype=dtype)
+        x = torch.randn(B, T, H * D, device=device, dtype=dtype, requires_grad=True)
+        ours = attn(x, is_causal=True)[0]
+        torch.testing.assert_close(ours, sdpa_reference(attn, x), atol=2e-2, rtol=2e-2)
+        t_ours = mean_time(lambda: attn(x, is_causal=True)[0].sum().backward(), device,
+                           warmup, repeats)
+        t_ref = mean_time(lambda: sdpa_reference(attn, x).sum().backward(), device,
+                          warmup, repeats)
+        results[f"attention G={G} ratio"] = t_ours / t_ref
+        print(f"MultiHeadAttention H={H} G={G} B={B} T={T}, fwd+bwd: {t_ours * 1e3:.2f} ms, "
+              f"direct SDPA {t_ref * 1e3:.2f} ms, ratio {t_ours / t_ref:.3f} "
+              f"(goal <= 1.05)", flush=True)
+
+    from torch.nn.attention.flex_attention import flex_attention
+
+    B, H, T, D, window = (1, 2, 256, 16, 32) if smoke else (1, 16, 16384, 64, 1024)
+    pattern = SparsePattern(window=window)
+    q, k, v = (torch.randn(B, H, T, D, device=device, dtype=dtype, requires_grad=not smoke)
+               for _ in range(3))
+    block_mask = flex_block_mask(pattern, T, device)
+    flex = flex_attention if smoke else torch.compile(flex_attention)  # CPU: eager, forward
+
+    def flex_call() -> torch.Tensor:
+        return flex(q, k, v, block_mask=block_mask)
+
+    def causal_call() -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    check = min(T, 2048)  # the window's result on the first `check` queries equals dense
+    dense = F.scaled_dot_product_attention(q[:, :, :check], k[:, :, :check], v[:, :, :check],
+                                           attn_mask=pattern.mask(check, device=device))
+    with warnings.catch_warnings():  # CPU smoke run: flex's "use torch.compile" warning
+        warnings.simplefilter("ignore", UserWarning)
+        torch.testing.assert_close(flex_call()[:, :, :check], dense, atol=2e-2, rtol=2e-2)
+    passes = {"forward": lambda fn: fn}
+    if not smoke:  # flex attention has no CPU backward in torch 2.13
+        passes["fwd+bwd"] = lambda fn: (lambda: fn().sum().backward())
+    for name, wrap in passes.items():
+        with (torch.no_grad() if name == "forward" else contextlib.nullcontext(),
+              warnings.catch_warnings()):
+            warnings.simplefilter("ignore", UserWarning)
+            t_flex = mean_time(wrap(flex_call), device, warmup, repeats)
+            t_causal = mean_time(wrap(causal_call), device, warmup, repeats)
+        results[f"flex window {name} speed-up"] = t_causal / t_flex
+        print(f"sliding window {window} via flex_attention vs causal SDPA, T={T}, {name}: "
+              f"{t_flex * 1e3:.2f} ms vs {t_causal * 1e3:.2f} ms, "
+              f"{t_causal / t_flex:.2f}x faster (goal >= 4x)", flush=True)
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU")
@@ -155,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ratio = results["lmlab GPT"] / results["TransformerEncoderLayer"]
     results["ratio"] = ratio
     print(f"ratio lmlab / reference: {ratio:.2f}x   (goals: >= 1.0x and >= 55% MFU)")
+    results.update(attention_speed(device, smoke))
     return results
 
 
