@@ -10,6 +10,8 @@ caches, so it is an upper bound on what attention needed).
 One thread per process (set here). On a machine with fewer cores than processes the ring's
 times include waiting for a core: read them for memory per rank, not speed.
 
+Each rank makes only its own T / N tokens; rank 0 prints every rank's result.
+
 Run: ``OMP_NUM_THREADS=1 PYTHONPATH=companion python benchmarks/bench_ring.py``
 """
 
@@ -35,12 +37,12 @@ def _peak_mb() -> float:
 
 def _measure(attend, T: int, rank: int, world: int) -> tuple[float, float]:
     """Forward + backward once on this rank's part; returns (seconds, peak RSS in MB)."""
-    from lmlab.ring import shard_sequence
-
-    g = torch.Generator().manual_seed(T)
-    q, k, v, grad = (torch.randn(B, H, T, D, generator=g) for _ in range(4))
-    q, k, v, grad = (shard_sequence(t, rank, world, zigzag=True) for t in (q, k, v, grad))
-    q, k, v = (t.clone().requires_grad_() for t in (q, k, v))
+    # Only this rank's T / world tokens are made (random: the timing does not depend on them),
+    # so the peak memory is what a rank holding its shard needs.
+    g = torch.Generator().manual_seed(T + rank)
+    q, k, v = (torch.randn(B, H, T // world, D, generator=g, requires_grad=True)
+               for _ in range(3))
+    grad = torch.randn(B, H, T // world, D, generator=g)
     start = time.perf_counter()
     torch.autograd.backward(attend(q, k, v), grad)
     return time.perf_counter() - start, _peak_mb()
@@ -71,9 +73,16 @@ def worker(mode: str) -> None:
             dist.barrier()
         seconds, peak = _measure(attend, T, rank, world)
         rows.append({"T": T, "seconds": seconds, "peak_mb": peak - base})
-    print("RESULT " + json.dumps({"rank": rank, "world": world, "rows": rows}), flush=True)
-    if mode != "single":
-        dist.destroy_process_group()
+    mine = {"rank": rank, "world": world, "rows": rows}
+    if mode == "single":
+        print("RESULT " + json.dumps(mine), flush=True)
+        return
+    every: list = [None] * world
+    dist.all_gather_object(every, mine)  # one process prints: lines from several would mix
+    if rank == 0:
+        for result in every:
+            print("RESULT " + json.dumps(result), flush=True)
+    dist.destroy_process_group()
 
 
 def _run(command: list[str]) -> list[dict]:

@@ -79,8 +79,8 @@ def _worker(outdir: Path, backend: str) -> None:
         if size > world or rank >= size:
             continue
         group = groups[size]
-        # the second shape runs with key blocks of 3 inside each step (512 by default)
-        lmlab.ring._KEY_BLOCK = 3 if seed == 1 else 512
+        # the second shape runs with tiles of 3 inside each step (512 by default)
+        lmlab.ring._BLOCK = 3 if seed == 1 else 512
         full = _full_inputs(shape, seed)
         ref = [t.float() for t in _reference(*full, causal)]
         q, k, v, weight = (shard_sequence(t, rank, size, zigzag=causal).to(device).float()
@@ -210,10 +210,10 @@ else:
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("key_block", [1, 3, 7])
-def test_simulated_ring_with_key_blocks_inside_steps(causal, key_block, monkeypatch):
-    monkeypatch.setattr(lmlab.ring, "_KEY_BLOCK", key_block)
-    q, k, v, weight = _full_inputs((2, 3, 48, 8), seed=key_block)
+@pytest.mark.parametrize("block", [1, 3, 7])
+def test_simulated_ring_with_tiles_inside_steps(causal, block, monkeypatch):
+    monkeypatch.setattr(lmlab.ring, "_BLOCK", block)
+    q, k, v, weight = _full_inputs((2, 3, 48, 8), seed=block)
     ref = [t.float() for t in _reference(q, k, v, weight, causal)]
     q, k, v, weight = (t.float() for t in (q, k, v, weight))
     q, k, v = (t.clone().requires_grad_() for t in (q, k, v))

@@ -164,10 +164,6 @@ def _pieces(rank: int, src: int, T_local: int, causal: bool) -> list[tuple[slice
     return [(late, everything, False)]  # later rank: only our late chunk comes after it
 
 
-def _diagonal(n: int, device: torch.device) -> torch.Tensor:
-    return torch.ones(n, n, dtype=torch.bool, device=device).tril()  # True = may attend
-
-
 def _merge_rows(out, lse, rows: slice, part_out, part_lse):
     """Merge a partial for query rows ``rows`` into the running (out, lse), out of place."""
     T = out.shape[-2]
@@ -183,22 +179,33 @@ def _merge_rows(out, lse, rows: slice, part_out, part_lse):
     return out, lse
 
 
-# Keys per block inside one step, so no step holds more than (T / N) x _KEY_BLOCK scores.
-_KEY_BLOCK = 512
+# Query rows and keys per tile inside one step: no step holds more than _BLOCK x _BLOCK scores,
+# so a rank's memory grows like its shard, T / N, not like (T / N) ** 2.
+_BLOCK = 256
 
 
-def _key_blocks(rows: slice, cols: slice, diagonal: bool, device: torch.device):
-    """Split a piece's keys into blocks of at most ``_KEY_BLOCK``, each with its causal mask."""
-    mask = _diagonal(rows.stop - rows.start, device) if diagonal else None
-    for start in range(cols.start, cols.stop, _KEY_BLOCK):
-        stop = min(start + _KEY_BLOCK, cols.stop)
-        block_mask = None if mask is None else mask[:, start - cols.start:stop - cols.start]
-        yield slice(start, stop), block_mask
+def _tiles(rows: slice, cols: slice, diagonal: bool, device: torch.device):
+    """Split a piece into tiles of at most ``_BLOCK`` queries x ``_BLOCK`` keys.
+
+    On a causal diagonal piece (rows and cols of equal length, query ``i`` sees key ``j <= i``)
+    tiles above the diagonal are skipped and tiles on it get the lower-triangular mask.
+    """
+    for r0 in range(rows.start, rows.stop, _BLOCK):
+        r1 = min(r0 + _BLOCK, rows.stop)
+        for c0 in range(cols.start, cols.stop, _BLOCK):
+            c1 = min(c0 + _BLOCK, cols.stop)
+            i0, j0 = r0 - rows.start, c0 - cols.start  # offsets inside the piece
+            if diagonal and j0 > i0:
+                continue  # every key after every query
+            mask = None
+            if diagonal and j0 == i0:
+                mask = torch.ones(r1 - r0, c1 - c0, dtype=torch.bool, device=device).tril()
+            yield slice(r0, r1), slice(c0, c1), mask
 
 
 def _step_forward(q, k, v, out, lse, pieces, scale):
-    for rows, cols, diagonal in pieces:
-        for keys, mask in _key_blocks(rows, cols, diagonal, q.device):
+    for piece in pieces:
+        for rows, keys, mask in _tiles(*piece, q.device):
             part = attend_block(q[..., rows, :], k[..., keys, :], v[..., keys, :], scale, mask)
             out, lse = _merge_rows(out, lse, rows, *part)
     return out, lse
@@ -207,8 +214,8 @@ def _step_forward(q, k, v, out, lse, pieces, scale):
 def _step_backward(q, k, v, out, lse, grad_out, pieces, scale, dq):
     """Add this step's share to ``dq`` (in place); return the gradients for this k/v shard."""
     dk, dv = torch.zeros_like(k), torch.zeros_like(v)
-    for rows, cols, diagonal in pieces:
-        for keys, mask in _key_blocks(rows, cols, diagonal, q.device):
+    for piece in pieces:
+        for rows, keys, mask in _tiles(*piece, q.device):
             dq_p, dk_p, dv_p = block_backward(q[..., rows, :], k[..., keys, :], v[..., keys, :],
                                               out[..., rows, :], lse[..., rows],
                                               grad_out[..., rows, :], scale, mask)
