@@ -348,23 +348,22 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     outs = []
     for rows, cols, masked in groups:
         R, c = cols.shape
+        q_g = qb[:, rows]  # (N, R, bs, D)
+        k_g = kb[:, cols].flatten(2, 3)  # (N, R, c * bs, D): each row's kept key blocks
+        v_g = vb[:, cols].flatten(2, 3)  # (N, R, c * bs, D)
         # At most _SCORES_PER_STEP scores at a time: the working set stays in the CPU's cache,
-        # so the time grows with the number of tiles and not faster.
+        # so the time grows with the number of tiles and not faster. `split` (not slicing)
+        # keeps the backward linear: its gradient is one concatenation, not a full-size
+        # buffer per step.
         step = max(1, _SCORES_PER_STEP // (qb.shape[0] * block_size * c * block_size))
-        for start in range(0, R, step):
-            stop = min(start + step, R)
-            if isinstance(rows, slice):
-                rows_now: slice | torch.Tensor = slice(rows.start + start, rows.start + stop)
-            else:
-                rows_now = rows[start:stop]
-            q_g = qb[:, rows_now]  # (N, r, bs, D)
-            k_g = kb[:, cols[start:stop]].flatten(2, 3)  # (N, r, c * bs, D)
-            v_g = vb[:, cols[start:stop]].flatten(2, 3)  # (N, r, c * bs, D)
-            scores = q_g @ k_g.transpose(-2, -1)  # (N, r, bs, c * bs)
-            if masked is not None:  # matmul keeps its inputs, not this: in place is safe
-                scores.masked_fill_(masked if len(masked) == 1 else masked[start:stop],
-                                    float("-inf"))
-            outs.append(torch.softmax(scores, dim=-1) @ v_g)  # (N, r, bs, D)
+        masks = ([masked] * len(range(0, R, step)) if masked is None or len(masked) == 1
+                 else masked.split(step))  # (1 or r, bs, c * bs) each
+        for q_s, k_s, v_s, mask in zip(q_g.split(step, 1), k_g.split(step, 1),
+                                       v_g.split(step, 1), masks):
+            scores = q_s @ k_s.transpose(-2, -1)  # (N, r, bs, c * bs)
+            if mask is not None:  # matmul keeps its inputs, not this: in place is safe
+                scores.masked_fill_(mask, float("-inf"))
+            outs.append(torch.softmax(scores, dim=-1) @ v_s)  # (N, r, bs, D)
     out = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]  # (N, nb, bs, D)
     if inverse is not None:
         out = out[:, inverse]  # back to query-block order
