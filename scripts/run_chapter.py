@@ -59,7 +59,7 @@ def tidy_outputs(nb: nbformat.NotebookNode) -> None:
 def run(path: Path, timeout: int) -> tuple[float, float]:
     nb = nbformat.read(path, as_version=4)
     env = dict(os.environ, LMLAB_DEVICE="cpu", PYTHONHASHSEED="0")
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
@@ -73,6 +73,8 @@ def run(path: Path, timeout: int) -> tuple[float, float]:
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     tidy_outputs(nb)
+    for cell in nb.cells:  # no execution timestamps (older runs recorded them)
+        cell.metadata.pop("execution", None)
     with atomic_write(path, "w") as f:
         nbformat.write(nb, f)
     return wall, max(peak, before) / 1024

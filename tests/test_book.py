@@ -56,6 +56,7 @@ def test_notebook_hygiene(path):
         "execute the chapter top to bottom in a fresh kernel"
     for c in code:
         src = "".join(c["source"])
+        assert "execution" not in c["metadata"], f"execution timestamps stored: {src[:60]!r}"
         for out in c.get("outputs", []):
             assert out["output_type"] != "error", f"stored error in cell: {src[:60]!r}"
             text = "".join(out.get("text", "")) + json.dumps(out.get("data", {}).get("text/plain", ""))
