@@ -1,4 +1,4 @@
-"""Tests for lmlab.word2vec: against gensim, scipy, autograd and plain-Python references."""
+"""Tests for lmlab.word2vec and lmlab.skipgram: against gensim, scipy, autograd and plain-Python references."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from hypothesis import strategies as st
 
 from lmlab import data
 from lmlab.device import seed_everything
+from lmlab.skipgram import (
+    keep_probabilities, noise_distribution, sample_negatives, skipgram_pairs, skipgram_windows,
+    word_counts,
+)
 from lmlab.vectors import WordVectors
 from lmlab.word2vec import (
-    SkipGramNegativeSampling, TrainingHistory, Word2VecConfig, keep_probabilities,
-    noise_distribution, sample_negatives, sgns_loss, skipgram_pairs, skipgram_windows,
-    train_word2vec, word_counts,
+    SkipGramNegativeSampling, TrainingHistory, Word2VecConfig, sgns_loss, train_word2vec,
 )
 
 gensim = pytest.importorskip("gensim")
