@@ -13,17 +13,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmlab import bpe, data
+from lmlab import byte_pairs, data
+from lmlab.bpe import GPT2_PATTERN, MAX_VOCAB_SIZE, BPETokenizer
+from lmlab.byte_pairs import bytes_to_unicode, get_stats, merge, tie_key
 from lmlab.device import seed_everything
-from lmlab.bpe import (
-    GPT2_PATTERN,
-    MAX_VOCAB_SIZE,
-    BPETokenizer,
-    bytes_to_unicode,
-    get_stats,
-    merge,
-    tie_key,
-)
 from lmlab.tokenization import (
     BERT_SPECIAL_TOKENS,
     load_bert_tokenizer,
@@ -495,8 +488,8 @@ def test_heap_merge_equals_the_simple_loop(text):
     tok = trained_small()
     ids = [tok._byte_ids[b] for b in text.encode("utf-8")]
     if ids:
-        assert (bpe._merge_long(list(ids), tok._ranks, tok.merges)
-                == bpe._merge_short(list(ids), tok._ranks, tok.merges))
+        assert (byte_pairs._merge_long(list(ids), tok._ranks, tok.merges)
+                == byte_pairs._merge_short(list(ids), tok._ranks, tok.merges))
 
 
 def test_heap_merge_equals_the_simple_loop_on_gpt2():
@@ -504,8 +497,8 @@ def test_heap_merge_equals_the_simple_loop_on_gpt2():
     for text in heldout_lines()[:3000:7] + ["aaaaaaaaaaaaaaa", "Hello  world!!!"]:
         ids = [tok._byte_ids[b] for b in text.encode("utf-8")]
         if ids:
-            assert (bpe._merge_long(list(ids), tok._ranks, tok.merges)
-                    == bpe._merge_short(list(ids), tok._ranks, tok.merges))
+            assert (byte_pairs._merge_long(list(ids), tok._ranks, tok.merges)
+                    == byte_pairs._merge_short(list(ids), tok._ranks, tok.merges))
 
 
 # ---------------------------------------------------------------------- bad input
