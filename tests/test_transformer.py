@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmlab.device import seed_everything
+from lmlab.model_files import load_model, save_model
 from lmlab.transformer import (
     GPT, Encoder, EncoderDecoder, FeedForward, KVCache, MultiHeadAttention, TransformerBlock,
-    TransformerConfig, kv_cache_bytes_per_token, load_model, save_model,
+    TransformerConfig, kv_cache_bytes_per_token,
 )
 
 ATOL = dict(rtol=1e-5, atol=1e-5)
@@ -390,6 +391,11 @@ def test_load_refuses_bad_files(tmp_path) -> None:
     save_tensors({"w": torch.zeros(2)}, plain)
     with pytest.raises(ValueError, match="plain.safetensors: no lmlab model config"):
         load_model(plain)
+    broken = tmp_path / "broken.safetensors"
+    save_tensors({"w": torch.zeros(2)}, broken,
+                 metadata={"lmlab_model": "GPT", "lmlab_config": '{"config": '})
+    with pytest.raises(ValueError, match="broken.safetensors: the model config is not valid JSON"):
+        load_model(broken)
 
 
 # ------------------------------------------------------------------------------- bad input
