@@ -20,10 +20,10 @@ from torch import nn
 
 import lmlab
 from lmlab.io import load_tensors, read_metadata, save_tensors
+from lmlab.parallel import distributed
 from lmlab.training import (
     TrainConfig,
     TrainResult,
-    distributed,
     learning_rate,
     load_checkpoint,
     train,
@@ -557,7 +557,8 @@ def test_distributed_needs_torchrun(monkeypatch):
 WORKER = COMMON + textwrap.dedent('''
     import sys
     from lmlab.io import save_tensors
-    from lmlab.training import TrainConfig, distributed, train
+    from lmlab.parallel import distributed
+    from lmlab.training import TrainConfig, train
 
     if __name__ == "__main__":
         out = sys.argv[1]
