@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from lmlab import g2p  # the pronunciation task (CMUdict splits, symbol vocabularies)
-from lmlab.seq2seq import make_batch
+from lmlab.batching import make_batch
 from lmlab.data import load_shakespeare
 from lmlab.device import get_device
 from lmlab.model_files import save_model
