@@ -150,9 +150,9 @@ def _batch(V: int, B: int, M: int, K: int, seed: int) -> tuple[torch.Tensor, tor
     return center, context, negatives
 
 
-@pytest.mark.parametrize("V, B, M, K, E", [(5, 3, 2, 1, 4), (50, 16, 6, 5, 8), (200, 64, 10, 15, 32)])
-def test_model_forward_is_sgns_loss_over_pairs(V: int, B: int, M: int, K: int, E: int) -> None:
-    model = SkipGramNegativeSampling(V, E, generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("V, B, M, K, C", [(5, 3, 2, 1, 4), (50, 16, 6, 5, 8), (200, 64, 10, 15, 32)])
+def test_model_forward_is_sgns_loss_over_pairs(V: int, B: int, M: int, K: int, C: int) -> None:
+    model = SkipGramNegativeSampling(V, C, generator=torch.Generator().manual_seed(0))
     torch.nn.init.normal_(model.output.weight)
     center, context, negatives = _batch(V, B, M, K, seed=1)
     pairs = [(b, int(o)) for b in range(B) for o in context[b] if o >= 0]
@@ -164,11 +164,11 @@ def test_model_forward_is_sgns_loss_over_pairs(V: int, B: int, M: int, K: int, E
     torch.testing.assert_close(model(center, context, negatives), expected)
 
 
-@pytest.mark.parametrize("V, B, M, K, E", [(5, 3, 2, 1, 4), (50, 16, 6, 5, 8), (200, 64, 10, 15, 32)])
-def test_sgd_step_equals_autograd_step(V: int, B: int, M: int, K: int, E: int) -> None:
-    model = SkipGramNegativeSampling(V, E, generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("V, B, M, K, C", [(5, 3, 2, 1, 4), (50, 16, 6, 5, 8), (200, 64, 10, 15, 32)])
+def test_sgd_step_equals_autograd_step(V: int, B: int, M: int, K: int, C: int) -> None:
+    model = SkipGramNegativeSampling(V, C, generator=torch.Generator().manual_seed(0))
     torch.nn.init.normal_(model.output.weight, std=0.3)
-    reference = SkipGramNegativeSampling(V, E)
+    reference = SkipGramNegativeSampling(V, C)
     reference.load_state_dict(model.state_dict())
     center, context, negatives = _batch(V, B, M, K, seed=2)
     P = int((context >= 0).sum())
