@@ -160,7 +160,8 @@ class BPETokenizer:
         once. Each merge takes the most frequent adjacent pair (ties: the smallest
         :func:`~lmlab.byte_pairs.tie_key`, the rule of Hugging Face's ``BpeTrainer``), and
         updates only the counts of the chunks that contain it, using an index from pair to
-        chunks and a heap of candidate pairs. Training stops early, with a log message, if no pair is left to merge.
+        chunks and a heap of candidate pairs. Training stops early, with a log message, if no
+        pair is left to merge.
 
         Args:
             text: the training text (non-empty).

@@ -73,7 +73,8 @@ def tie_key(pair: tuple[int, int]) -> tuple[int, int]:
     numbers its sorted byte-level alphabet, so both trainers learn the same merges.
 
     Args:
-        pair: two token ids of a byte-level tokenizer trained by :meth:`BPETokenizer.train`.
+        pair: two token ids of a byte-level tokenizer trained by
+            :meth:`lmlab.bpe.BPETokenizer.train`.
 
     Returns:
         The pair's sort key for tie-breaking.

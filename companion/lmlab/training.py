@@ -20,10 +20,11 @@ What makes a run reproducible, and a resumed run bit-identical to a straight one
 The loop never changes process-wide settings (thread counts, seeds, warnings filters).
 
 Data parallelism: run the script with ``torchrun --nproc_per_node N script.py`` and call
-:func:`train` inside :func:`lmlab.parallel.distributed`. Every rank draws the same *global* batch and keeps its
-``1/N`` share along the first dimension; :class:`~torch.nn.parallel.DistributedDataParallel`
-averages the gradients, so N processes follow the same path as one process on the global batch
-(exactly so when ``loss_fn`` is a mean over the batch's examples).
+:func:`train` inside :func:`lmlab.parallel.distributed`. Every rank draws the same *global*
+batch and keeps its ``1/N`` share along the first dimension;
+:class:`~torch.nn.parallel.DistributedDataParallel` averages the gradients, so N processes follow
+the same path as one process on the global batch (exactly so when ``loss_fn`` is a mean over
+the batch's examples).
 """
 
 from __future__ import annotations
