@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from lmlab import byte_pairs, data
 from lmlab.bpe import GPT2_PATTERN, MAX_VOCAB_SIZE, BPETokenizer
-from lmlab.byte_pairs import bytes_to_unicode, get_stats, merge, tie_key
+from lmlab.byte_pairs import merge, tie_key
 from lmlab.device import seed_everything
 from lmlab.tokenization import (
     BERT_SPECIAL_TOKENS,
@@ -169,12 +169,6 @@ def test_gpt2_round_trip(text):
 # ---------------------------------------------------------------------- training
 
 
-def test_pair_helpers_worked_example():
-    assert get_stats([1, 2, 3, 1, 2]) == {(1, 2): 2, (2, 3): 1, (3, 1): 1}
-    assert merge([1, 2, 3, 1, 2], (1, 2), 4) == [4, 3, 4]
-    assert merge([1, 1, 1], (1, 1), 9) == [9, 1]  # left to right, no overlap
-
-
 def test_first_merges_on_hand_worked_text():
     # Wikipedia's BPE example: aa -> Z, then ab -> Y (tie with Za, broken by the smaller ids),
     # then ZY -> X.
@@ -217,16 +211,6 @@ def test_training_learns_the_same_merges_as_tokenizers(corpus, vocab_size):
     long = "Thou " + "".join(text.split())[:20_000]  # one long chunk, then the same in pieces
     for sample in (long, text[-5000:]):
         assert [ours.id_to_token(i) for i in ours.encode(sample)] == theirs.encode(sample).tokens
-
-
-def test_tie_key_orders_bytes_like_tokenizers_alphabet():
-    from tokenizers import pre_tokenizers
-
-    display = bytes_to_unicode()
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    by_key = sorted(range(256), key=lambda b: tie_key((b, 0)))
-    assert [display[b] for b in by_key] == alphabet
-    assert tie_key((256, 7)) == (256, tie_key((7, 0))[0])
 
 
 def test_incremental_counts_equal_a_full_recount():
@@ -596,26 +580,6 @@ def test_bad_constructor_input():
         BPETokenizer(pattern=None)
 
 
-def test_bad_pair_helper_input():
-    with pytest.raises(TypeError, match="^ids"):
-        get_stats("abc")
-    with pytest.raises(TypeError, match="^counts"):
-        get_stats([1, 2], counts=[])
-    with pytest.raises(TypeError, match="^ids"):
-        merge(None, (1, 2), 3)
-    with pytest.raises(TypeError, match="^pair"):
-        merge([1, 2], [1, 2], 3)
-    with pytest.raises(TypeError, match="^pair"):
-        merge([1, 2], (1, 2, 3), 4)
-    with pytest.raises(ValueError, match=r"^pair\[0\]"):
-        merge([1, 2], (-1, 2), 3)
-    with pytest.raises(TypeError, match="^idx"):
-        merge([1, 2], (1, 2), 3.0)
-    with pytest.raises(TypeError, match=r"^pair\[1\]"):
-        tie_key((1, "a"))
-    assert get_stats([]) == {} and merge([], (1, 2), 3) == []
-
-
 @pytest.mark.parametrize("call", [
     lambda: train_hf_bpe("ab ab", 10**9),
     lambda: train_hf_bpe("ab ab", MAX_VOCAB_SIZE + 1),
@@ -640,12 +604,6 @@ def test_bad_tokens_html_input():
     with pytest.raises(TypeError, match=r"^tokens\[1\]"):
         tokens_html(["a", 1])
     assert tokens_html([]).count("<span") == 0
-
-
-def test_bytes_to_unicode_is_gpt2s_table():
-    table = bytes_to_unicode()
-    assert len(set(table.values())) == 256
-    assert table[32] == "Ġ" and table[10] == "Ċ" and table[ord("A")] == "A"
 
 
 # ---------------------------------------------------------------------- WordPiece
