@@ -1,5 +1,5 @@
-"""Tests of lmlab.seq2seq and lmlab.batching: padding, teacher forcing, greedy = beam 1,
-beam = exhaustive search, checkpoints and the training script."""
+"""Tests of lmlab.seq2seq: padding, teacher forcing, greedy = beam 1, beam = exhaustive search,
+checkpoints and the training script."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _models() -> list[Seq2Seq]:
 MODEL_IDS = ["gru", "lstm", "gru-dot", "gru-scaled_dot", "lstm-additive", "gru-additive"]
 
 
-# --------------------------------------------------------------------------- config, batches
+# --------------------------------------------------------------------------- config
 
 
 def test_presets_and_special_ids_come_from_the_vocabularies() -> None:
@@ -54,15 +54,6 @@ def test_presets_and_special_ids_come_from_the_vocabularies() -> None:
     assert model.decoder.embedding.padding_idx == 1
     ids, _ = model.greedy_decode(*batching.encode_sources(["ab"], SRC), max_len=3)
     assert all(0 <= i < 4 for i in ids[0])
-
-
-def test_make_batch_frames_targets() -> None:
-    batch = batching.make_batch([("ab", ["EY1", "B"]), ("b", ["B"])], SRC, TGT)
-    assert batch.src.tolist() == [[3, 4, 2], [4, 2, 0]]
-    assert batch.src_lengths.tolist() == [3, 2]
-    assert batch.tgt_in[:, 0].tolist() == [2, 2]  # <s>
-    assert batch.tgt_out.tolist() == [[33, 22, 3], [22, 3, 0]]
-    assert batch.tgt_in[0, 1:].tolist() == batch.tgt_out[0, :-1].tolist()  # shifted by one
 
 
 # --------------------------------------------------------------------------- models
@@ -94,21 +85,6 @@ def test_teacher_forced_loss_decreases(index: int) -> None:
     after = model.loss(batch).item()
     assert after < 0.75 * before
     assert losses[-1] < losses[0]
-
-
-def test_pair_batches_visit_every_pair_once_per_epoch() -> None:
-    pairs = g2p.cmudict_splits()["train"][:40]
-    batches = batching.pair_batches(pairs, SRC, TGT, batch_size=8, seed=3)
-    seen = ["".join(SRC.decode(row)) for step in range(5)  # 40 pairs: one epoch
-            for row in batches(step, None).src.tolist()]
-    assert sorted(seen) == sorted(w for w, _ in pairs)
-    second = ["".join(SRC.decode(row)) for step in range(5, 10)
-              for row in batches(step, None).src.tolist()]
-    assert sorted(second) == sorted(seen) and second != seen  # reshuffled
-    again = batching.pair_batches(pairs, SRC, TGT, batch_size=8, seed=3)
-    assert torch.equal(again(7, None).tgt_out, batches(7, None).tgt_out)  # a function of step
-    other = batching.pair_batches(pairs, SRC, TGT, batch_size=8, seed=4)
-    assert not torch.equal(other(0, None).src, batches(0, None).src)
 
 
 def test_training_is_deterministic() -> None:
@@ -227,20 +203,6 @@ PAIRS = [("a", ("EY1",))]
     (lambda: Seq2SeqConfig.from_dict({"src_vocab": SRC.to_dict()}), ValueError, "data"),
     (lambda: Seq2SeqConfig.from_dict({"x": 1}), ValueError, "data"),
     (lambda: Seq2Seq({"hidden_size": 8}), TypeError, "config"),
-    (lambda: batching.make_batch([], SRC, TGT), ValueError, "pairs"),
-    (lambda: batching.make_batch("ab", SRC, TGT), TypeError, "pairs"),
-    (lambda: batching.make_batch([("ab",)], SRC, TGT), TypeError, r"pairs\[0\]"),
-    (lambda: batching.make_batch([("ab", "EY1 B")], SRC, TGT), ValueError, r"pairs\[0\]\[1\]"),
-    (lambda: batching.make_batch([("ab", [])], SRC, TGT), ValueError, r"pairs\[0\]\[1\]"),
-    (lambda: batching.make_batch([("a1", ["B"])], SRC, TGT), ValueError, r"pairs\[0\]\[0\]"),
-    (lambda: batching.make_batch([("ab", ["B", "</s>"])], SRC, TGT), ValueError,
-     r"pairs\[0\]\[1\]"),
-    (lambda: batching.make_batch([(3, ["B"])], SRC, TGT), TypeError, r"pairs\[0\]\[0\]"),
-    (lambda: batching.make_batch([("ab", ["B"])], SRC, SRC), ValueError, "tgt_vocab"),
-    (lambda: batching.make_batch([("ab", ["B"])], "abc", TGT), TypeError, "src_vocab"),
-    (lambda: batching.encode_sources([], SRC), ValueError, "sources"),
-    (lambda: batching.encode_sources("ab", SRC), TypeError, "sources"),
-    (lambda: batching.encode_sources([""], SRC), ValueError, r"sources\[0\]"),
     (lambda: MODEL.greedy_decode(SRC_IDS, LENGTHS, max_len=0), ValueError, "max_len"),
     (lambda: MODEL.greedy_decode(SRC_IDS, LENGTHS, max_len=2.0), TypeError, "max_len"),
     (lambda: MODEL.beam_search(SRC_IDS, LENGTHS, beam_size=0), ValueError, "beam_size"),
@@ -265,9 +227,6 @@ PAIRS = [("a", ("EY1",))]
     (lambda: seq2seq.train_seq2seq("model", PAIRS, steps=1), TypeError, "model"),
     (lambda: seq2seq.train_seq2seq(MODEL, PAIRS, steps=1, warmup_steps=2), ValueError,
      "warmup_steps"),
-    (lambda: batching.pair_batches(PAIRS, SRC, TGT, batch_size=0), ValueError, "batch_size"),
-    (lambda: batching.pair_batches("ab", SRC, TGT, batch_size=2), TypeError, "pairs"),
-    (lambda: batching.pair_batches(PAIRS, SRC, SRC, batch_size=2), ValueError, "tgt_vocab"),
 ])
 def test_bad_input_names_the_parameter(call, error, match) -> None:
     with pytest.raises(error, match=f"^{match}"):
