@@ -20,7 +20,6 @@ from torch import nn
 
 import lmlab
 from lmlab.io import load_tensors, read_metadata, save_tensors
-from lmlab.parallel import distributed
 from lmlab.training import (
     TrainConfig,
     TrainResult,
@@ -539,17 +538,6 @@ def test_bad_checkpoints_name_the_file(tmp_path):
         load_checkpoint(good, "model")  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="path"):
         load_checkpoint(tmp_path / "none.safetensors", make_model())
-
-
-def test_distributed_needs_torchrun(monkeypatch):
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        monkeypatch.delenv(key, raising=False)
-    with pytest.raises(RuntimeError, match="torchrun"):
-        with distributed():
-            pass
-    with pytest.raises(ValueError, match="^backend"):
-        with distributed("mpi"):
-            pass
 
 
 # --------------------------------------------------------------------------- data parallel
