@@ -68,6 +68,10 @@ _BERT_UNUSED = ("embeddings.position_ids",  # a buffer older checkpoints store: 
                 "pooler.dense.weight", "pooler.dense.bias")  # the [CLS] classifier head
 _BERT_UNUSED_PREFIXES = ("cls.",)  # masked-LM / next-sentence heads of BertForPreTraining
 
+
+# ---------------------------------------------------------------------- loading by table (shared)
+
+
 def expand_names(table: Mapping[str, str], num_layers: int) -> dict[str, str]:
     """Write out a name table for ``num_layers`` layers (``{i}`` -> 0, 1, ...).
 
