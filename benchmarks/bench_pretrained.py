@@ -30,7 +30,7 @@ import torch
 from lmlab import data
 from lmlab.generation import generate
 from lmlab.gguf_file import smollm2_gguf_file
-from lmlab.pretrained import load_smollm2
+from lmlab.llama import load_smollm2
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:

@@ -31,12 +31,13 @@ import torch
 import torch.nn.functional as F
 
 from lmlab import g2p  # the pronunciation task (CMUdict splits, symbol vocabularies)
-from lmlab.seq2seq import make_batch
+from lmlab.batching import make_batch
 from lmlab.data import load_shakespeare
 from lmlab.device import get_device
+from lmlab.model_files import save_model
 from lmlab.tokenization import BPETokenizer
 from lmlab.training import TrainConfig, train
-from lmlab.transformer import GPT, EncoderDecoder, TransformerConfig, save_model
+from lmlab.transformer import GPT, EncoderDecoder, TransformerConfig
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "book" / "checkpoints"
 VALIDATION_EVERY = 12  # plays 11, 23 and 35 (of 38, sorted by path) are held out

@@ -1,4 +1,5 @@
-"""Shared test set-up: the ``gpu`` marker skips where no CUDA or MPS device is present."""
+"""Shared test set-up: the ``gpu`` marker skips where no CUDA or MPS device is present; the
+``one_thread`` fixture runs a test on one PyTorch thread."""
 
 from __future__ import annotations
 
@@ -28,3 +29,13 @@ def gpu_device() -> torch.device:
     device = get_device()
     assert device.type in ("cuda", "mps")
     return device
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one thread is as fast, and does not fight other processes for the cores.
+    The caller's thread count is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,17 +23,10 @@ from lmlab.progress import set_progress
 from lmlab.seq2seq import Seq2Seq, Seq2SeqConfig
 
 set_progress(False)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 WORDS = ["attention", "spelling", "pronunciation", "onomatopoeia", "xylophone", "a", "qwrtzp",
          "internationalization", "mississippi", "zzz", "through", "antidisestablishmentarianism"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ from torch import nn
 
 from lmlab.device import seed_everything
 from lmlab.gqa import regroup_kv_heads
-from lmlab.transformer import GPT, Encoder, TransformerConfig, load_model, save_model
+from lmlab.model_files import load_model, save_model
+from lmlab.transformer import GPT, Encoder, TransformerConfig
 
 ATOL = dict(rtol=1e-5, atol=1e-5)
 CONFIGS = {

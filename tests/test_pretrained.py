@@ -1,4 +1,4 @@
-"""Tests for lmlab.pretrained: MiniLM against transformers' BertModel and sentence-transformers,
+"""Tests for lmlab.pretrained and lmlab.llama: MiniLM against transformers' BertModel and sentence-transformers,
 SmolLM2 against transformers' Llama loaded from the same GGUF file, tiny checkpoint folders
 saved by transformers, and bad input."""
 
@@ -15,17 +15,13 @@ from safetensors.torch import load_file, save_file
 from lmlab.data import minilm_dir
 from lmlab.generation import generate
 from lmlab.gguf_file import smollm2_gguf_file
+from lmlab.llama import LLAMA_GGUF_NAMES, LLAMA_HF_NAMES, ChatModel, load_llama, load_smollm2
 from lmlab.pretrained import (
     BERT_NAMES,
-    LLAMA_GGUF_NAMES,
-    LLAMA_HF_NAMES,
-    ChatModel,
     SentenceEncoder,
     expand_names,
     load_bert,
-    load_llama,
     load_minilm,
-    load_smollm2,
     mean_pool,
 )
 
@@ -465,15 +461,16 @@ def test_tables_cover_their_families():
 
 
 def test_smollm2_cache_grows_with_the_text(smol):
-    """The loaded model's cache allocates as it fills (not 8,192 tokens up front), and gives
-    the full pass's logits across a growth step (64 -> 128 tokens)."""
-    text = "The quick brown fox jumps over the lazy dog. " * 8
-    ids = torch.tensor([smol.tokenizer.encode(text)[:70]])
+    """The loaded model's cache (lmlab.sublayers.KVCache) allocates as it fills (not 8,192
+    tokens up front), and gives the full pass's logits across a growth step (256 -> 512)."""
+    text = "The quick brown fox jumps over the lazy dog. " * 30
+    ids = torch.tensor([smol.tokenizer.encode(text)[:262]])
+    assert ids.shape[1] == 262
     cache = smol.model.new_cache()
     with torch.no_grad():
-        first = smol.model(ids[:, :60], cache=cache)
-        assert cache[0].k.shape[2] == 64
-        rest = [smol.model(ids[:, t:t + 1], cache=cache) for t in range(60, 70)]
+        first = smol.model(ids[:, :250], cache=cache)
+        assert cache[0].k.shape[2] == 256
+        rest = [smol.model(ids[:, t:t + 1], cache=cache) for t in range(250, 262)]
         full = smol.model(ids)
-    assert cache[0].k.shape[2] == 128 and cache[0].length == 70
+    assert cache[0].k.shape[2] == 512 and cache[0].length == 262
     torch.testing.assert_close(torch.cat([first, *rest], dim=1), full, atol=1e-4, rtol=0)

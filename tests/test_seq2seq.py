@@ -12,25 +12,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from lmlab import g2p, seq2seq
+from lmlab import batching, g2p, seq2seq
 from lmlab.bow import Vocabulary
 from lmlab.device import seed_everything
 from lmlab.progress import set_progress
 from lmlab.seq2seq import Seq2Seq, Seq2SeqConfig
 
 set_progress(False)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SRC, TGT = g2p.GRAPHEME_VOCAB, g2p.PHONEME_VOCAB
 WORDS = ["attention", "spelling", "pronunciation", "onomatopoeia", "xylophone", "a", "qwrtzp",
          "internationalization", "mississippi", "zzz", "through", "antidisestablishmentarianism"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _models() -> list[Seq2Seq]:
@@ -45,7 +38,7 @@ def _models() -> list[Seq2Seq]:
 MODEL_IDS = ["gru", "lstm", "gru-dot", "gru-scaled_dot", "lstm-additive", "gru-additive"]
 
 
-# --------------------------------------------------------------------------- config, batches
+# --------------------------------------------------------------------------- config
 
 
 def test_presets_and_special_ids_come_from_the_vocabularies() -> None:
@@ -59,17 +52,8 @@ def test_presets_and_special_ids_come_from_the_vocabularies() -> None:
     assert Seq2SeqConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     model = Seq2Seq(config)
     assert model.decoder.embedding.padding_idx == 1
-    ids, _ = model.greedy_decode(*seq2seq.encode_sources(["ab"], SRC), max_len=3)
+    ids, _ = model.greedy_decode(*batching.encode_sources(["ab"], SRC), max_len=3)
     assert all(0 <= i < 4 for i in ids[0])
-
-
-def test_make_batch_frames_targets() -> None:
-    batch = seq2seq.make_batch([("ab", ["EY1", "B"]), ("b", ["B"])], SRC, TGT)
-    assert batch.src.tolist() == [[3, 4, 2], [4, 2, 0]]
-    assert batch.src_lengths.tolist() == [3, 2]
-    assert batch.tgt_in[:, 0].tolist() == [2, 2]  # <s>
-    assert batch.tgt_out.tolist() == [[33, 22, 3], [22, 3, 0]]
-    assert batch.tgt_in[0, 1:].tolist() == batch.tgt_out[0, :-1].tolist()  # shifted by one
 
 
 # --------------------------------------------------------------------------- models
@@ -78,10 +62,10 @@ def test_make_batch_frames_targets() -> None:
 @pytest.mark.parametrize("index", range(6), ids=MODEL_IDS)
 def test_padding_does_not_change_outputs(index: int) -> None:
     model = _models()[index]
-    batch = seq2seq.make_batch([("internationalization", ["IH2", "N"]), ("ox", ["AA1", "K", "S"])],
+    batch = batching.make_batch([("internationalization", ["IH2", "N"]), ("ox", ["AA1", "K", "S"])],
                                SRC, TGT)
     logits, weights = model(batch.src, batch.src_lengths, batch.tgt_in)
-    alone = seq2seq.make_batch([("ox", ["AA1", "K", "S"])], SRC, TGT)
+    alone = batching.make_batch([("ox", ["AA1", "K", "S"])], SRC, TGT)
     logits1, weights1 = model(alone.src, alone.src_lengths, alone.tgt_in)
     torch.testing.assert_close(logits[1, :4], logits1[0], rtol=1e-5, atol=1e-5)
     if weights is not None:
@@ -95,27 +79,12 @@ def test_padding_does_not_change_outputs(index: int) -> None:
 def test_teacher_forced_loss_decreases(index: int) -> None:
     model = _models()[index]
     pairs = g2p.cmudict_splits()["train"][:32]
-    batch = seq2seq.make_batch(pairs, SRC, TGT)
+    batch = batching.make_batch(pairs, SRC, TGT)
     before = model.loss(batch).item()
     losses = seq2seq.train_seq2seq(model, pairs, steps=30, batch_size=32, lr=1e-2, device="cpu")
     after = model.loss(batch).item()
     assert after < 0.75 * before
     assert losses[-1] < losses[0]
-
-
-def test_pair_batches_visit_every_pair_once_per_epoch() -> None:
-    pairs = g2p.cmudict_splits()["train"][:40]
-    batches = seq2seq.pair_batches(pairs, SRC, TGT, batch_size=8, seed=3)
-    seen = ["".join(SRC.decode(row)) for step in range(5)  # 40 pairs: one epoch
-            for row in batches(step, None).src.tolist()]
-    assert sorted(seen) == sorted(w for w, _ in pairs)
-    second = ["".join(SRC.decode(row)) for step in range(5, 10)
-              for row in batches(step, None).src.tolist()]
-    assert sorted(second) == sorted(seen) and second != seen  # reshuffled
-    again = seq2seq.pair_batches(pairs, SRC, TGT, batch_size=8, seed=3)
-    assert torch.equal(again(7, None).tgt_out, batches(7, None).tgt_out)  # a function of step
-    other = seq2seq.pair_batches(pairs, SRC, TGT, batch_size=8, seed=4)
-    assert not torch.equal(other(0, None).src, batches(0, None).src)
 
 
 def test_training_is_deterministic() -> None:
@@ -130,7 +99,7 @@ def test_training_is_deterministic() -> None:
 
 def test_loss_matches_torch_cross_entropy_by_hand() -> None:
     model = _models()[0]
-    batch = seq2seq.make_batch([("ab", ["EY1", "B"]), ("b", ["B"])], SRC, TGT)
+    batch = batching.make_batch([("ab", ["EY1", "B"]), ("b", ["B"])], SRC, TGT)
     logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
     logp = torch.log_softmax(logits, -1)
     terms = [-logp[b, t, batch.tgt_out[b, t]] for b in range(2) for t in range(3)
@@ -145,7 +114,7 @@ def test_negative_clip_is_refused_and_clipping_can_be_off() -> None:
     for clip in (-1.0, 0.0, float("nan")):
         with pytest.raises(ValueError, match="^clip"):
             seq2seq.train_seq2seq(model, pairs, steps=1, clip=clip, device="cpu")
-    batch = seq2seq.make_batch(pairs, SRC, TGT)
+    batch = batching.make_batch(pairs, SRC, TGT)
     before = model.loss(batch).item()
     seq2seq.train_seq2seq(model, pairs, steps=10, batch_size=16, lr=1e-2, clip=None, device="cpu")
     assert model.loss(batch).item() < before
@@ -234,20 +203,6 @@ PAIRS = [("a", ("EY1",))]
     (lambda: Seq2SeqConfig.from_dict({"src_vocab": SRC.to_dict()}), ValueError, "data"),
     (lambda: Seq2SeqConfig.from_dict({"x": 1}), ValueError, "data"),
     (lambda: Seq2Seq({"hidden_size": 8}), TypeError, "config"),
-    (lambda: seq2seq.make_batch([], SRC, TGT), ValueError, "pairs"),
-    (lambda: seq2seq.make_batch("ab", SRC, TGT), TypeError, "pairs"),
-    (lambda: seq2seq.make_batch([("ab",)], SRC, TGT), TypeError, r"pairs\[0\]"),
-    (lambda: seq2seq.make_batch([("ab", "EY1 B")], SRC, TGT), ValueError, r"pairs\[0\]\[1\]"),
-    (lambda: seq2seq.make_batch([("ab", [])], SRC, TGT), ValueError, r"pairs\[0\]\[1\]"),
-    (lambda: seq2seq.make_batch([("a1", ["B"])], SRC, TGT), ValueError, r"pairs\[0\]\[0\]"),
-    (lambda: seq2seq.make_batch([("ab", ["B", "</s>"])], SRC, TGT), ValueError,
-     r"pairs\[0\]\[1\]"),
-    (lambda: seq2seq.make_batch([(3, ["B"])], SRC, TGT), TypeError, r"pairs\[0\]\[0\]"),
-    (lambda: seq2seq.make_batch([("ab", ["B"])], SRC, SRC), ValueError, "tgt_vocab"),
-    (lambda: seq2seq.make_batch([("ab", ["B"])], "abc", TGT), TypeError, "src_vocab"),
-    (lambda: seq2seq.encode_sources([], SRC), ValueError, "sources"),
-    (lambda: seq2seq.encode_sources("ab", SRC), TypeError, "sources"),
-    (lambda: seq2seq.encode_sources([""], SRC), ValueError, r"sources\[0\]"),
     (lambda: MODEL.greedy_decode(SRC_IDS, LENGTHS, max_len=0), ValueError, "max_len"),
     (lambda: MODEL.greedy_decode(SRC_IDS, LENGTHS, max_len=2.0), TypeError, "max_len"),
     (lambda: MODEL.beam_search(SRC_IDS, LENGTHS, beam_size=0), ValueError, "beam_size"),
@@ -272,9 +227,6 @@ PAIRS = [("a", ("EY1",))]
     (lambda: seq2seq.train_seq2seq("model", PAIRS, steps=1), TypeError, "model"),
     (lambda: seq2seq.train_seq2seq(MODEL, PAIRS, steps=1, warmup_steps=2), ValueError,
      "warmup_steps"),
-    (lambda: seq2seq.pair_batches(PAIRS, SRC, TGT, batch_size=0), ValueError, "batch_size"),
-    (lambda: seq2seq.pair_batches("ab", SRC, TGT, batch_size=2), TypeError, "pairs"),
-    (lambda: seq2seq.pair_batches(PAIRS, SRC, SRC, batch_size=2), ValueError, "tgt_vocab"),
 ])
 def test_bad_input_names_the_parameter(call, error, match) -> None:
     with pytest.raises(error, match=f"^{match}"):
@@ -392,7 +344,7 @@ def test_matched_hidden_size_is_the_closest_count() -> None:
 @pytest.mark.gpu
 def test_seq2seq_on_gpu_matches_cpu(gpu_device: torch.device) -> None:
     model = _models()[5]
-    batch = seq2seq.make_batch(g2p.cmudict_splits()["test"][:16], SRC, TGT)
+    batch = batching.make_batch(g2p.cmudict_splits()["test"][:16], SRC, TGT)
     cpu_logits, cpu_w = model(batch.src, batch.src_lengths, batch.tgt_in)
     model.to(gpu_device)
     gpu_batch = batch.to(gpu_device)

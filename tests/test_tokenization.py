@@ -13,17 +13,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmlab import bpe, data
+from lmlab import byte_pairs, data
+from lmlab.bpe import GPT2_PATTERN, MAX_VOCAB_SIZE, BPETokenizer
+from lmlab.byte_pairs import merge, tie_key
 from lmlab.device import seed_everything
-from lmlab.bpe import (
-    GPT2_PATTERN,
-    MAX_VOCAB_SIZE,
-    BPETokenizer,
-    bytes_to_unicode,
-    get_stats,
-    merge,
-    tie_key,
-)
 from lmlab.tokenization import (
     BERT_SPECIAL_TOKENS,
     load_bert_tokenizer,
@@ -176,12 +169,6 @@ def test_gpt2_round_trip(text):
 # ---------------------------------------------------------------------- training
 
 
-def test_pair_helpers_worked_example():
-    assert get_stats([1, 2, 3, 1, 2]) == {(1, 2): 2, (2, 3): 1, (3, 1): 1}
-    assert merge([1, 2, 3, 1, 2], (1, 2), 4) == [4, 3, 4]
-    assert merge([1, 1, 1], (1, 1), 9) == [9, 1]  # left to right, no overlap
-
-
 def test_first_merges_on_hand_worked_text():
     # Wikipedia's BPE example: aa -> Z, then ab -> Y (tie with Za, broken by the smaller ids),
     # then ZY -> X.
@@ -224,16 +211,6 @@ def test_training_learns_the_same_merges_as_tokenizers(corpus, vocab_size):
     long = "Thou " + "".join(text.split())[:20_000]  # one long chunk, then the same in pieces
     for sample in (long, text[-5000:]):
         assert [ours.id_to_token(i) for i in ours.encode(sample)] == theirs.encode(sample).tokens
-
-
-def test_tie_key_orders_bytes_like_tokenizers_alphabet():
-    from tokenizers import pre_tokenizers
-
-    display = bytes_to_unicode()
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    by_key = sorted(range(256), key=lambda b: tie_key((b, 0)))
-    assert [display[b] for b in by_key] == alphabet
-    assert tie_key((256, 7)) == (256, tie_key((7, 0))[0])
 
 
 def test_incremental_counts_equal_a_full_recount():
@@ -495,8 +472,8 @@ def test_heap_merge_equals_the_simple_loop(text):
     tok = trained_small()
     ids = [tok._byte_ids[b] for b in text.encode("utf-8")]
     if ids:
-        assert (bpe._merge_long(list(ids), tok._ranks, tok.merges)
-                == bpe._merge_short(list(ids), tok._ranks, tok.merges))
+        assert (byte_pairs._merge_long(list(ids), tok._ranks, tok.merges)
+                == byte_pairs._merge_short(list(ids), tok._ranks, tok.merges))
 
 
 def test_heap_merge_equals_the_simple_loop_on_gpt2():
@@ -504,8 +481,8 @@ def test_heap_merge_equals_the_simple_loop_on_gpt2():
     for text in heldout_lines()[:3000:7] + ["aaaaaaaaaaaaaaa", "Hello  world!!!"]:
         ids = [tok._byte_ids[b] for b in text.encode("utf-8")]
         if ids:
-            assert (bpe._merge_long(list(ids), tok._ranks, tok.merges)
-                    == bpe._merge_short(list(ids), tok._ranks, tok.merges))
+            assert (byte_pairs._merge_long(list(ids), tok._ranks, tok.merges)
+                    == byte_pairs._merge_short(list(ids), tok._ranks, tok.merges))
 
 
 # ---------------------------------------------------------------------- bad input
@@ -603,26 +580,6 @@ def test_bad_constructor_input():
         BPETokenizer(pattern=None)
 
 
-def test_bad_pair_helper_input():
-    with pytest.raises(TypeError, match="^ids"):
-        get_stats("abc")
-    with pytest.raises(TypeError, match="^counts"):
-        get_stats([1, 2], counts=[])
-    with pytest.raises(TypeError, match="^ids"):
-        merge(None, (1, 2), 3)
-    with pytest.raises(TypeError, match="^pair"):
-        merge([1, 2], [1, 2], 3)
-    with pytest.raises(TypeError, match="^pair"):
-        merge([1, 2], (1, 2, 3), 4)
-    with pytest.raises(ValueError, match=r"^pair\[0\]"):
-        merge([1, 2], (-1, 2), 3)
-    with pytest.raises(TypeError, match="^idx"):
-        merge([1, 2], (1, 2), 3.0)
-    with pytest.raises(TypeError, match=r"^pair\[1\]"):
-        tie_key((1, "a"))
-    assert get_stats([]) == {} and merge([], (1, 2), 3) == []
-
-
 @pytest.mark.parametrize("call", [
     lambda: train_hf_bpe("ab ab", 10**9),
     lambda: train_hf_bpe("ab ab", MAX_VOCAB_SIZE + 1),
@@ -647,12 +604,6 @@ def test_bad_tokens_html_input():
     with pytest.raises(TypeError, match=r"^tokens\[1\]"):
         tokens_html(["a", 1])
     assert tokens_html([]).count("<span") == 0
-
-
-def test_bytes_to_unicode_is_gpt2s_table():
-    table = bytes_to_unicode()
-    assert len(set(table.values())) == 256
-    assert table[32] == "Ġ" and table[10] == "Ċ" and table[ord("A")] == "A"
 
 
 # ---------------------------------------------------------------------- WordPiece

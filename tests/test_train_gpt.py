@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 
 from lmlab.io import read_metadata
+from lmlab.model_files import load_model
 from lmlab.tokenization import BPETokenizer
-from lmlab.transformer import GPT, EncoderDecoder, load_model
+from lmlab.transformer import GPT, EncoderDecoder
 
 TINY = ["--steps", "30", "--d-model", "32", "--num-layers", "1", "--num-heads", "2",
         "--context-length", "32", "--vocab-size", "300", "--batch-size", "8", "--log-every", "10",

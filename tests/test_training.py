@@ -23,7 +23,6 @@ from lmlab.io import load_tensors, read_metadata, save_tensors
 from lmlab.training import (
     TrainConfig,
     TrainResult,
-    distributed,
     learning_rate,
     load_checkpoint,
     train,
@@ -541,23 +540,13 @@ def test_bad_checkpoints_name_the_file(tmp_path):
         load_checkpoint(tmp_path / "none.safetensors", make_model())
 
 
-def test_distributed_needs_torchrun(monkeypatch):
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        monkeypatch.delenv(key, raising=False)
-    with pytest.raises(RuntimeError, match="torchrun"):
-        with distributed():
-            pass
-    with pytest.raises(ValueError, match="^backend"):
-        with distributed("mpi"):
-            pass
-
-
 # --------------------------------------------------------------------------- data parallel
 
 WORKER = COMMON + textwrap.dedent('''
     import sys
     from lmlab.io import save_tensors
-    from lmlab.training import TrainConfig, distributed, train
+    from lmlab.parallel import distributed
+    from lmlab.training import TrainConfig, train
 
     if __name__ == "__main__":
         out = sys.argv[1]

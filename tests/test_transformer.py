@@ -12,7 +12,7 @@ from torch import nn
 from lmlab.device import seed_everything
 from lmlab.transformer import (
     GPT, Encoder, EncoderDecoder, FeedForward, KVCache, MultiHeadAttention, TransformerBlock,
-    TransformerConfig, kv_cache_bytes_per_token, load_model, save_model,
+    TransformerConfig, kv_cache_bytes_per_token,
 )
 
 ATOL = dict(rtol=1e-5, atol=1e-5)
@@ -334,62 +334,6 @@ def test_model_follows_device_buffers_are_not_saved(tmp_path) -> None:
     assert not any("cos" in k or "sin" in k for k in model.state_dict())
     model = GPT(CONFIGS["sinusoidal-mqa"])
     assert not any("sinusoid" in k for k in model.state_dict())
-
-
-# ------------------------------------------------------------------------------- checkpoints
-
-@pytest.mark.parametrize("kind", ["gpt", "encoder", "encdec"])
-def test_save_load_round_trip(tmp_path, kind: str) -> None:
-    seed_everything(13)
-    model = {"gpt": lambda: GPT(CONFIGS["llama"]),
-             "encoder": lambda: Encoder(TransformerConfig.tiny(type_vocab_size=2)),
-             "encdec": lambda: EncoderDecoder(TransformerConfig.tiny(vocab_size=20),
-                                              TransformerConfig.tiny(vocab_size=30))}[kind]()
-    path = tmp_path / "m.safetensors"
-    save_model(model, path, metadata={"command": "test"})
-    loaded = load_model(path)
-    assert type(loaded) is type(model)
-    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
-        assert k == k2 and torch.equal(a, b)
-    seed_everything(14)
-    fresh = type(model)(*([model.encoder.config, model.decoder.config] if kind == "encdec"
-                          else [model.config]))
-    assert load_model(path, expected=fresh) is fresh
-    assert torch.equal(next(iter(fresh.parameters())), next(iter(model.parameters())))
-    if kind == "gpt":
-        assert fresh.lm_head.weight is fresh.embed.tok_emb.weight
-
-
-def test_load_refuses_mismatched_config(tmp_path) -> None:
-    path = tmp_path / "m.safetensors"
-    save_model(GPT(TransformerConfig.tiny()), path)
-    with pytest.raises(ValueError, match=r"m\.safetensors: config does not match.*d_model is 64"):
-        load_model(path, expected=GPT(TransformerConfig.tiny(d_model=32)))
-    with pytest.raises(ValueError, match="holds a GPT, not a Encoder"):
-        load_model(path, expected=Encoder(TransformerConfig.tiny()))
-
-
-def test_load_refuses_bad_files(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="^path"):
-        load_model(tmp_path / "missing.safetensors")
-    with pytest.raises(TypeError, match="^path"):
-        load_model(3)
-    good = tmp_path / "good.safetensors"
-    save_model(GPT(TransformerConfig.tiny()), good)
-    data = good.read_bytes()
-    truncated = tmp_path / "truncated.safetensors"
-    truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="truncated.safetensors"):
-        load_model(truncated)
-    garbage = tmp_path / "garbage.safetensors"
-    garbage.write_bytes(b"not a safetensors file at all")
-    with pytest.raises(ValueError, match="garbage.safetensors"):
-        load_model(garbage)
-    from lmlab.io import save_tensors
-    plain = tmp_path / "plain.safetensors"
-    save_tensors({"w": torch.zeros(2)}, plain)
-    with pytest.raises(ValueError, match="plain.safetensors: no lmlab model config"):
-        load_model(plain)
 
 
 # ------------------------------------------------------------------------------- bad input

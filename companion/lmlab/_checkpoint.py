@@ -25,16 +25,10 @@ import torch.distributed as dist
 from torch import nn
 
 from lmlab.io import load_tensors, read_metadata, save_tensors
+from lmlab.parallel import world
 
 FORMAT = "lmlab.training/1"  # the header's "format" entry
 META_KEY = "lmlab.training"  # the safetensors metadata key holding the JSON header
-
-
-def world() -> tuple[int, int]:
-    """This process's rank and the number of processes (0 and 1 outside torch.distributed)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _gather_rng(device: torch.device, world_size: int) -> list[torch.Tensor]:

@@ -3,7 +3,8 @@
 Text is split into chunks by a regular expression (GPT-2's :data:`GPT2_PATTERN`), each chunk
 becomes its UTF-8 bytes (ids 0-255), and learned merges glue frequent neighbours into longer
 tokens. Every string can be encoded, nothing is ever unknown, and ``decode(encode(s)) == s``.
-:meth:`BPETokenizer.from_gpt2` loads GPT-2's real merges and reproduces its ids exactly.
+:meth:`BPETokenizer.from_gpt2` loads GPT-2's real merges and reproduces its ids exactly. The
+pair counts, the merge and the tie order it builds on live in :mod:`lmlab.byte_pairs`.
 
 The method names follow minbpe for the core (``train``, ``encode``, ``decode``, ``save``,
 ``load``) and Hugging Face ``tokenizers`` for the extras (``encode_batch``, ``token_to_id``,
@@ -30,7 +31,6 @@ agree everywhere; 2024.7.24 and older differ on 4,382 code points (Unicode 16.0 
 
 from __future__ import annotations
 
-import functools
 import heapq
 import logging
 import operator
@@ -42,12 +42,10 @@ import regex
 
 from lmlab import _bpe_files
 from lmlab._checks import check_int, check_str, check_strings
+from lmlab.byte_pairs import _merge, _merge_ranked, _tie_key, bytes_to_unicode
 from lmlab.io import save_json
 
-__all__ = [
-    "GPT2_PATTERN", "MAX_VOCAB_SIZE", "bytes_to_unicode", "tie_key", "get_stats", "merge",
-    "BPETokenizer",
-]
+__all__ = ["GPT2_PATTERN", "MAX_VOCAB_SIZE", "BPETokenizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,201 +55,6 @@ each form their own chunk, and a single space sticks to the front of the word af
 
 MAX_VOCAB_SIZE = 2**20
 """The largest vocabulary lmlab trains or accepts (1,048,576 ids; real models use 30k-256k)."""
-
-_SHORT_CHUNK = 48  # chunks up to this many bytes are merged by the simple quadratic loop
-
-
-@functools.cache
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's map from each byte to a printable character, used to *display* byte tokens.
-
-    Printable Latin-1 bytes map to themselves; the others (space, newline, control bytes) map to
-    characters from 256 upwards, so a space shows as ``Ġ`` and a newline as ``Ċ``.
-
-    Returns:
-        A dict of all 256 bytes to distinct one-character strings.
-
-    Example:
-        >>> m = bytes_to_unicode()
-        >>> m[ord("a")], m[ord(" ")], m[ord("\\n")]
-        ('a', 'Ġ', 'Ċ')
-    """
-    keep = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-            + list(range(ord("®"), ord("ÿ") + 1)))
-    chars = list(keep)
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {b: chr(c) for b, c in zip(keep, chars)}
-
-
-@functools.cache
-def _byte_ranks() -> tuple[int, ...]:
-    """Each byte's position when the 256 display characters of GPT-2 are sorted."""
-    display = bytes_to_unicode()
-    order = sorted(range(256), key=lambda b: display[b])
-    ranks = [0] * 256
-    for rank, b in enumerate(order):
-        ranks[b] = rank
-    return tuple(ranks)
-
-
-def tie_key(pair: tuple[int, int]) -> tuple[int, int]:
-    """The order in which training breaks ties between equally frequent pairs: smallest first.
-
-    Merged tokens (ids from 256 on) keep their id. A byte is ranked by its display character
-    (:func:`bytes_to_unicode`), i.e. printable bytes in byte order, then the others (space,
-    control bytes, ...) in byte order. That is the order in which Hugging Face's ``BpeTrainer``
-    numbers its sorted byte-level alphabet, so both trainers learn the same merges.
-
-    Args:
-        pair: two token ids of a byte-level tokenizer trained by :meth:`BPETokenizer.train`.
-
-    Returns:
-        The pair's sort key for tie-breaking.
-
-    Example:
-        >>> tie_key((ord("a"), ord("t"))), tie_key((ord(" "), ord("t"))), tie_key((256, 300))
-        ((64, 83), (220, 83), (256, 300))
-    """
-    return _tie_key(_check_pair(pair))
-
-
-def _tie_key(pair: tuple[int, int]) -> tuple[int, int]:
-    ranks = _byte_ranks()
-    a, b = pair
-    return (ranks[a] if a < 256 else a, ranks[b] if b < 256 else b)
-
-
-def get_stats(ids: Sequence[int], counts: dict[tuple[int, int], int] | None = None
-              ) -> dict[tuple[int, int], int]:
-    """Count adjacent pairs of ids.
-
-    Args:
-        ids: a sequence of token ids.
-        counts: a dict to add the counts to (updated in place); a new one when ``None``.
-
-    Returns:
-        ``counts``, mapping each adjacent pair to how often it occurs.
-
-    Example:
-        >>> get_stats([1, 2, 3, 1, 2])
-        {(1, 2): 2, (2, 3): 1, (3, 1): 1}
-    """
-    _check_ids("ids", ids)
-    if counts is not None and not isinstance(counts, dict):
-        raise TypeError(f"counts: expected a dict or None, got {type(counts).__name__}")
-    counts = {} if counts is None else counts
-    for pair in zip(ids, ids[1:]):
-        counts[pair] = counts.get(pair, 0) + 1
-    return counts
-
-
-def _check_ids(name: str, ids: object) -> None:
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
-        raise TypeError(f"{name}: expected a sequence of ints, got {type(ids).__name__}")
-
-
-def _check_pair(pair: object) -> tuple[int, int]:
-    if not isinstance(pair, tuple) or len(pair) != 2:
-        raise TypeError(f"pair: expected a tuple of two ints, got {pair!r}")
-    for i, x in enumerate(pair):
-        check_int(f"pair[{i}]", x, minimum=0)
-    return pair
-
-
-def merge(ids: Sequence[int], pair: tuple[int, int], idx: int) -> list[int]:
-    """Replace every occurrence of ``pair`` in ``ids`` with the new id ``idx``, left to right.
-
-    Args:
-        ids: a sequence of token ids.
-        pair: the two adjacent ids to merge.
-        idx: the id of the merged token.
-
-    Returns:
-        A new list, shorter by the number of (non-overlapping) occurrences.
-
-    Example:
-        >>> merge([1, 2, 3, 1, 2], (1, 2), 4)
-        [4, 3, 4]
-    """
-    _check_ids("ids", ids)
-    _check_pair(pair)
-    check_int("idx", idx, minimum=0)
-    return _merge(ids, pair, idx)
-
-
-def _merge(ids: Sequence[int], pair: tuple[int, int], idx: int) -> list[int]:
-    a, b = pair
-    out: list[int] = []
-    i, n = 0, len(ids)
-    while i < n:
-        if i < n - 1 and ids[i] == a and ids[i + 1] == b:
-            out.append(idx)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
-
-
-def _merge_short(ids: list[int], ranks: dict[tuple[int, int], int],
-                 merges: dict[tuple[int, int], int]) -> list[int]:
-    """Apply merges by rank: find the lowest-ranked pair, merge it everywhere, repeat."""
-    while len(ids) >= 2:
-        best, best_rank = None, len(ranks)
-        for pair in zip(ids, ids[1:]):
-            rank = ranks.get(pair)
-            if rank is not None and rank < best_rank:
-                best, best_rank = pair, rank
-        if best is None:
-            break
-        ids = _merge(ids, best, merges[best])
-    return ids
-
-
-def _merge_long(ids: list[int], ranks: dict[tuple[int, int], int],
-                merges: dict[tuple[int, int], int]) -> list[int]:
-    """The same merges in O(n log n): a heap of ``(rank, position)`` over a linked list.
-
-    Hugging Face ``tokenizers`` does the same (``Word::merge_all``): the lowest rank first, and
-    for equal ranks the leftmost position, so overlapping runs (``aaa``) merge left to right.
-    """
-    n = len(ids)
-    sym = list(ids)  # token at each node; -1 once the node has been merged into its left one
-    nxt = list(range(1, n + 1))
-    nxt[-1] = -1
-    prv = list(range(-1, n - 1))
-    heap = [(r, i) for i, pair in enumerate(zip(ids, ids[1:]))
-            if (r := ranks.get(pair)) is not None]
-    heapq.heapify(heap)
-    while heap:
-        rank, i = heapq.heappop(heap)
-        j = nxt[i]
-        if sym[i] < 0 or j < 0 or ranks.get((sym[i], sym[j])) != rank:
-            continue  # stale: a neighbour changed since this entry was pushed
-        new = merges[(sym[i], sym[j])]
-        sym[i], sym[j] = new, -1
-        k = nxt[j]
-        nxt[i] = k
-        if k >= 0:
-            prv[k] = i
-            r = ranks.get((new, sym[k]))
-            if r is not None:
-                heapq.heappush(heap, (r, i))
-        p = prv[i]
-        if p >= 0:
-            r = ranks.get((sym[p], new))
-            if r is not None:
-                heapq.heappush(heap, (r, p))
-    out, i = [], 0
-    while i >= 0:
-        out.append(sym[i])
-        i = nxt[i]
-    return out
 
 
 def _special_set(name: str, value: object, specials: dict[str, int]) -> set[str]:
@@ -355,9 +158,10 @@ class BPETokenizer:
 
         The text is cut into chunks by the ``pattern`` regex and the distinct chunks are counted
         once. Each merge takes the most frequent adjacent pair (ties: the smallest
-        :func:`tie_key`, the rule of Hugging Face's ``BpeTrainer``), and updates only the counts
-        of the chunks that contain it, using an index from pair to chunks and a heap of
-        candidate pairs. Training stops early, with a log message, if no pair is left to merge.
+        :func:`~lmlab.byte_pairs.tie_key`, the rule of Hugging Face's ``BpeTrainer``), and
+        updates only the counts of the chunks that contain it, using an index from pair to
+        chunks and a heap of candidate pairs. Training stops early, with a log message, if no
+        pair is left to merge.
 
         Args:
             text: the training text (non-empty).
@@ -454,10 +258,7 @@ class BPETokenizer:
     # ------------------------------------------------------------------ encoding
 
     def _encode_chunk(self, data: bytes) -> list[int]:
-        ids = [self._byte_ids[b] for b in data]
-        if len(ids) <= _SHORT_CHUNK:
-            return _merge_short(ids, self._ranks, self.merges)
-        return _merge_long(ids, self._ranks, self.merges)
+        return _merge_ranked([self._byte_ids[b] for b in data], self._ranks, self.merges)
 
     def _encode_plain(self, text: str) -> list[int]:
         out: list[int] = []
@@ -626,7 +427,8 @@ class BPETokenizer:
         return self._token_to_id.get(token)
 
     def id_to_token(self, id: int) -> str | None:  # noqa: A002 (Hugging Face's name)
-        """The token of an id, written with :func:`bytes_to_unicode` (``"Ġthe"``), or ``None``."""
+        """The token of an id, written as GPT-2 displays it (``"Ġthe"``, see
+        :func:`~lmlab.byte_pairs.bytes_to_unicode`), or ``None``."""
         check_int("id", id, minimum=None)
         return self._id_to_token.get(id)
 

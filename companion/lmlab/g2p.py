@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from lmlab._checks import check_float, check_int, check_strings
+from lmlab.batching import encode_sources
 from lmlab.bow import Vocabulary
-from lmlab.seq2seq import Seq2Seq, Seq2SeqConfig, encode_sources
+from lmlab.seq2seq import Seq2Seq, Seq2SeqConfig
 
 __all__ = [
     "GRAPHEMES", "PHONEMES", "GRAPHEME_VOCAB", "PHONEME_VOCAB", "cmudict_splits",

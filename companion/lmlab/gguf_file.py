@@ -35,7 +35,8 @@ import torch
 
 from lmlab._checks import check_bool, check_file, check_str
 from lmlab.data import MissingDataError
-from lmlab.tokenization import GPT2_PATTERN, bytes_to_unicode, merge
+from lmlab.bpe import GPT2_PATTERN
+from lmlab.byte_pairs import bytes_to_unicode, merge
 
 __all__ = [
     "SMOLLM2_REQUIREMENT", "SMOLLM2_FILENAME", "smollm2_gguf_file", "GGUFFile",
@@ -239,7 +240,7 @@ class GGUFTokenizer:
     """A byte-level BPE tokenizer read from a GGUF file's metadata (GPT-2's algorithm).
 
     The file lists every token as GPT-2 displays it (``"Ġthe"``, see
-    :func:`lmlab.bpe.bytes_to_unicode`), the merges in rank order, a type per token
+    :func:`lmlab.byte_pairs.bytes_to_unicode`), the merges in rank order, a type per token
     (control tokens such as ``<|im_start|>`` are matched whole in text) and the name of the
     pre-tokenizer regex (:data:`PRE_TOKENIZER_PATTERNS`). Encoding is
     :class:`lmlab.bpe.BPETokenizer`'s: cut the text into chunks, each chunk into bytes,

@@ -9,7 +9,8 @@ Chapter 3's model, on any pair of vocabularies::
 
 The config holds both vocabularies (:class:`lmlab.bow.Vocabulary`), so the special ids (padding,
 start and end marks) come from them and a checkpoint carries the symbols it was trained on.
-:mod:`lmlab.g2p` uses this for spelling -> pronunciation.
+Pairs become padded batches in :mod:`lmlab.batching`. :mod:`lmlab.g2p` uses this for
+spelling -> pronunciation.
 
 Shape letters: ``B`` batch, ``S`` source length, ``T`` target length, ``R`` width of the
 recurrent state (``hidden_size``), ``V`` target vocabulary size.
@@ -18,7 +19,7 @@ recurrent state (``hidden_size``), ``V`` target vocabulary size.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -29,31 +30,15 @@ from torch import nn
 
 from lmlab._checks import check_bool, check_choice, check_float, check_int, check_tensor
 from lmlab.attention import padding_mask
+from lmlab.batching import Batch, _check_vocabs, pair_batches
+from lmlab.batching import make_batch  # noqa: F401 (chapter 3 calls seq2seq.make_batch)
 from lmlab.bow import Vocabulary
 from lmlab.rnn import ATTENTIONS, CELLS, AttentionDecoder, Decoder, Encoder, State
 
-__all__ = ["Seq2SeqConfig", "Batch", "encode_sources", "make_batch", "Seq2Seq", "pair_batches",
-           "train_seq2seq",
-           "save_checkpoint", "load_checkpoint"]
+__all__ = ["Seq2SeqConfig", "Seq2Seq", "train_seq2seq", "save_checkpoint", "load_checkpoint"]
 
 
 # --------------------------------------------------------------------------- config
-
-
-_NEEDS = {"src_vocab": ("pad_token", "eos_token"),
-          "tgt_vocab": ("pad_token", "bos_token", "eos_token")}
-
-
-def _check_vocabs(src_vocab: object, tgt_vocab: object | None = None) -> None:
-    for name, vocab in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):
-        if name == "tgt_vocab" and tgt_vocab is None:
-            continue
-        if not isinstance(vocab, Vocabulary):
-            raise TypeError(f"{name}: expected an lmlab.bow.Vocabulary, got "
-                            f"{type(vocab).__name__}")
-        missing = [n for n in _NEEDS[name] if getattr(vocab, n) is None]
-        if missing:
-            raise ValueError(f"{name}: the vocabulary needs {', '.join(missing)} set")
 
 
 @dataclass(frozen=True)
@@ -155,125 +140,6 @@ class Seq2SeqConfig:
                 raise ValueError(f"data: no {name!r}")
             data[name] = Vocabulary.from_dict(data[name])
         return cls(**data)
-
-
-# --------------------------------------------------------------------------- batches
-
-
-@dataclass
-class Batch:
-    """A padded batch of (source, target) pairs as ids.
-
-    ``src`` holds the source symbols and the end mark; ``tgt_in`` is the start mark + target
-    (the decoder's inputs under teacher forcing) and ``tgt_out`` the target + end mark (what it
-    must predict).
-    """
-
-    src: torch.Tensor  # (B, S) source ids, padded
-    src_lengths: torch.Tensor  # (B,) true source lengths, end mark included
-    tgt_in: torch.Tensor  # (B, T) start id + target ids, padded
-    tgt_out: torch.Tensor  # (B, T) target ids + end id, padded
-
-    def to(self, device: torch.device | str) -> Batch:
-        """The same batch on ``device``."""
-        return Batch(*(t.to(device) for t in (self.src, self.src_lengths, self.tgt_in,
-                                              self.tgt_out)))
-
-
-def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
-    out = torch.full((len(seqs), max(len(s) for s in seqs)), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-    return out  # (B, L)
-
-
-def _symbols(name: str, value: object, vocab: Vocabulary) -> list[int]:
-    """Ids of one sequence: a str is read as its characters, a list/tuple as its tokens."""
-    if isinstance(value, str):
-        tokens: Sequence[str] = list(value)
-    elif isinstance(value, (list, tuple)):
-        tokens = value
-    else:
-        raise TypeError(f"{name}: expected a str (its characters) or a list of symbols, got "
-                        f"{type(value).__name__}")
-    if len(tokens) == 0:
-        raise ValueError(f"{name}: empty sequence; expected at least one symbol")
-    specials = {vocab.pad_token, vocab.bos_token, vocab.eos_token} - {None}
-    for i, t in enumerate(tokens):
-        if not isinstance(t, str):
-            raise TypeError(f"{name}[{i}]: expected a str symbol, got {type(t).__name__}")
-        if t in specials:
-            raise ValueError(f"{name}: contains the special symbol {t!r}")
-    try:
-        return vocab.encode(list(tokens))
-    except ValueError as err:
-        raise ValueError(f"{name}: {err}") from None
-
-
-def encode_sources(sources: Sequence[str | Sequence[str]], src_vocab: Vocabulary,
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source ids + the end mark as a padded tensor, and the lengths.
-
-    Args:
-        sources: sequences of symbols (a str is read as its characters).
-        src_vocab: the model's input vocabulary.
-
-    Returns:
-        ``(src, src_lengths)``.
-
-    Shape:
-        ``(B, S)``, ``(B,)``
-    """
-    if isinstance(sources, str) or not isinstance(sources, Sequence):
-        raise TypeError(f"sources: expected a list of sequences, got {type(sources).__name__} "
-                        "(wrap a single one in a list)")
-    if len(sources) == 0:
-        raise ValueError("sources: expected at least one sequence, got none")
-    _check_vocabs(src_vocab)
-    return _source_ids(sources, src_vocab, "sources[{}]")
-
-
-def _source_ids(sources: Sequence[str | Sequence[str]], src_vocab: Vocabulary,
-                name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = [_symbols(name.format(i), s, src_vocab) + [src_vocab.eos_id]  # type: ignore[list-item]
-           for i, s in enumerate(sources)]
-    return _pad(ids, src_vocab.pad_id), torch.tensor([len(s) for s in ids])  # type: ignore[arg-type]
-
-
-def make_batch(pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]],
-               src_vocab: Vocabulary, tgt_vocab: Vocabulary) -> Batch:
-    """Encode and pad ``(source, target)`` pairs (a str is read as its characters).
-
-    Args:
-        pairs: the pairs, e.g. ``("cab", ("K", "AE1", "B"))``.
-        src_vocab: input vocabulary (with pad and end tokens).
-        tgt_vocab: output vocabulary (with pad, start and end tokens).
-
-    Returns:
-        The padded :class:`Batch`.
-
-    Example:
-        >>> src = Vocabulary(("<pad>", "</s>", "a", "b"), pad_token="<pad>", eos_token="</s>")
-        >>> tgt = Vocabulary(("<pad>", "<s>", "</s>", "X", "Y"), pad_token="<pad>",
-        ...                  bos_token="<s>", eos_token="</s>")
-        >>> b = make_batch([("ab", ["X", "Y"]), ("b", ["Y"])], src, tgt)
-        >>> b.src.tolist(), b.tgt_in.tolist(), b.tgt_out.tolist()
-        ([[2, 3, 1], [3, 1, 0]], [[1, 3, 4], [1, 4, 0]], [[3, 4, 2], [4, 2, 0]])
-    """
-    if isinstance(pairs, str) or not isinstance(pairs, Sequence):
-        raise TypeError(f"pairs: expected a list of (source, target) pairs, got "
-                        f"{type(pairs).__name__}")
-    if len(pairs) == 0:
-        raise ValueError("pairs: expected at least one pair, got none")
-    for i, p in enumerate(pairs):
-        if not isinstance(p, (tuple, list)) or len(p) != 2:
-            raise TypeError(f"pairs[{i}]: expected a (source, target) pair, got {p!r:.60}")
-    _check_vocabs(src_vocab, tgt_vocab)
-    src, src_lengths = _source_ids([s for s, _ in pairs], src_vocab, "pairs[{}][0]")
-    tgt = [_symbols(f"pairs[{i}][1]", t, tgt_vocab) for i, (_, t) in enumerate(pairs)]
-    tgt_in = _pad([[tgt_vocab.bos_id, *t] for t in tgt], tgt_vocab.pad_id)
-    tgt_out = _pad([[*t, tgt_vocab.eos_id] for t in tgt], tgt_vocab.pad_id)
-    return Batch(src, src_lengths, tgt_in, tgt_out)
 
 
 # --------------------------------------------------------------------------- the model
@@ -473,53 +339,6 @@ class Seq2Seq(nn.Module):
 # --------------------------------------------------------------------------- training
 
 
-def pair_batches(pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]],
-                 src_vocab: Vocabulary, tgt_vocab: Vocabulary, batch_size: int,
-                 seed: int = 0) -> Callable[[int, torch.Generator], Batch]:
-    """The batches of an epoch-wise shuffled pass over ``pairs``, as a function of the step.
-
-    Epoch ``e`` visits the pairs in the order ``torch.randperm(len(pairs))`` seeded with
-    ``seed + e``; batch ``step`` takes the next ``batch_size`` pairs of the epochs laid end to
-    end (a batch may straddle two epochs). It depends on the step alone, as
-    :func:`lmlab.training.train` needs for a run that resumes bit-exactly.
-
-    Args:
-        pairs: ``(source, target)`` pairs.
-        src_vocab: input vocabulary.
-        tgt_vocab: output vocabulary.
-        batch_size: pairs per batch (>= 1).
-        seed: seed of the first epoch's order (>= 0).
-
-    Returns:
-        ``batches(step, generator) -> Batch`` (the generator is not used).
-    """
-    if isinstance(pairs, str) or not isinstance(pairs, Sequence):
-        raise TypeError(f"pairs: expected a list of (source, target) pairs, got "
-                        f"{type(pairs).__name__}")
-    if len(pairs) == 0:
-        raise ValueError("pairs: expected at least one training pair, got none")
-    check_int("batch_size", batch_size)
-    check_int("seed", seed, minimum=0)
-    make_batch(pairs[:1], src_vocab, tgt_vocab)  # fail early on a malformed pair or vocabulary
-    n = len(pairs)
-    orders: dict[int, list[int]] = {}
-
-    def order(epoch: int) -> list[int]:
-        if epoch not in orders:
-            if len(orders) > 4:  # keep a few epochs' orders, not all of them
-                orders.clear()
-            g = torch.Generator().manual_seed(seed + epoch)
-            orders[epoch] = torch.randperm(n, generator=g).tolist()
-        return orders[epoch]
-
-    def batches(step: int, generator: torch.Generator | None = None) -> Batch:
-        start = step * batch_size
-        chosen = [pairs[order(i // n)[i % n]] for i in range(start, start + batch_size)]
-        return make_batch(chosen, src_vocab, tgt_vocab)
-
-    return batches
-
-
 def train_seq2seq(model: Seq2Seq, pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]],
                   steps: int, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
                   clip: float | None = 1.0, device: torch.device | str | None = None,
@@ -527,7 +346,7 @@ def train_seq2seq(model: Seq2Seq, pairs: Sequence[tuple[str | Sequence[str], str
     """Train with teacher forcing for a fixed number of steps (the training budget), with
     :func:`lmlab.training.train`.
 
-    Batches come from :func:`pair_batches` (each epoch shuffled with ``seed``); the optimizer
+    Batches come from :func:`~lmlab.batching.pair_batches` (each epoch shuffled with ``seed``); the optimizer
     is Adam (AdamW without weight decay); the learning rate warms up linearly over
     ``warmup_steps`` and then decays linearly to a tenth at the last step; the gradient norm
     is clipped to ``clip``.

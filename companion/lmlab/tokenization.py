@@ -10,8 +10,8 @@ Two families, side by side:
   trains one, :func:`load_bert_tokenizer` loads bert-base-uncased. Word-internal pieces start
   with ``##`` and the post-processor wraps every input in ``[CLS] ... [SEP]``.
 
-The names of :mod:`lmlab.bpe` (``BPETokenizer``, ``GPT2_PATTERN``, ``merge`` ...) can also be
-imported from here.
+The names of :mod:`lmlab.bpe` (``BPETokenizer``, ``GPT2_PATTERN``, ``MAX_VOCAB_SIZE``) and
+:mod:`lmlab.byte_pairs` (``merge``, ``get_stats`` ...) can also be imported from here.
 """
 
 from __future__ import annotations
@@ -27,11 +27,8 @@ from lmlab.bpe import (  # noqa: F401 (re-exported for ``from lmlab.tokenization
     GPT2_PATTERN,
     MAX_VOCAB_SIZE,
     BPETokenizer,
-    bytes_to_unicode,
-    get_stats,
-    merge,
-    tie_key,
 )
+from lmlab.byte_pairs import bytes_to_unicode, get_stats, merge, tie_key  # noqa: F401 (the same)
 
 if TYPE_CHECKING:
     import tokenizers
@@ -72,7 +69,7 @@ def train_hf_bpe(text: str | Iterable[str], vocab_size: int,
     """Train Hugging Face's byte-level BPE, set up like :class:`~lmlab.bpe.BPETokenizer`.
 
     Same GPT-2 pre-tokenization regex, same 256-byte alphabet, no prefix space, and the same
-    tie rule (:func:`~lmlab.bpe.tie_key`), so both learn the same merges; only the special
+    tie rule (:func:`~lmlab.byte_pairs.tie_key`), so both learn the same merges; only the special
     tokens are numbered differently (first here, last in :class:`~lmlab.bpe.BPETokenizer`).
 
     Args:

@@ -20,10 +20,11 @@ What makes a run reproducible, and a resumed run bit-identical to a straight one
 The loop never changes process-wide settings (thread counts, seeds, warnings filters).
 
 Data parallelism: run the script with ``torchrun --nproc_per_node N script.py`` and call
-:func:`train` inside :func:`distributed`. Every rank draws the same *global* batch and keeps its
-``1/N`` share along the first dimension; :class:`~torch.nn.parallel.DistributedDataParallel`
-averages the gradients, so N processes follow the same path as one process on the global batch
-(exactly so when ``loss_fn`` is a mean over the batch's examples).
+:func:`train` inside :func:`lmlab.parallel.distributed`. Every rank draws the same *global*
+batch and keeps its ``1/N`` share along the first dimension;
+:class:`~torch.nn.parallel.DistributedDataParallel` averages the gradients, so N processes follow
+the same path as one process on the global batch (exactly so when ``loss_fn`` is a mean over
+the batch's examples).
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ from lmlab import _checkpoint
 from lmlab._checks import (check_bool, check_callable, check_choice, check_float, check_instance,
                            check_int, check_path, check_str)
 from lmlab.device import autocast, get_device
+from lmlab.parallel import world
 from lmlab.progress import progress
 
 __all__ = ["TrainConfig", "TrainResult", "CheckpointInfo", "learning_rate", "train",
-           "load_checkpoint", "distributed", "DistributedContext"]
+           "load_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -177,14 +179,6 @@ class CheckpointInfo(NamedTuple):
     config: TrainConfig  # the run's configuration
     losses: list[float]  # the training loss of every step done
     evals: list[tuple[int, Any]]  # (steps done, value) of every evaluation
-
-
-class DistributedContext(NamedTuple):
-    """Where this process sits in a data-parallel run (see :func:`distributed`)."""
-
-    rank: int  # this process's index, 0 .. world_size - 1
-    world_size: int  # number of processes
-    device: torch.device  # the device this process trains on
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -392,7 +386,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
     """Train ``model`` for ``config.steps`` steps of AdamW; see the module docstring.
 
     Every step: set the learning rate (:func:`learning_rate`), take the step's batch (this
-    rank's share of it under :func:`distributed`), move it to ``device``, compute
+    rank's share of it under :func:`lmlab.parallel.distributed`), move it to ``device``, compute
     ``loss_fn(model, batch)`` (under bf16 autocast on CUDA), backpropagate, clip the global
     gradient norm to ``grad_clip``, and step. With ``accumulate > 1`` the batch is cut into
     that many equal micro-batches along dim 0, each backpropagated on its own (``loss /
@@ -472,7 +466,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     stop = config.steps if until is None else check_int("until", until, maximum=config.steps)
-    rank, world_size = _checkpoint.world()
+    rank, world_size = world()
     header = None
     if resume:
         assert path is not None
@@ -580,43 +574,3 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
             bar.close()
             model.eval()
     return result
-
-
-@contextlib.contextmanager
-def distributed(backend: str | None = None) -> Iterator[DistributedContext]:
-    """Join the data-parallel group that ``torchrun`` started; leave it on exit.
-
-    Reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment that ``torchrun``
-    sets, calls :func:`torch.distributed.init_process_group` (NCCL when CUDA is available, else
-    gloo) and, on CUDA, makes ``cuda:LOCAL_RANK`` this process's current device. Inside the
-    block, :func:`train` runs data-parallel.
-
-    Args:
-        backend: ``"gloo"`` or ``"nccl"``; ``None`` picks by device.
-
-    Yields:
-        A :class:`DistributedContext` (rank, world size, device).
-
-    Raises:
-        RuntimeError: not started by ``torchrun`` (no ``RANK``/``WORLD_SIZE``), or a group is
-            already initialised.
-    """
-    if backend is not None:
-        check_choice("backend", backend, ("gloo", "nccl"))
-    missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK") if k not in os.environ]
-    if missing:
-        raise RuntimeError(f"distributed: {', '.join(missing)} not set; launch the script with "
-                           f"torchrun --nproc_per_node N")
-    if dist.is_initialized():
-        raise RuntimeError("distributed: a process group is already initialised")
-    local_rank = int(os.environ["LOCAL_RANK"])
-    use_cuda = backend != "gloo" and torch.cuda.is_available()
-    backend = backend or ("nccl" if use_cuda else "gloo")
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend)
-    try:
-        yield DistributedContext(dist.get_rank(), dist.get_world_size(), device)
-    finally:
-        dist.destroy_process_group()

@@ -23,8 +23,6 @@ Boolean masks mean ``True = may attend``. Positions live in :mod:`lmlab.position
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,14 +30,12 @@ import torch
 from torch import nn
 
 from lmlab._checks import check_bool, check_choice, check_float, check_int, check_tensor
-from lmlab.io import load_tensors, save_tensors
 from lmlab.positions import RotaryEmbedding, sinusoidal_positions
 from lmlab.sublayers import FFNS, FeedForward, KVCache, MultiHeadAttention
 
 __all__ = [
     "TransformerConfig", "KVCache", "kv_cache_bytes_per_token", "MultiHeadAttention",
-    "FeedForward", "TransformerBlock", "GPT", "Encoder", "EncoderDecoder", "save_model",
-    "load_model",
+    "FeedForward", "TransformerBlock", "GPT", "Encoder", "EncoderDecoder",
 ]
 
 NORMS = ("layernorm", "rmsnorm")
@@ -523,112 +519,3 @@ class EncoderDecoder(nn.Module):
     def num_parameters(self) -> int:
         """Trainable parameters, tied weights counted once."""
         return sum(p.numel() for p in self.parameters())
-
-
-_MODELS = {"GPT": GPT, "Encoder": Encoder, "EncoderDecoder": EncoderDecoder}
-
-
-def _configs_of(model: nn.Module) -> dict[str, Any]:
-    if isinstance(model, EncoderDecoder):
-        return {"encoder": model.encoder.config.to_dict(),
-                "decoder": model.decoder.config.to_dict()}
-    if isinstance(model, GPT):
-        return {"config": model.config.to_dict(), "cross_d_model": model.cross_d_model}
-    if isinstance(model, Encoder):
-        return {"config": model.config.to_dict()}
-    raise TypeError(f"model: expected a GPT, Encoder or EncoderDecoder, got {type(model).__name__}")
-
-
-def save_model(model: nn.Module, path: str | os.PathLike[str],
-               metadata: dict[str, str] | None = None) -> None:
-    """Save a model's weights and config to one safetensors file, atomically.
-
-    Args:
-        model: a :class:`GPT`, :class:`Encoder` or :class:`EncoderDecoder`.
-        path: the ``.safetensors`` file to write.
-        metadata: extra strings to store (e.g. the training command).
-    """
-    configs = _configs_of(model)
-    meta = {**(metadata or {}), "lmlab_model": type(model).__name__,
-            "lmlab_config": json.dumps(configs, sort_keys=True)}
-    # tied weights are stored once, under the embedding's name
-    state = {k: v for k, v in model.state_dict().items()
-             if not (k.endswith("lm_head.weight") and _tied(model, k))}
-    save_tensors(state, path, metadata=meta)
-
-
-def _tied(model: nn.Module, key: str) -> bool:
-    owner = model.decoder if isinstance(model, EncoderDecoder) else model
-    return isinstance(owner, GPT) and owner.config.tie_embeddings
-
-
-def _read_header(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
-    from safetensors import safe_open
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # safetensors raises its own error types on corrupt headers
-        raise ValueError(f"{path}: not a readable safetensors file ({err})") from err
-    if "lmlab_model" not in meta or "lmlab_config" not in meta:
-        raise ValueError(f"{path}: no lmlab model config in the file's metadata")
-    if meta["lmlab_model"] not in _MODELS:
-        raise ValueError(f"{path}: unknown model class {meta['lmlab_model']!r}")
-    return meta["lmlab_model"], json.loads(meta["lmlab_config"])
-
-
-def load_model(path: str | os.PathLike[str], expected: nn.Module | None = None,
-               device: str | torch.device = "cpu") -> nn.Module:
-    """Load a model saved by :func:`save_model`; its config is read from the file.
-
-    Args:
-        path: the ``.safetensors`` file.
-        expected: an existing model to load into; its class and config must match the file's,
-            or a ``ValueError`` names the differing fields before any weight is read.
-        device: where to put the weights.
-
-    Returns:
-        The model (``expected`` itself when given), in eval mode.
-    """
-    from lmlab._checks import check_file
-    path = check_file("path", path)
-    name, configs = _read_header(path)
-    if expected is not None:
-        if type(expected).__name__ != name:
-            raise ValueError(f"{path}: holds a {name}, not a {type(expected).__name__}")
-        mine = _configs_of(expected)
-        if mine != configs:
-            diffs = _diff(configs, mine)
-            raise ValueError(f"{path}: config does not match the model's: {diffs}")
-        model = expected
-    elif name == "EncoderDecoder":
-        model = EncoderDecoder(TransformerConfig.from_dict(configs["encoder"]),
-                               TransformerConfig.from_dict(configs["decoder"]))
-    elif name == "GPT":
-        model = GPT(TransformerConfig.from_dict(configs["config"]), configs["cross_d_model"])
-    else:
-        model = Encoder(TransformerConfig.from_dict(configs["config"]))
-    try:
-        state = load_tensors(path)
-    except Exception as err:
-        raise ValueError(f"{path}: could not read the weights ({err})") from err
-    expected_keys = set(model.state_dict())
-    missing = sorted(k for k in expected_keys - set(state)
-                     if not (k.endswith("lm_head.weight") and _tied(model, k)))
-    unexpected = sorted(set(state) - expected_keys)
-    if missing or unexpected:
-        raise ValueError(f"{path}: missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
-    try:
-        model.load_state_dict(state, strict=False)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit the config ({err})") from err
-    return model.to(device).eval()
-
-
-def _diff(stored: Any, mine: Any, prefix: str = "") -> str:
-    if isinstance(stored, dict) and isinstance(mine, dict):
-        parts = [_diff(stored.get(k), mine.get(k), f"{prefix}{k}.")
-                 for k in sorted(set(stored) | set(mine)) if stored.get(k) != mine.get(k)]
-        return "; ".join(parts)
-    return f"{prefix.rstrip('.')} is {stored!r} in the file, {mine!r} in the model"

@@ -2,13 +2,12 @@
 
 Bag of Words (:mod:`lmlab.bow`) sees a sentence as a set of word ids with no meaning. word2vec
 learns a vector per word by playing a guessing game: given a *center* word, is this other word a
-real neighbour from the text (label 1) or a random word drawn from the vocabulary (label 0)? The
-pipeline, one function a step::
+real neighbour from the text (label 1) or a random word drawn from the vocabulary (label 0)?
+:mod:`lmlab.skipgram` makes the game's data (counts, subsampling, windows, negatives); this
+module holds the model that plays it and the trainer::
 
-    vocab_words, counts = word_counts(sentences, min_count=5)
-    keep = keep_probabilities(counts, sample=1e-3)          # frequent-word subsampling
-    center, context = skipgram_windows(ids, sentence_ids, window=5)  # (B,), (B, 2 * window)
-    negatives = sample_negatives(noise_distribution(counts), (B, K))
+    center, context = skipgram_windows(ids, sentence_ids, window=5)  # lmlab.skipgram
+    negatives = sample_negatives(noise_distribution(counts), (B, K))  # lmlab.skipgram
     loss = model(center, context, negatives)                # the "are these neighbours?" loss
 
 :func:`train_word2vec` runs it all with a linearly decaying learning rate and returns
@@ -25,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -34,21 +32,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmlab._checks import check_bool, check_finite, check_float, check_int, check_tensor
-from lmlab.bow import tokenize
+from lmlab._checks import check_bool, check_float, check_int, check_tensor
 from lmlab.device import get_device
 from lmlab.progress import progress
+from lmlab.skipgram import (
+    _MAX_GRID,
+    _as_sentences,
+    keep_probabilities,
+    noise_distribution,
+    sample_negatives,
+    skipgram_windows,
+    word_counts,
+)
 from lmlab.vectors import WordVectors
 
-__all__ = [
-    "Word2VecConfig", "word_counts", "keep_probabilities", "noise_distribution",
-    "sample_negatives", "skipgram_windows", "skipgram_pairs", "sgns_loss",
-    "SkipGramNegativeSampling", "TrainingHistory", "train_word2vec",
-]
+__all__ = ["Word2VecConfig", "sgns_loss", "SkipGramNegativeSampling", "TrainingHistory",
+           "train_word2vec"]
 
 logger = logging.getLogger(__name__)
-
-_MAX_GRID = 2**26  # cells of one (N, 2 * window) window grid: about 0.5 GB per int64 tensor
 
 
 @dataclass(frozen=True)
@@ -117,256 +118,6 @@ class Word2VecConfig:
     def base(cls) -> Word2VecConfig:
         """Chapter 2's checkpoints: gensim's skip-gram defaults (100 wide) with three epochs."""
         return cls(d_model=100, epochs=3)
-
-
-# --------------------------------------------------------------------------- the data side
-
-
-def _as_sentences(sentences: object) -> list[Sequence[str]]:
-    if isinstance(sentences, (str, bytes)):
-        raise TypeError("sentences: expected a list of sentences, got a single string "
-                        "(wrap it in a list)")
-    if not isinstance(sentences, Iterable):
-        raise TypeError(f"sentences: expected a list of str or of lists of words, got "
-                        f"{type(sentences).__name__}")
-    out: list[Sequence[str]] = []
-    for i, s in enumerate(sentences):
-        if isinstance(s, str):
-            out.append(tokenize(s))
-        elif isinstance(s, (list, tuple)) and all(isinstance(w, str) for w in s):
-            out.append(s)
-        else:
-            raise TypeError(f"sentences[{i}]: expected a str or a list of word strings, got "
-                            f"{type(s).__name__}")
-    if not any(len(s) for s in out):
-        raise ValueError("sentences: the corpus is empty (no sentence contains a word)")
-    return out
-
-
-def word_counts(sentences: Iterable[str | Sequence[str]], min_count: int = 5
-                ) -> tuple[tuple[str, ...], torch.Tensor]:
-    """The vocabulary of a corpus: words seen at least ``min_count`` times, most frequent first.
-
-    Ties are sorted alphabetically, as in :class:`lmlab.bow.Vocabulary`, but there is no unknown
-    token: word2vec skips rare words instead of mapping them to one id.
-
-    Args:
-        sentences: strings (split with :func:`lmlab.bow.tokenize`) or lists of words.
-        min_count: keep words seen at least this often (>= 1).
-
-    Returns:
-        ``(words, counts)``: the words by descending count and their counts (int64).
-
-    Shape:
-        ``counts``: ``(V,)``
-
-    Raises:
-        ValueError: an empty corpus, no word seen ``min_count`` times, or an empty word (or one
-            with a tab or line break) among those kept.
-
-    Example:
-        >>> words, counts = word_counts(["the dog saw the cat", "the cat ran"], min_count=2)
-        >>> words, counts.tolist()
-        (('the', 'cat'), [3, 2])
-    """
-    check_int("min_count", min_count)
-    counter = Counter(w for s in _as_sentences(sentences) for w in s)
-    kept = sorted(((w, c) for w, c in counter.items() if c >= min_count),
-                  key=lambda wc: (-wc[1], wc[0]))
-    if not kept:
-        raise ValueError(f"min_count: no word occurs at least {min_count} times (the most "
-                         f"frequent occurs {max(counter.values())} times)")
-    bad = [w for w, _ in kept if not w or "\t" in w or "\n" in w or "\r" in w]
-    if bad:
-        raise ValueError(f"sentences: words must be non-empty, without tabs or line breaks, got "
-                         f"{bad[0]!r}")
-    return tuple(w for w, _ in kept), torch.tensor([c for _, c in kept], dtype=torch.long)
-
-
-def _check_counts(counts: object) -> torch.Tensor:
-    check_tensor("counts", counts, ndim=1)
-    if counts.dtype == torch.bool or counts.is_complex():
-        raise TypeError(f"counts: expected an int or float tensor, got dtype {counts.dtype}")
-    check_finite("counts", counts)
-    if counts.numel() == 0 or bool((counts < 0).any()) or not bool(counts.sum() > 0):
-        raise ValueError("counts: expected at least one count, none negative, not all zero")
-    return counts
-
-
-def keep_probabilities(counts: torch.Tensor, sample: float = 1e-3) -> torch.Tensor:
-    """Probability of keeping each occurrence of a word under frequent-word subsampling.
-
-    With ``f = count / total`` and threshold ``t = sample``, word2vec's C code and gensim keep a
-    word with probability ``(sqrt(f / t) + 1) * t / f`` (capped at 1), so "the" is mostly dropped
-    and rare words are always kept. ``sample = 0`` keeps everything.
-
-    Args:
-        counts: corpus count of each vocabulary word (non-negative, not all zero).
-        sample: the threshold ``t`` (>= 0, finite).
-
-    Returns:
-        Probabilities in ``(0, 1]`` (float32).
-
-    Shape:
-        ``(V,)`` -> ``(V,)``
-
-    Example:
-        >>> keep_probabilities(torch.tensor([900, 90, 10]), sample=0.01)
-        tensor([0.1165, 0.4444, 1.0000])
-    """
-    counts = _check_counts(counts).double()
-    sample = check_float("sample", sample, minimum=0.0)
-    if sample == 0:
-        return torch.ones_like(counts, dtype=torch.float32)
-    threshold = sample * counts.sum()
-    keep = ((counts / threshold).sqrt() + 1) * threshold / counts  # inf for a zero count
-    return keep.clamp(max=1.0).float()
-
-
-def noise_distribution(counts: torch.Tensor, exponent: float = 0.75) -> torch.Tensor:
-    """The distribution negatives are drawn from: unigram counts raised to ``exponent``, normalised.
-
-    The 3/4 power flattens the distribution: frequent words are still drawn more often, rare
-    words more often than their raw frequency.
-
-    Args:
-        counts: corpus count of each vocabulary word (non-negative, not all zero).
-        exponent: the power (finite).
-
-    Returns:
-        Probabilities summing to 1 (float32); words with count 0 get 0.
-
-    Shape:
-        ``(V,)`` -> ``(V,)``
-
-    Example:
-        >>> noise_distribution(torch.tensor([16, 1]), exponent=0.75)
-        tensor([0.8889, 0.1111])
-    """
-    counts = _check_counts(counts).double()
-    exponent = check_float("exponent", exponent)
-    weights = torch.where(counts > 0, counts.pow(exponent), 0.0)
-    if not bool(torch.isfinite(weights).all()) or not bool(weights.sum() > 0):
-        raise ValueError(f"exponent: counts ** {exponent} overflow or vanish; use a smaller power")
-    return (weights / weights.sum()).float()
-
-
-def sample_negatives(probs: torch.Tensor, shape: tuple[int, ...],
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw word ids from ``probs`` with replacement (on ``probs.device``).
-
-    Args:
-        probs: a distribution over the vocabulary (:func:`noise_distribution`): non-negative,
-            finite, not all zero.
-        shape: the shape of the result, e.g. ``(B, K)`` (non-negative sizes).
-        generator: a generator on ``probs.device`` for reproducible draws.
-
-    Returns:
-        Word ids (int64).
-
-    Shape:
-        ``probs``: ``(V,)`` -> ``shape``
-
-    Example:
-        >>> sample_negatives(torch.tensor([0.0, 1.0]), (2, 3)).tolist()
-        [[1, 1, 1], [1, 1, 1]]
-    """
-    check_tensor("probs", probs, ndim=1, dtype="float")
-    check_finite("probs", probs)
-    if probs.numel() == 0 or bool((probs < 0).any()) or not bool(probs.sum() > 0):
-        raise ValueError("probs: expected non-negative probabilities, not all zero")
-    if not isinstance(shape, (tuple, list)):
-        raise TypeError(f"shape: expected a tuple of ints, got {type(shape).__name__}")
-    for i, n in enumerate(shape):
-        check_int(f"shape[{i}]", n, minimum=0)
-    n = math.prod(shape)
-    if n > 2**31:
-        raise ValueError(f"shape: expected at most 2**31 draws in all, got {tuple(shape)}")
-    if n == 0:
-        return torch.empty(tuple(shape), dtype=torch.long, device=probs.device)
-    return torch.multinomial(probs, n, replacement=True, generator=generator).view(tuple(shape))
-
-
-def skipgram_windows(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each center word with its context words, using word2vec's dynamic window.
-
-    Each center position draws its own window ``b`` uniformly from ``1..window`` (so near
-    neighbours are used more often than far ones); its contexts are the words at most ``b``
-    positions away in the same sentence. Built with tensor operations on one
-    ``(N, 2 * window)`` grid of candidate positions. Each row lists the contexts in text order
-    and is padded with ``-1`` at the end. Centers without any context (one-word sentences) are
-    dropped.
-
-    Args:
-        ids: word ids of consecutive words (already subsampled).
-        sentence_ids: the sentence each word belongs to (windows never cross sentences).
-        window: the largest window (>= 1, with ``N * 2 * window`` at most 2**26).
-        generator: for reproducible windows (on ``ids.device``).
-
-    Returns:
-        ``(center, context)``: center ids in text order and their context ids, ``-1`` = none.
-
-    Shape:
-        ``ids``, ``sentence_ids``: ``(N,)`` -> ``(B,)`` and ``(B, 2 * window)``
-
-    Example:
-        >>> c, o = skipgram_windows(torch.tensor([7, 8, 9]), torch.tensor([0, 0, 1]), window=1)
-        >>> c.tolist(), o.tolist()
-        ([7, 8], [[8, -1], [7, -1]])
-    """
-    check_int("window", window)
-    check_tensor("ids", ids, ndim=1, dtype="int")
-    check_tensor("sentence_ids", sentence_ids, ndim=1, dtype="int")
-    if ids.shape != sentence_ids.shape:
-        raise ValueError(f"ids, sentence_ids: expected two (N,) tensors of one length, got "
-                         f"{tuple(ids.shape)} and {tuple(sentence_ids.shape)}")
-    if ids.device != sentence_ids.device:
-        raise ValueError(f"ids, sentence_ids: expected one device, got {ids.device} and "
-                         f"{sentence_ids.device}")
-    N, device = ids.shape[0], ids.device
-    if N * 2 * window > _MAX_GRID:
-        raise ValueError(f"window: N * 2 * window must be at most {_MAX_GRID:,}, got N={N}, "
-                         f"window={window}; pass the text in shorter stretches")
-    offsets = torch.cat([torch.arange(-window, 0, device=device),
-                         torch.arange(1, window + 1, device=device)])  # (2W,)
-    spans = torch.randint(1, window + 1, (N, 1), generator=generator, device=device)  # (N, 1)
-    positions = torch.arange(N, device=device).unsqueeze(1)  # (N, 1)
-    target = positions + offsets  # (N, 2W)
-    inside = (target >= 0) & (target < N) & (offsets.abs() <= spans)  # (N, 2W)
-    target = target.clamp(0, max(N - 1, 0))
-    inside &= sentence_ids[target] == sentence_ids.unsqueeze(1)
-    context = torch.where(inside, ids[target], -1)  # (N, 2W)
-    first = torch.sort((~inside).to(torch.uint8), dim=1, stable=True).indices  # (N, 2W)
-    context = context.gather(1, first)  # real contexts first, in text order, then the -1 pads
-    has_context = inside.any(dim=1)  # (N,)
-    return ids[has_context], context[has_context]
-
-
-def skipgram_pairs(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (center, context) pair of a stretch of text: :func:`skipgram_windows`, flattened.
-
-    Args:
-        ids: word ids of consecutive words.
-        sentence_ids: the sentence each word belongs to.
-        window: the largest window (>= 1).
-        generator: for reproducible windows (on ``ids.device``).
-
-    Returns:
-        ``(center, context)`` of every pair, in text order.
-
-    Shape:
-        ``ids``, ``sentence_ids``: ``(N,)`` words -> two ``(N',)`` tensors, one entry per pair.
-
-    Example:
-        >>> c, o = skipgram_pairs(torch.tensor([7, 8, 9]), torch.tensor([0, 0, 1]), window=1)
-        >>> c.tolist(), o.tolist()
-        ([7, 8], [8, 7])
-    """
-    center, context = skipgram_windows(ids, sentence_ids, window, generator)
-    mask = context >= 0  # (B, 2W)
-    return center.unsqueeze(1).expand_as(context)[mask], context[mask]
 
 
 # --------------------------------------------------------------------------- the model
@@ -646,9 +397,9 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
     """Train skip-gram with negative sampling on a corpus.
 
     The corpus is cut into chunks of ``config.chunk_words`` words. For each chunk of each epoch:
-    subsample (:func:`keep_probabilities`), build every center's window
-    (:func:`skipgram_windows`), shuffle the windows, and take SGD steps on batches of
-    ``config.batch_size`` windows with ``config.negatives`` fresh negatives each
+    subsample (:func:`~lmlab.skipgram.keep_probabilities`), build every center's window
+    (:func:`~lmlab.skipgram.skipgram_windows`), shuffle the windows, and take SGD steps on
+    batches of ``config.batch_size`` windows with ``config.negatives`` fresh negatives each
     (:meth:`SkipGramNegativeSampling.sgd_step`). The learning rate falls linearly from ``lr`` to
     ``min_lr`` over all epochs.
 

