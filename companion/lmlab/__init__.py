@@ -48,7 +48,6 @@ G     key/value heads (``num_kv_heads``)
 D     head width (``head_dim``)
 V     vocabulary size (``vocab_size``)
 N     number of documents / vectors
-E     width of word vectors (``d_model``; chapter 2's notebook, elsewhere C)
 R     recurrent state width (``hidden_size``)
 A     additive attention's score width (``attention_dim``)
 K     negatives per window (word2vec)

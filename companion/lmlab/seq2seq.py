@@ -31,7 +31,6 @@ from torch import nn
 from lmlab._checks import check_bool, check_choice, check_float, check_int, check_tensor
 from lmlab.attention import padding_mask
 from lmlab.batching import Batch, _check_vocabs, pair_batches
-from lmlab.batching import make_batch  # noqa: F401 (chapter 3 calls seq2seq.make_batch)
 from lmlab.bow import Vocabulary
 from lmlab.rnn import ATTENTIONS, CELLS, AttentionDecoder, Decoder, Encoder, State
 
