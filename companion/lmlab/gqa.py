@@ -19,7 +19,6 @@ mean of the projections is the projection the merged head needs.
 from __future__ import annotations
 
 import copy
-from typing import TypeVar
 
 import torch
 from torch import nn
@@ -31,8 +30,6 @@ from lmlab.transformer import TransformerConfig
 __all__ = ["MERGES", "regroup_kv_heads"]
 
 MERGES = ("mean", "first")
-
-ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
 def _regroup(weight: torch.Tensor, old: int, new: int, merge: str) -> torch.Tensor:
@@ -57,8 +54,8 @@ def _linear_like(old: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 @torch.no_grad()
-def regroup_kv_heads(model: ModelT, num_kv_heads: int, *, merge: str = "mean",
-                     inplace: bool = False) -> ModelT:
+def regroup_kv_heads(model: nn.Module, num_kv_heads: int, *, merge: str = "mean",
+                     inplace: bool = False) -> nn.Module:
     """The model with ``num_kv_heads`` key/value heads in every attention layer.
 
     Merging (``num_kv_heads`` divides the current count) averages the key and value projections
