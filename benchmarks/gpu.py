@@ -86,6 +86,18 @@ def flops_per_token(model: torch.nn.Module, config: TransformerConfig) -> float:
     return 6 * n + 12 * config.num_layers * config.context_length * config.d_model
 
 
+def mean_time(fn, device: torch.device, warmup: int, repeats: int) -> float:
+    """Mean seconds per call after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
 def train_speed(model: torch.nn.Module, config: TransformerConfig, device: torch.device,
                 batch_size: int, warmup: int, steps: int, compile_: bool) -> float:
     """Tokens per second of full training steps (forward, backward, AdamW)."""
@@ -109,26 +121,7 @@ def train_speed(model: torch.nn.Module, config: TransformerConfig, device: torch
         loss.backward()
         opt.step()
 
-    for _ in range(warmup):
-        step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    return steps * batch_size * config.context_length / (time.perf_counter() - start)
-
-
-def mean_time(fn, device: torch.device, warmup: int, repeats: int) -> float:
-    """Mean seconds per call after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / repeats
+    return batch_size * config.context_length / mean_time(step, device, warmup, steps)
 
 
 def sdpa_reference(attn: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:

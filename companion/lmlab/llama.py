@@ -31,7 +31,9 @@ from lmlab.gguf_file import (
     smollm2_gguf_file,
     unpermute_rotary,
 )
-from lmlab.pretrained import _check_names, _fill, _read_json, _SafetensorsFolder, expand_names
+from lmlab.pretrained import (
+    _check_names, _config_reader, _fill, _read_json, _SafetensorsFolder, expand_names,
+)
 from lmlab.transformer import GPT, TransformerConfig
 
 if TYPE_CHECKING:
@@ -91,10 +93,7 @@ def llama_config_from_hf(hf: Mapping[str, Any], label: str = "config.json") -> T
         ValueError: another ``model_type``, an activation other than SiLU, rotary scaling,
             or a head width other than ``hidden_size / num_attention_heads``.
     """
-    def need(key: str) -> Any:
-        if key not in hf:
-            raise ValueError(f"path: {label} has no {key!r}")
-        return hf[key]
+    need = _config_reader(hf, label)
 
     if need("model_type") != "llama":
         raise ValueError(f"path: {label} describes a {hf['model_type']!r} model, not 'llama'")

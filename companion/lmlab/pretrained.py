@@ -201,6 +201,15 @@ def _folder(path: object) -> Path:
 # ---------------------------------------------------------------------- BERT / MiniLM
 
 
+def _config_reader(hf: Mapping[str, Any], label: str) -> Callable[[str], Any]:
+    """``need(key)``: the config's value for ``key``, or a ``ValueError`` naming ``label``."""
+    def need(key: str) -> Any:
+        if key not in hf:
+            raise ValueError(f"path: {label} has no {key!r}")
+        return hf[key]
+    return need
+
+
 def bert_config(hf: Mapping[str, Any], label: str = "config.json") -> TransformerConfig:
     """The :class:`lmlab.transformer.TransformerConfig` of a Hugging Face BERT ``config.json``.
 
@@ -208,10 +217,7 @@ def bert_config(hf: Mapping[str, Any], label: str = "config.json") -> Transforme
         ValueError: the config is not a plain BERT (another ``model_type``, activation or
             position type); the message names ``label``.
     """
-    def need(key: str) -> Any:
-        if key not in hf:
-            raise ValueError(f"path: {label} has no {key!r}")
-        return hf[key]
+    need = _config_reader(hf, label)
 
     if need("model_type") != "bert":
         raise ValueError(f"path: {label} describes a {hf['model_type']!r} model, not 'bert'")
