@@ -223,7 +223,7 @@ class MultiHeadAttention(nn.Module):
         if T == 1 and mask is None and not p and q.device.type == "cpu":
             # One decode step on CPU: the `group` query heads that share a key/value head
             # become `group` rows of one matrix product, so each cached key is read once.
-            # (SDPA's enable_gqa runs head by head here; on GPUs its kernels are the faster.)
+            # (benchmarks/bench_gqa.py: faster than SDPA's enable_gqa on CPU; GPUs keep SDPA.)
             G = self.num_kv_heads
             qg = q.reshape(B, G, group, D) * D ** -0.5  # (B, G, H/G, D): head h -> kv h // group
             weights = torch.softmax(qg @ k.transpose(-2, -1), dim=-1)  # (B, G, H/G, S)
