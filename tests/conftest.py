@@ -1,7 +1,14 @@
 """Shared test set-up: the ``gpu`` marker skips where no CUDA or MPS device is present; the
-``one_thread`` fixture runs a test on one PyTorch thread."""
+``one_thread`` fixture runs a test on one PyTorch thread; ``load_script`` imports a script of
+``scripts/`` or ``benchmarks/`` as a module."""
 
 from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -39,3 +46,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def load_script() -> Callable[[str], ModuleType]:
+    """``load_script("scripts/train_gpt.py")``: the script as a module, its folder importable
+    while it loads (benchmarks import each other)."""
+    def load(relative: str) -> ModuleType:
+        path = ROOT / relative
+        sys.path.insert(0, str(path.parent))
+        try:
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(path.parent))
+        return module
+    return load

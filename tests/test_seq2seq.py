@@ -3,7 +3,6 @@ checkpoints and the training script."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
@@ -287,17 +286,11 @@ def test_checkpoint_bad_files(tmp_path: Path) -> None:
         seq2seq.save_checkpoint(model, good, half=1)  # type: ignore[arg-type]
 
 
-def _script():
-    path = Path(__file__).resolve().parent.parent / "scripts" / "train_rnn_attention.py"
-    spec = importlib.util.spec_from_file_location("train_rnn_attention", path)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
-def test_training_script_writes_loadable_checkpoints(tmp_path: Path) -> None:
-    script = _script()
+def test_training_script_writes_loadable_checkpoints(tmp_path: Path,
+                                                     load_script) -> None:
+    script = load_script("scripts/train_rnn_attention.py")
     args = ["--steps", "4", "--batch-size", "8", "--hidden-size", "16", "--log-every", "2",
             "--device", "cpu"]
     paths = script.main([*args, "--out", str(tmp_path)])
@@ -326,8 +319,8 @@ def test_training_script_writes_loadable_checkpoints(tmp_path: Path) -> None:
         assert torch.equal(a, b), name  # the same command gives the same checkpoint
 
 
-def test_matched_hidden_size_is_the_closest_count() -> None:
-    script = _script()
+def test_matched_hidden_size_is_the_closest_count(load_script) -> None:
+    script = load_script("scripts/train_rnn_attention.py")
     target = Seq2Seq(Seq2SeqConfig.base(SRC, TGT, attention="scaled_dot"))
     n_target = sum(p.numel() for p in target.parameters())
     R = script.matched_hidden_size(target.config)

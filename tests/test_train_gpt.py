@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,17 +17,11 @@ TINY = ["--steps", "30", "--d-model", "32", "--num-layers", "1", "--num-heads", 
         "--eval-windows", "4", "--threads", "1"]
 
 
-def _script():
-    path = Path(__file__).resolve().parent.parent / "scripts" / "train_gpt.py"
-    spec = importlib.util.spec_from_file_location("train_gpt", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-def test_train_gpt_script_trains_and_is_deterministic(tmp_path: Path) -> None:
-    script = _script()
+def test_train_gpt_script_trains_and_is_deterministic(tmp_path: Path,
+                                                      load_script) -> None:
+    script = load_script("scripts/train_gpt.py")
     threads = torch.get_num_threads()
     try:
         paths = script.main(["--out", str(tmp_path / "a"), *TINY])
@@ -54,8 +47,8 @@ def test_train_gpt_script_trains_and_is_deterministic(tmp_path: Path) -> None:
     assert g2p_curve[-1] < g2p_curve[0]
 
 
-def test_shakespeare_split_is_disjoint_and_fixed() -> None:
-    script = _script()
+def test_shakespeare_split_is_disjoint_and_fixed(load_script) -> None:
+    script = load_script("scripts/train_gpt.py")
     train, val = script.shakespeare_split()
     assert len(train) + len(val) == 38 and len(val) == 3
     assert not {t for t, _ in train} & {t for t, _ in val}

@@ -506,35 +506,21 @@ def test_last_only_equals_the_last_row() -> None:
     torch.testing.assert_close(model(ids, last_only=True), model(ids)[:, -1:], **ATOL)
 
 
-def _benchmark(name: str):
-    import importlib.util
-    import sys
-    from pathlib import Path
-    folder = Path(__file__).resolve().parent.parent / "benchmarks"
-    sys.path.insert(0, str(folder))
-    try:
-        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(folder))
-    return module
 
 
-def test_benchmark_scripts_run_at_a_tiny_size() -> None:
+def test_benchmark_scripts_run_at_a_tiny_size(load_script) -> None:
     """The GPU script's --cpu-smoke mode and the CPU benchmarks run (their timings are not
     checked here: timings belong to the benchmarks' printed ratios)."""
     threads = torch.get_num_threads()
     try:
-        results = _benchmark("gpu").main(["--cpu-smoke", "--skip-tests"])
+        results = load_script("benchmarks/gpu.py").main(["--cpu-smoke", "--skip-tests"])
         assert results["lmlab GPT"] > 0 and results["TransformerEncoderLayer"] > 0
-        ratio = _benchmark("bench_transformer").main(
+        ratio = load_script("benchmarks/bench_transformer.py").main(
             ["--d-model", "32", "--num-layers", "1", "--num-heads", "2", "--context-length",
              "16", "--vocab-size", "64", "--batch-size", "2", "--steps", "1", "--repeats", "1"])
         assert ratio > 0
-        ratios = _benchmark("bench_generation").main(["--new", "8", "--d-model", "48",
-                                                      "--prompt", "4"])
+        ratios = load_script("benchmarks/bench_generation.py").main(
+            ["--new", "8", "--d-model", "48", "--prompt", "4"])
         assert set(ratios) == {8}
     finally:
         torch.set_num_threads(threads)

@@ -187,23 +187,16 @@ def test_presets_are_valid_and_ordered_by_size() -> None:
 # --------------------------------------------------------------------------- the training script
 
 
-def _script():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parent.parent / "scripts" / "train_word2vec.py"
-    spec = importlib.util.spec_from_file_location("train_word2vec_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-def test_training_script_is_deterministic_and_trains(tmp_path, monkeypatch) -> None:
+def test_training_script_is_deterministic_and_trains(tmp_path, monkeypatch,
+                                                    load_script) -> None:
     import json
     from lmlab.progress import set_progress
     threads = torch.get_num_threads()
     set_progress(False)
     try:
-        script = _script()
+        script = load_script("scripts/train_word2vec.py")
         argv = ["--sentences", "1500", "--epochs", "2", "--d-model", "16", "--record-every", "4"]
         first = script.main([*argv, "--out", str(tmp_path / "a")])
         second = script.main([*argv, "--out", str(tmp_path / "b")])
