@@ -191,3 +191,53 @@ def test_check_path_and_file(tmp_path):
         _checks.check_file("path", tmp_path)  # a folder is not a file
     with pytest.raises(TypeError, match="^path: expected a path"):
         _checks.check_file("path", 1)
+
+
+def test_check_ids_meta_tensor_is_refused():
+    meta = torch.zeros(2, 3, dtype=torch.long, device="meta")
+    with pytest.raises(ValueError, match=r"^ids: expected a tensor with values, got a meta"):
+        _checks.check_ids("ids", meta, 5)
+    with pytest.raises(ValueError, match="^x: expected a tensor with values"):
+        _checks.check_finite("x", torch.zeros(2, device="meta"))
+
+
+def test_check_ids_compiles_without_graph_break_and_still_checks():
+    # While compiling, the range check is an on-device assert: no .item(), no graph break.
+    def embed(ids):
+        _checks.check_ids("ids", ids, 10, ndim=2)
+        return ids * 2
+
+    compiled = torch.compile(embed, backend="eager", fullgraph=True)
+    ids = torch.tensor([[1, 9], [0, 3]])
+    assert torch.equal(compiled(ids), ids * 2)
+    for bad in (torch.tensor([[1, 10]]), torch.tensor([[-1, 0]])):
+        with pytest.raises(RuntimeError, match=r"ids: expected ids in \[0, 10\)"):
+            compiled(bad)
+    torch._dynamo.reset()
+
+
+def test_check_ids_on_an_accelerator_does_not_read_values(monkeypatch):
+    # Off the CPU (and while compiling) the check is queued with torch._assert_async and never
+    # reads a value back to the host. Take that branch on CPU by patching is_compiling, and
+    # make every way of reading a value to the host fail.
+    def no_sync(self, *args):
+        raise AssertionError("host sync")
+
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    for method in ("item", "__int__", "__bool__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, method, no_sync)
+    ids = torch.tensor([1, 2])
+    assert _checks.check_ids("ids", ids, 5) is ids
+    with pytest.raises(RuntimeError, match=r"^ids: expected ids in \[0, 2\)"):
+        _checks.check_ids("ids", ids, 2)  # _assert_async raises at once on CPU
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_check_ids_on_cuda_is_async():
+    ids = torch.tensor([1, 2], device="cuda")
+    torch.cuda.set_sync_debug_mode("error")  # any host sync now raises
+    try:
+        assert _checks.check_ids("ids", ids, 5) is ids
+    finally:
+        torch.cuda.set_sync_debug_mode(0)

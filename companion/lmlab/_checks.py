@@ -165,6 +165,25 @@ def check_ids(name: str, value: object, vocab_size: int, *,
               ndim: int | Sequence[int] | None = None) -> torch.Tensor:
     """Check that ``value`` is an integer tensor of token ids in ``[0, vocab_size)``.
 
+    The range check never stops an accelerator: on a CPU tensor it runs at once and raises
+    :class:`ValueError`; on a GPU (any non-CPU device), and while ``torch.compile`` traces,
+    it is queued on the device with :func:`torch._assert_async`, which reports a bad id
+    (as a ``RuntimeError`` naming ``name``) without a host sync or a graph break. A meta
+    tensor holds no values to check and is refused.
+
+    Args:
+        name: the parameter's name, for the message.
+        value: what the caller passed.
+        vocab_size: ids must lie in ``[0, vocab_size)``.
+        ndim: the allowed number(s) of dimensions, or ``None`` for any.
+
+    Returns:
+        ``value``, unchanged.
+
+    Raises:
+        TypeError: ``value`` is not an integer tensor.
+        ValueError: wrong number of dimensions, a meta tensor, or (on CPU) an id out of range.
+
     Example:
         >>> check_ids("ids", torch.tensor([[3, 9]]), vocab_size=10, ndim=2).tolist()
         [[3, 9]]
@@ -175,11 +194,31 @@ def check_ids(name: str, value: object, vocab_size: int, *,
     """
     check_tensor(name, value, ndim=ndim, dtype="int")
     assert isinstance(value, torch.Tensor)
+    if torch.compiler.is_compiling() or value.device.type not in ("cpu", "meta"):
+        torch._assert_async(((value >= 0) & (value < vocab_size)).all(),
+                            f"{name}: expected ids in [0, {vocab_size})")
+        return value
+    check_not_meta(name, value)
     if value.numel():
         low, high = int(value.min()), int(value.max())
         if low < 0 or high >= vocab_size:
             raise ValueError(f"{name}: expected ids in [0, {vocab_size}), got values from {low} "
                              f"to {high}")
+    return value
+
+
+def check_not_meta(name: str, value: torch.Tensor) -> torch.Tensor:
+    """Raise ``ValueError`` for a tensor on the meta device, where a value must be read.
+
+    Example:
+        >>> check_not_meta("x", torch.zeros(2, device="meta"))
+        Traceback (most recent call last):
+        ...
+        ValueError: x: expected a tensor with values, got a meta tensor (shape (2,), no data)
+    """
+    if value.is_meta:
+        raise ValueError(f"{name}: expected a tensor with values, got a meta tensor "
+                         f"(shape {tuple(value.shape)}, no data)")
     return value
 
 
@@ -224,7 +263,8 @@ def check_callable(name: str, value: object, *,
 
 
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
-    """Raise ``ValueError`` if a floating-point tensor holds NaN or infinity."""
+    """Raise ``ValueError`` if a floating-point tensor holds NaN or infinity (or is on meta)."""
+    check_not_meta(name, value)
     if value.is_floating_point() and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return value
