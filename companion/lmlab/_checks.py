@@ -358,6 +358,26 @@ def check_same_dtype(**tensors: torch.Tensor) -> None:
         raise TypeError(f"{', '.join(dtypes)}: expected one dtype, got {listed}")
 
 
+def check_generator(name: str, value: object,
+                    device: torch.device | None = None) -> torch.Generator | None:
+    """Check that ``value`` is ``None`` or a :class:`torch.Generator` (on ``device``, if given).
+
+    Example:
+        >>> check_generator("generator", 0)
+        Traceback (most recent call last):
+        ...
+        TypeError: generator: expected a torch.Generator or None, got int
+    """
+    if value is None:
+        return None
+    if not isinstance(value, torch.Generator):
+        raise TypeError(f"{name}: expected a torch.Generator or None, got {_type_name(value)}")
+    if device is not None and torch.device(value.device).type != torch.device(device).type:
+        raise ValueError(f"{name}: expected a generator on {device} (where the draws happen), "
+                         f"got one on {value.device}")
+    return value
+
+
 def check_device(name: str, value: object, *, allow_none: bool = True) -> torch.device | None:
     """Check that ``value`` names a device (a str such as ``"cuda:0"`` or a ``torch.device``).
 

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from lmlab._checks import (
-    check_bool, check_float, check_ids, check_int, check_tensor, check_values,
+    check_bool, check_float, check_generator, check_ids, check_int, check_tensor,
+    check_values,
 )
 
 __all__ = ["greedy", "apply_temperature", "top_k_filter", "top_p_filter", "sample",
@@ -69,9 +70,7 @@ def _check_sampling(temperature: object, top_k: object, top_p: object,
         check_int("top_k", top_k)
     if top_p is not None:
         check_float("top_p", top_p, 0.0, 1.0, min_inclusive=False)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator: expected a torch.Generator or None, got "
-                        f"{type(generator).__name__}")
+    check_generator("generator", generator)  # any device: one there seeds the model's
     return temperature
 
 

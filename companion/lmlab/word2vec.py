@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmlab._checks import (
-    check_bool, check_device, check_float, check_int, check_int_values, check_same_device,
-    check_same_dtype, check_tensor,
+    check_bool, check_device, check_float, check_generator, check_int, check_int_values,
+    check_same_device, check_same_dtype, check_tensor,
 )
 from lmlab.device import get_device
 from lmlab.progress import progress
@@ -197,9 +197,7 @@ class SkipGramNegativeSampling(nn.Module):
         super().__init__()
         check_int("vocab_size", vocab_size)
         check_int("d_model", d_model, maximum=65536)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator: expected a torch.Generator, got "
-                            f"{type(generator).__name__}")
+        check_generator("generator", generator, torch.device("cpu"))  # the init runs on the CPU
         self.input = nn.Embedding(vocab_size, d_model)
         self.output = nn.Embedding(vocab_size, d_model)
         with torch.no_grad():
