@@ -353,6 +353,7 @@ class AdditiveAttention(nn.Module):
         check_int("d_model", d_model)
         attention_dim = d_model if attention_dim is None else check_int("attention_dim",
                                                                         attention_dim)
+        self.d_model = d_model
         self.w_q = nn.Linear(d_model, attention_dim, bias=False)
         self.w_k = nn.Linear(d_model, attention_dim, bias=False)
         self.w_v = nn.Linear(attention_dim, 1, bias=False)
@@ -360,4 +361,9 @@ class AdditiveAttention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(out, weights)`` of :func:`additive_attention`; shapes as there."""
+        _check_qk(q, k, v)
+        for name, x in (("q", q), ("k", k)):
+            if x.shape[-1] != self.d_model:
+                raise ValueError(f"{name}: expected width d_model={self.d_model}, got shape "
+                                 f"{tuple(x.shape)}")
         return additive_attention(q, k, v, self.w_q.weight, self.w_k.weight, self.w_v.weight[0], mask)
