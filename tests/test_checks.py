@@ -241,3 +241,46 @@ def test_check_ids_on_cuda_is_async():
         assert _checks.check_ids("ids", ids, 5) is ids
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+def test_check_int_values_open_ends_and_messages():
+    t = torch.tensor([-1, 0, 7])
+    assert _checks.check_int_values("context", t, -1, 8) is t
+    assert _checks.check_int_values("ids", t, None, None) is t
+    with pytest.raises(ValueError, match=r"^ids: expected word ids >= 0, got values from -1 to 7"):
+        _checks.check_int_values("ids", t, 0, None, what="word ids")
+    with pytest.raises(ValueError, match=r"^ids: expected values < 7, got values from -1 to 7"):
+        _checks.check_int_values("ids", t, None, 7)
+    with pytest.raises(TypeError, match="^ids: expected an int tensor"):
+        _checks.check_int_values("ids", t.float(), 0, 8)
+
+
+def test_check_values_runs_on_cpu_and_names_what_it_found():
+    x = torch.tensor([1.0, -2.0])
+    assert _checks.check_values("x", x, x > -5, "x: expected values > -5") is x
+    with pytest.raises(ValueError, match="^x: expected positive values, got -2.0$"):
+        _checks.check_values("x", x, x > 0, "x: expected positive values",
+                             lambda: f"got {float(x.min())}")
+    with pytest.raises(ValueError, match="^x: expected a tensor with values"):
+        meta = x.to("meta")
+        _checks.check_values("x", meta, meta > 0, "x: expected positive values")
+
+
+def test_check_same_dtype_device_and_generator():
+    _checks.check_same_dtype(a=torch.zeros(1), b=torch.ones(2))
+    with pytest.raises(TypeError, match="^a, b: expected one dtype, got a torch.float32, b "
+                                        "torch.int64"):
+        _checks.check_same_dtype(a=torch.zeros(1), b=torch.ones(1, dtype=torch.long))
+    assert _checks.check_device("device", "cpu") == torch.device("cpu")
+    assert _checks.check_device("device", None) is None
+    for bad, error in [("tpu", ValueError), ("cuda:x", ValueError), (3, TypeError),
+                       (None, TypeError)]:
+        with pytest.raises(error, match="^device: expected"):
+            _checks.check_device("device", bad, allow_none=False)
+    g = torch.Generator()
+    assert _checks.check_generator("generator", g, torch.device("cpu")) is g
+    assert _checks.check_generator("generator", None) is None
+    with pytest.raises(TypeError, match="^generator: expected a torch.Generator or None"):
+        _checks.check_generator("generator", 0)
+    with pytest.raises(ValueError, match="^generator: expected a generator on meta"):
+        _checks.check_generator("generator", g, torch.device("meta"))

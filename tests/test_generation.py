@@ -324,3 +324,16 @@ def test_cpu_generator_with_a_gpu_model_samples_on_the_gpu(gpu_device) -> None:
     finally:
         torch.multinomial = real
     assert probs and all(d == prompt.device for d in probs)  # no copy to the host
+
+
+def test_filters_compile_without_graph_break() -> None:
+    # the logits check is an on-device assert while compiling: no .item(), no graph break
+    def decode(logits):
+        return greedy(top_p_filter(top_k_filter(logits, 3), 0.9))
+
+    compiled = torch.compile(decode, backend="eager", fullgraph=True)
+    logits = torch.randn(2, 10)
+    assert torch.equal(compiled(logits), decode(logits))
+    with pytest.raises(RuntimeError, match="logits: expected finite scores"):
+        compiled(torch.full((2, 10), float("nan")))
+    torch._dynamo.reset()
