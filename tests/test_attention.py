@@ -238,6 +238,28 @@ W3 = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4)
     (lambda: A.DotProductAttention(scaled="no"), TypeError, "scaled"),
     (lambda: A.AdditiveAttention(8.0), TypeError, "d_model"),
     (lambda: A.AdditiveAttention(0), ValueError, "d_model"),
+    (lambda: A.causal_mask(2, device="tpu"), ValueError, "device: expected a device"),
+    (lambda: A.causal_mask(2, device=1.5), TypeError, "device: expected a str"),
+    (lambda: A.padding_mask(torch.tensor([2, 3], device="meta")), ValueError,
+     "lengths: expected a tensor with values, got a meta tensor"),
+    # mixed dtypes: raw "expected scalar type Float but found Double" before
+    (lambda: A.dot_product_scores(Q.double(), K), TypeError, "q, k: expected one dtype"),
+    (lambda: A.scaled_dot_product_attention(Q, K, V.half()), TypeError,
+     "q, k, v: expected one dtype, got q torch.float32, k torch.float32, v torch.float16"),
+    (lambda: A.additive_scores(Q, K, W3[0].double(), *W3[1:]), TypeError,
+     "q, w_q, w_k, w_v: expected one dtype"),
+    (lambda: A.additive_scores(Q, K, torch.randn(0, 8), torch.randn(0, 8), torch.randn(0)),
+     ValueError, r"w_q: expected shape \(A, 8\) with A >= 1"),
+    (lambda: A.AdditiveAttention(8)(Q.double(), K.double(), V.double()), TypeError,
+     "q, w_q, w_k, w_v: expected one dtype"),
+    (lambda: A.AdditiveAttention(8)(Q, torch.randn(2, 5, 3), V), ValueError,
+     r"k: expected width d_model=8, got shape \(2, 5, 3\)"),
+    (lambda: A.AdditiveAttention(8)(Q[..., :4], K, V), ValueError, "q: expected width d_model=8"),
+    (lambda: A.masked_softmax(torch.randn(2, 3), [[True] * 3] * 2), TypeError,
+     "mask: expected a torch.Tensor"),
+    (lambda: A.scaled_dot_product_attention(Q, K, V, mask=torch.ones(3, 5, dtype=torch.bool,
+                                                                      device="meta")),
+     ValueError, "scores, mask: expected tensors on one device"),
 ])
 def test_bad_input_names_the_parameter(call, error, match) -> None:
     with pytest.raises(error, match=f"^{match}"):

@@ -227,7 +227,7 @@ def test_vocabulary_constructor_bad_input():
         Vocabulary(("a", "b", "a"))
     with pytest.raises(TypeError, match=r"tokens\[1\]"):
         Vocabulary(("a", 3))  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"tokens\[0\]"):
+    with pytest.raises(ValueError, match=r"tokens\[0\]"):  # a str, but empty: a bad value
         Vocabulary(("", "a"))
     with pytest.raises(ValueError, match="counts"):
         Vocabulary(("a", "b"), counts=(1,))
@@ -304,6 +304,25 @@ def test_vocabulary_methods_bad_input():
     (lambda c: top_k_similar(c[0], c, k=10**9), ValueError, "k"),
     (lambda c: top_k_similar(c[0], c[0], k=1), ValueError, "vectors"),
     (lambda c: top_k_similar(c[0], c, exclude_self=1), TypeError, "exclude_self"),
+    # the parameter's own name, not cosine_similarity's a/b
+    (lambda c: top_k_similar(c[0].clone().fill_(float("nan")), c), ValueError,
+     "query: contains NaN"),
+    (lambda c: top_k_similar(c[0], c.clone().fill_(float("inf"))), ValueError,
+     "vectors: contains NaN"),
+    (lambda c: top_k_similar(c[0].to("meta"), c), ValueError,
+     "query, vectors: expected tensors on one device"),
+    (lambda c: top_k_similar(c[0, :2], c), ValueError, "query: expected vectors of width"),
+    (lambda c: top_k_similar(c[0], c[:0]), ValueError, "vectors: expected at least one vector"),
+    (lambda c: inverse_document_frequency(c[:0]), ValueError, "counts: expected at least one"),
+    (lambda c: count_vectors(DOCS, VOCAB, device="tpu"), ValueError, "device: expected a device"),
+    (lambda c: tokenize("The Dog", lowercase=None), TypeError, "lowercase: expected True or False"),
+    (lambda c: tokenize("The Dog", lowercase=1), TypeError, "lowercase"),
+    (lambda c: Vocabulary(("a", "b"), counts=3), TypeError, "counts: expected a tuple of ints"),
+    (lambda c: Vocabulary(("a", "")), ValueError, r"tokens\[1\]: expected a non-empty str"),
+    (lambda c: Vocabulary.from_dict({"tokens": 3}), TypeError, "tokens: expected a tuple of str"),
+    (lambda c: Vocabulary.from_dict({"tokens": ["a"], "counts": "1"}), TypeError, "counts"),
+    (lambda c: VOCAB.decode(torch.tensor([1], device="meta")), ValueError,
+     "ids: expected a tensor with values, got a meta tensor"),
 ])
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=f"^{match}"):

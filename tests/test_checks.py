@@ -191,3 +191,96 @@ def test_check_path_and_file(tmp_path):
         _checks.check_file("path", tmp_path)  # a folder is not a file
     with pytest.raises(TypeError, match="^path: expected a path"):
         _checks.check_file("path", 1)
+
+
+def test_check_ids_meta_tensor_is_refused():
+    meta = torch.zeros(2, 3, dtype=torch.long, device="meta")
+    with pytest.raises(ValueError, match=r"^ids: expected a tensor with values, got a meta"):
+        _checks.check_ids("ids", meta, 5)
+    with pytest.raises(ValueError, match="^x: expected a tensor with values"):
+        _checks.check_finite("x", torch.zeros(2, device="meta"))
+
+
+def test_check_ids_compiles_without_graph_break_and_still_checks():
+    # While compiling, the range check is an on-device assert: no .item(), no graph break.
+    def embed(ids):
+        _checks.check_ids("ids", ids, 10, ndim=2)
+        return ids * 2
+
+    compiled = torch.compile(embed, backend="eager", fullgraph=True)
+    ids = torch.tensor([[1, 9], [0, 3]])
+    assert torch.equal(compiled(ids), ids * 2)
+    for bad in (torch.tensor([[1, 10]]), torch.tensor([[-1, 0]])):
+        with pytest.raises(RuntimeError, match=r"ids: expected ids in \[0, 10\)"):
+            compiled(bad)
+    torch._dynamo.reset()
+
+
+def test_check_ids_on_an_accelerator_does_not_read_values(monkeypatch):
+    # Off the CPU (and while compiling) the check is queued with torch._assert_async and never
+    # reads a value back to the host. Take that branch on CPU by patching is_compiling, and
+    # make every way of reading a value to the host fail.
+    def no_sync(self, *args):
+        raise AssertionError("host sync")
+
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    for method in ("item", "__int__", "__bool__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, method, no_sync)
+    ids = torch.tensor([1, 2])
+    assert _checks.check_ids("ids", ids, 5) is ids
+    with pytest.raises(RuntimeError, match=r"^ids: expected ids in \[0, 2\)"):
+        _checks.check_ids("ids", ids, 2)  # _assert_async raises at once on CPU
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_check_ids_on_cuda_is_async():
+    ids = torch.tensor([1, 2], device="cuda")
+    torch.cuda.set_sync_debug_mode("error")  # any host sync now raises
+    try:
+        assert _checks.check_ids("ids", ids, 5) is ids
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+def test_check_int_values_open_ends_and_messages():
+    t = torch.tensor([-1, 0, 7])
+    assert _checks.check_int_values("context", t, -1, 8) is t
+    assert _checks.check_int_values("ids", t, None, None) is t
+    with pytest.raises(ValueError, match=r"^ids: expected word ids >= 0, got values from -1 to 7"):
+        _checks.check_int_values("ids", t, 0, None, what="word ids")
+    with pytest.raises(ValueError, match=r"^ids: expected values < 7, got values from -1 to 7"):
+        _checks.check_int_values("ids", t, None, 7)
+    with pytest.raises(TypeError, match="^ids: expected an int tensor"):
+        _checks.check_int_values("ids", t.float(), 0, 8)
+
+
+def test_check_values_runs_on_cpu_and_names_what_it_found():
+    x = torch.tensor([1.0, -2.0])
+    assert _checks.check_values("x", x, x > -5, "x: expected values > -5") is x
+    with pytest.raises(ValueError, match="^x: expected positive values, got -2.0$"):
+        _checks.check_values("x", x, x > 0, "x: expected positive values",
+                             lambda: f"got {float(x.min())}")
+    with pytest.raises(ValueError, match="^x: expected a tensor with values"):
+        meta = x.to("meta")
+        _checks.check_values("x", meta, meta > 0, "x: expected positive values")
+
+
+def test_check_same_dtype_device_and_generator():
+    _checks.check_same_dtype(a=torch.zeros(1), b=torch.ones(2))
+    with pytest.raises(TypeError, match="^a, b: expected one dtype, got a torch.float32, b "
+                                        "torch.int64"):
+        _checks.check_same_dtype(a=torch.zeros(1), b=torch.ones(1, dtype=torch.long))
+    assert _checks.check_device("device", "cpu") == torch.device("cpu")
+    assert _checks.check_device("device", None) is None
+    for bad, error in [("tpu", ValueError), ("cuda:x", ValueError), (3, TypeError),
+                       (None, TypeError)]:
+        with pytest.raises(error, match="^device: expected"):
+            _checks.check_device("device", bad, allow_none=False)
+    g = torch.Generator()
+    assert _checks.check_generator("generator", g, torch.device("cpu")) is g
+    assert _checks.check_generator("generator", None) is None
+    with pytest.raises(TypeError, match="^generator: expected a torch.Generator or None"):
+        _checks.check_generator("generator", 0)
+    with pytest.raises(ValueError, match="^generator: expected a generator on meta"):
+        _checks.check_generator("generator", g, torch.device("meta"))

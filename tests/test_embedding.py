@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from lmlab.device import seed_everything
-from lmlab.embedding import LMHead, TokenEmbedding, embedding_cost
+from lmlab.embedding import EmbeddingCost, LMHead, TokenEmbedding, embedding_cost
 
 
 @pytest.mark.parametrize("shape", [(5,), (2, 7), (3, 2, 4)])
@@ -110,8 +110,13 @@ def test_bad_flags():
 
 def test_bad_ids():
     emb = TokenEmbedding(10, 4)
-    with pytest.raises(ValueError, match=r"^ids: values must be in \[0, 10\)"):
+    with pytest.raises(ValueError, match=r"^ids: expected ids in \[0, 10\), got values from 3 "
+                                         r"to 10"):
         emb(torch.tensor([3, 10]))
+    with pytest.raises(ValueError, match="^ids: expected a tensor with values, got a meta"):
+        TokenEmbedding(10, 4).to("meta")(torch.tensor([1], device="meta"))
+    with pytest.raises(ValueError, match="^ids, weight: expected tensors on one device"):
+        emb(torch.tensor([1], device="meta"))
     with pytest.raises(ValueError, match="^ids"):
         emb(torch.tensor([-1]))
     with pytest.raises(TypeError, match="^ids"):
@@ -140,6 +145,33 @@ def test_bad_features(module):
         head([[0.0] * 4])
     with pytest.raises(ValueError, match="one device"):
         head(torch.zeros(2, 4, device="meta"))
+
+
+def test_embedding_cost_is_consistent():
+    cost = embedding_cost(10, 4, tied=False)
+    assert EmbeddingCost(10, 4, False, 40, 40, 80) == cost
+    bad = [(dict(head_params=0), ValueError, "head_params: expected 40 for vocab_size=10"),
+           (dict(embedding_params=41), ValueError, "embedding_params: expected 40"),
+           (dict(head_flops_per_token=-1), ValueError, "head_flops_per_token: expected an int >= 0"),
+           (dict(vocab_size=True), TypeError, "vocab_size: expected an int"),
+           (dict(d_model=0), ValueError, "d_model: expected an int >= 1"),
+           (dict(tied=1), TypeError, "tied: expected True or False"),
+           (dict(head_params="40"), TypeError, "head_params: expected an int")]
+    for change, error, match in bad:
+        fields = dict(vocab_size=10, d_model=4, tied=False, embedding_params=40, head_params=40,
+                      head_flops_per_token=80) | change
+        with pytest.raises(error, match=f"^{match}"):
+            EmbeddingCost(**fields)
+
+
+def test_embedding_compiles_without_graph_break():
+    emb = TokenEmbedding(10, 4)
+    compiled = torch.compile(emb, backend="eager", fullgraph=True)
+    ids = torch.tensor([[1, 9, 0]])
+    torch.testing.assert_close(compiled(ids), emb(ids))
+    with pytest.raises(RuntimeError, match=r"ids: expected ids in \[0, 10\)"):
+        compiled(torch.tensor([[1, 10, 0]]))  # still checked, on the device
+    torch._dynamo.reset()
 
 
 @pytest.mark.gpu

@@ -169,6 +169,35 @@ IDS = torch.ones(2, 3, dtype=torch.long)
     (lambda: ADEC(IDS, H, MEM, MASK[:, :3]), ValueError, "src_mask"),
     (lambda: ADEC(IDS, H, MEM, MASK.long()), TypeError, "src_mask"),
     (lambda: ADEC(IDS, H, None, MASK), TypeError, "memory"),
+    # mixed dtypes: a raw "mat1 and mat2 must have the same dtype" before
+    (lambda: rnn.gru_cell(torch.zeros(2, 3).double(), torch.zeros(2, 4), *W), TypeError,
+     "x, h, weight_ih, weight_hh, bias_ih, bias_hh: expected one dtype"),
+    (lambda: rnn.gru_cell(torch.zeros(2, 3), torch.zeros(2, 4), *W[:3], W[3].half()), TypeError,
+     "x, h, .*: expected one dtype, .*bias_hh torch.float16"),
+    (lambda: rnn.lstm_cell(torch.zeros(2, 3), (torch.zeros(2, 4), torch.zeros(2, 4).double()),
+                           *WL), TypeError, r"state\[0\], state\[1\]: expected one dtype"),
+    (lambda: rnn.gru_cell(torch.zeros(2, 3), torch.zeros(2, 4), *W[:3], W[3].to("meta")),
+     ValueError, "x, h, .*: expected tensors on one device"),
+    (lambda: rnn.lstm_cell(torch.zeros(2, 3), (torch.zeros(2, 4, device="meta"),) * 2, *WL),
+     ValueError, r"x, state\[0\], .*: expected tensors on one device"),
+    (lambda: rnn.unroll(_layer(), torch.zeros(1, 2, 3).double()), TypeError,
+     "x: expected dtype torch.float32"),
+    (lambda: rnn.unroll(_layer(), torch.zeros(1, 2, 3), torch.zeros(1, 1, 4).double()), TypeError,
+     "state: expected dtype torch.float32"),
+    (lambda: rnn.unroll(_layer(), torch.zeros(1, 2, 3, device="meta")), ValueError,
+     "x, weight: expected tensors on one device"),
+    (lambda: DEC(IDS, H.double()), TypeError, "state: expected dtype torch.float32"),
+    (lambda: LDEC(IDS, (H, H.half())), TypeError, r"state\[1\]: expected dtype torch.float32"),
+    (lambda: ADEC(IDS, H, MEM.double(), MASK), TypeError, "memory: expected dtype torch.float32"),
+    (lambda: DEC(IDS, H.to("meta")), ValueError, "state: on meta but the weights are on cpu"),
+    # meta tensors: no values to check ("Tensor.item() cannot be called" before)
+    (lambda: ENC(IDS.to("meta"), torch.tensor([3, 3])), ValueError, "src: on meta but the model"),
+    (lambda: rnn.Encoder(10, 6, 8).to("meta")(IDS.to("meta"), torch.tensor([3, 3])), ValueError,
+     "src: expected a tensor with values, got a meta tensor"),
+    (lambda: ENC(IDS, torch.tensor([3, 3], device="meta")), ValueError,
+     "src_lengths: expected a tensor with values"),
+    (lambda: DEC(IDS.to("meta"), H), ValueError, "tgt_in: on meta but the model is on cpu"),
+    (lambda: DEC(IDS * 10, H), ValueError, r"tgt_in: expected ids in \[0, 10\), got values from"),
 ])
 def test_bad_input_names_the_parameter(call, error, match) -> None:
     with pytest.raises(error, match=f"^{match}"):
@@ -184,3 +213,15 @@ def test_unroll_on_gpu_matches_cpu(gpu_device: torch.device, kind: str) -> None:
     out, _ = rnn.unroll(layer, x)
     gpu_out, _ = rnn.unroll(layer.to(gpu_device), x.to(gpu_device))
     torch.testing.assert_close(gpu_out.cpu(), out, rtol=1e-3, atol=1e-3)
+
+
+@torch._dynamo.config.patch(allow_rnn=True)  # dynamo traces nn.GRU only when asked
+def test_decoder_step_compiles_without_graph_break() -> None:
+    decoder = rnn.Decoder(10, 6, 8).eval()
+    step = torch.compile(decoder, backend="eager", fullgraph=True)
+    ids = torch.tensor([[3], [4]])
+    logits, state, _ = step(ids, H)
+    torch.testing.assert_close(logits, decoder(ids, H)[0])
+    with pytest.raises(RuntimeError, match=r"tgt_in: expected ids in \[0, 10\)"):
+        step(ids * 5, H)  # id 20: still checked, on the device
+    torch._dynamo.reset()

@@ -152,8 +152,28 @@ def test_data_functions_reject_bad_input() -> None:
         (lambda: skipgram_windows([1, 2], sents, window=2), TypeError, "ids"),
         (lambda: skipgram_windows(ids, sents.to("meta"), window=2), ValueError, "device"),
         (lambda: skipgram_pairs(ids, sents, window=-1), ValueError, "window"),
+        # a negative id looked like the -1 that pads the context rows
+        (lambda: skipgram_windows(torch.tensor([1, -1, 3]), sents, window=1), ValueError,
+         "^ids: expected word ids >= 0, got values from -1 to 3"),
+        (lambda: skipgram_pairs(torch.tensor([-5, 1, 3]), sents, window=1), ValueError, "^ids: "),
+        (lambda: skipgram_windows(ids.to("meta"), sents.to("meta"), window=1), ValueError,
+         "^ids: expected a tensor with values, got a meta tensor"),
+        (lambda: skipgram_windows(ids, sents, window=1, generator=0), TypeError,
+         "^generator: expected a torch.Generator or None, got int"),
+        (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (2,), generator="seed"), TypeError,
+         "^generator: expected a torch.Generator"),
+        (lambda: sample_negatives(torch.tensor([0.5, 0.5], device="meta"), (2,)), ValueError,
+         "^probs: expected a tensor with values"),
     ]
     for call, error, message in cases:
         with pytest.raises(error, match=message):
             call()
     assert sample_negatives(torch.tensor([0.5, 0.5]), (0, 5)).shape == (0, 5)
+
+
+def test_sentence_ids_are_labels() -> None:
+    # any integers label the sentences, negative ones included: only equality matters
+    ids = torch.tensor([4, 5, 6, 7])
+    a = skipgram_pairs(ids, torch.tensor([-3, -3, 8, 8]), 1, generator=torch.Generator().manual_seed(0))
+    b = skipgram_pairs(ids, torch.tensor([0, 0, 1, 1]), 1, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))

@@ -203,6 +203,16 @@ def test_pearson_and_spearman_match_scipy(values: list[tuple[int, float]]) -> No
     assert pearson(x, y) == pytest.approx(pearsonr(x.numpy(), y.numpy()).statistic, abs=1e-9)
 
 
+@pytest.mark.parametrize("scale", [1e-200, 1e-100, 1.0, 1e100, 1e200])
+def test_pearson_is_scale_free_like_scipy(scale: float) -> None:
+    from scipy.stats import pearsonr
+    x = torch.tensor([0.0, 1.0, 2.0, 4.0], dtype=torch.float64)
+    y = torch.tensor([0.0, 0.0, 3.0, 1.0], dtype=torch.float64) * scale
+    expected = pearsonr(x.numpy(), y.numpy()).statistic
+    assert pearson(x, y) == pytest.approx(expected, abs=1e-12)  # NaN for 1e-200 before
+    assert math.isnan(pearson(x, torch.full((4,), 0.1, dtype=torch.float64)))
+
+
 def test_correlations_accept_any_real_dtype() -> None:
     x, y = torch.tensor([1, 2, 3, 5]), torch.tensor([2.0, 1.0, 4.0, 3.0], dtype=torch.float16)
     assert pearson(x, y) == pytest.approx(pearson(x.double(), y.double()), abs=1e-12)
@@ -347,15 +357,23 @@ def test_methods_reject_bad_input(tmp_path: Path) -> None:
         (lambda: wv.most_similar(torch.zeros(2, 16)), ValueError, "word"),
         (lambda: wv.most_similar(torch.full((16,), math.nan)), ValueError, "word"),
         (lambda: wv.most_similar(torch.zeros(16, dtype=torch.long)), TypeError, "word"),
-        (lambda: wv.similarity("king", None), TypeError, "word"),
+        (lambda: wv.similarity("king", None), TypeError, "^w2: expected a str"),
+        (lambda: wv.similarity(1, "king"), TypeError, "^w1: expected a str"),
+        (lambda: wv.similarity("king", "zebra"), KeyError, "w2: word 'zebra' is not in"),
+        (lambda: wv.analogy("man", "zebra", "woman"), KeyError, "b: word 'zebra' is not in"),
+        (lambda: wv.most_similar(torch.zeros(16, device="meta")), ValueError,
+         "^word: expected a tensor with values, got a meta tensor"),
+        (lambda: WordVectors(["a"], torch.zeros(1, 2, device="meta")), ValueError,
+         "^vectors: expected a tensor with values"),
         (lambda: wv.analogy("man", "king", "woman", k=-1), ValueError, "k"),
-        (lambda: wv.analogy("man", "king", 5), TypeError, "word"),
+        (lambda: wv.analogy("man", "king", 5), TypeError, "^c: expected a str"),
         (lambda: wv.evaluate_analogies(restrict_vocab=0), ValueError, "restrict_vocab"),
         (lambda: wv.evaluate_analogies(restrict_vocab=1.5), TypeError, "restrict_vocab"),
         (lambda: wv.evaluate_analogies("questions.txt"), TypeError, "questions"),
         (lambda: wv.evaluate_analogies([("s", "a", "b", "c")]), TypeError, r"questions\[0\]"),
         (lambda: wv.evaluate_analogies([("s", "a", "b", "c", 4)]), TypeError, r"questions\[0\]"),
-        (lambda: wv.evaluate_word_similarity("men"), ValueError, "name"),
+        (lambda: wv.evaluate_word_similarity("men"), ValueError,
+         r"^pairs: expected one of \('wordsim353', 'simlex999'\) or a list"),
         (lambda: wv.evaluate_word_similarity(3), TypeError, "pairs"),
         (lambda: wv.evaluate_word_similarity([("a", "b")]), TypeError, r"pairs\[0\]"),
         (lambda: wv.evaluate_word_similarity([("a", "b", "high")]), TypeError, r"pairs\[0\]"),

@@ -274,7 +274,10 @@ def test_training_rejects_bad_input_before_any_work(monkeypatch) -> None:
          "record_every"),
         (lambda: train_word2vec(["a b"], tiny, device="cpu", show_progress="yes"), TypeError,
          "show_progress"),
-        (lambda: train_word2vec(["a b"], tiny, device="tpu"), ValueError, "prefer"),
+        (lambda: train_word2vec(["a b"], tiny, device="tpu"), ValueError, "^device: expected"),
+        (lambda: train_word2vec(["a b"], tiny, device="meta"), ValueError,
+         "^device: expected 'cpu', 'cuda' or 'mps'"),
+        (lambda: train_word2vec(["a b"], tiny, device=3), TypeError, "^device: expected a str"),
     ]
     for call, error, message in cases:
         with pytest.raises(error, match=message):
@@ -307,9 +310,54 @@ def test_model_rejects_bad_input() -> None:
         (lambda: sgns_loss(v.long(), v, torch.zeros(3, 2, 4)), TypeError, "input_vecs"),
         (lambda: sgns_loss(v, v, torch.zeros(3, 4)), ValueError, "negative_vecs"),
         (lambda: sgns_loss(v, v.to("meta"), torch.zeros(3, 2, 4)), ValueError, "device"),
+        # mixed dtypes: a raw "expected scalar type Float but found Double" before
+        (lambda: sgns_loss(v.double(), v, torch.zeros(3, 2, 4)), TypeError,
+         "^input_vecs, target_vecs, negative_vecs: expected one dtype"),
+        (lambda: sgns_loss(v, v.half(), torch.zeros(3, 2, 4)), TypeError, "expected one dtype"),
+        (lambda: model(center, context, negatives + 10), ValueError,
+         r"^negatives: expected ids in \[0, 10\), got values from"),
+        (lambda: model(center, context - 5, negatives), ValueError,
+         r"^context: expected ids in \[-1, 10\)"),
+        (lambda: SkipGramNegativeSampling(10, 4).to("meta")(center.to("meta"),
+                                                            context.to("meta"),
+                                                            negatives.to("meta")),
+         ValueError, "^center: expected a tensor with values, got a meta tensor"),
     ]
     before = model.input.weight.detach().clone()
     for call, error, message in cases:
         with pytest.raises(error, match=message):
             call()
     assert torch.equal(model.input.weight, before)  # no step was taken
+
+
+def test_training_history_checks_its_fields() -> None:
+    assert TrainingHistory([10], [0.5], [0.02], 10, 8, 30).pairs == 30
+    assert math.isnan(TrainingHistory([1], [math.nan], [0.1]).loss[0])  # a diverged run
+    cases = [
+        (dict(words="abc"), TypeError, "^words: expected a list"),
+        (dict(words=3), TypeError, "^words: expected a list"),
+        (dict(words=[1], loss=[0.5]), ValueError, "^words, loss, lr: expected one entry each"),
+        (dict(words=[-1], loss=[0.5], lr=[0.1]), ValueError, r"^words\[0\]"),
+        (dict(words=[1], loss=["x"], lr=[0.1]), TypeError, r"^loss\[0\]"),
+        (dict(words=[1], loss=[0.5], lr=[-0.1]), ValueError, r"^lr\[0\]"),
+        (dict(raw_words=-1), ValueError, "^raw_words"),
+        (dict(raw_words=2.0), TypeError, "^raw_words"),
+        (dict(pairs=True), TypeError, "^pairs"),
+        (dict(effective_words=None), TypeError, "^effective_words"),
+    ]
+    for fields, error, message in cases:
+        with pytest.raises(error, match=message):
+            TrainingHistory(**fields)
+
+
+def test_model_forward_compiles_without_graph_break() -> None:
+    model = SkipGramNegativeSampling(10, 4, generator=torch.Generator().manual_seed(0))
+    center = torch.tensor([1, 2])
+    negatives = torch.tensor([[3, 4], [5, 6]])
+    # the checks compile without a graph break (forward itself selects the pairs with a
+    # boolean mask, whose size depends on the data)
+    compiled = torch.compile(model._check_batch, backend="eager", fullgraph=True)
+    compiled(center, torch.tensor([[2, -1], [1, 3]]), negatives)
+    with pytest.raises(RuntimeError, match=r"context: expected ids in \[-1, 10\)"):
+        compiled(center, torch.tensor([[2, -2], [1, 3]]), negatives)
+    torch._dynamo.reset()

@@ -161,9 +161,68 @@ def check_shape(name: str, value: torch.Tensor,
     return value
 
 
+def values_checked_on_device(value: torch.Tensor) -> bool:
+    """Whether a value check of ``value`` must be queued on the device instead of run now.
+
+    True for a tensor off the CPU (a GPU: reading a value back would stop it) and while
+    ``torch.compile`` traces (reading a value would break the graph). Such checks go through
+    :func:`torch._assert_async`, which raises later, at the next synchronisation, without a
+    host sync of its own.
+    """
+    return bool(torch.compiler.is_compiling()) or value.device.type not in ("cpu", "meta")
+
+
+def check_values(name: str, value: torch.Tensor, ok: torch.Tensor, message: str,
+                 detail: Callable[[], str] | None = None) -> torch.Tensor:
+    """Raise ``ValueError(message)`` unless the bool tensor ``ok`` (computed from ``value``) is all
+    True; without a host sync on accelerators and under ``torch.compile``.
+
+    On the CPU the check runs at once and the message gets ``detail()`` (what was found, e.g.
+    the smallest and largest id) appended. Off the CPU, or while compiling, it is queued with
+    :func:`torch._assert_async` (see :func:`values_checked_on_device`). A meta tensor has no
+    values to check and raises ``ValueError``.
+
+    Args:
+        name: the parameter's name (used for the meta-tensor message).
+        value: the tensor checked.
+        ok: a bool tensor on ``value``'s device, True where the values are allowed.
+        message: the error, starting with the parameter's name and saying what is allowed.
+        detail: a function giving what was found, called only when the CPU check fails.
+
+    Returns:
+        ``value``, unchanged.
+    """
+    if values_checked_on_device(value):
+        torch._assert_async(ok.all(), message)
+        return value
+    check_not_meta(name, value)
+    if not bool(ok.all()):
+        raise ValueError(message + (f", {detail()}" if detail is not None else ""))
+    return value
+
+
 def check_ids(name: str, value: object, vocab_size: int, *,
               ndim: int | Sequence[int] | None = None) -> torch.Tensor:
     """Check that ``value`` is an integer tensor of token ids in ``[0, vocab_size)``.
+
+    The range check never stops an accelerator: on a CPU tensor it runs at once and raises
+    :class:`ValueError`; on a GPU (any non-CPU device), and while ``torch.compile`` traces,
+    it is queued on the device with :func:`torch._assert_async`, which reports a bad id
+    (as a ``RuntimeError`` naming ``name``) without a host sync or a graph break. A meta
+    tensor holds no values to check and is refused.
+
+    Args:
+        name: the parameter's name, for the message.
+        value: what the caller passed.
+        vocab_size: ids must lie in ``[0, vocab_size)``.
+        ndim: the allowed number(s) of dimensions, or ``None`` for any.
+
+    Returns:
+        ``value``, unchanged.
+
+    Raises:
+        TypeError: ``value`` is not an integer tensor.
+        ValueError: wrong number of dimensions, a meta tensor, or (on CPU) an id out of range.
 
     Example:
         >>> check_ids("ids", torch.tensor([[3, 9]]), vocab_size=10, ndim=2).tolist()
@@ -173,13 +232,51 @@ def check_ids(name: str, value: object, vocab_size: int, *,
         ...
         ValueError: ids: expected ids in [0, 10), got values from 3 to 10
     """
+    return check_int_values(name, value, 0, vocab_size, ndim=ndim, what="ids")
+
+
+def check_int_values(name: str, value: object, low: int | None, high: int | None, *,
+                     ndim: int | Sequence[int] | None = None,
+                     what: str = "values") -> torch.Tensor:
+    """Check that ``value`` is an integer tensor with every entry in ``[low, high)``.
+
+    ``None`` leaves that end open. Sync-free on accelerators and under ``torch.compile``, as
+    :func:`check_ids` (which is this check with ``low=0``, ``high=vocab_size``).
+
+    Example:
+        >>> check_int_values("context", torch.tensor([-2, 3]), -1, 10)
+        Traceback (most recent call last):
+        ...
+        ValueError: context: expected values in [-1, 10), got values from -2 to 3
+    """
     check_tensor(name, value, ndim=ndim, dtype="int")
     assert isinstance(value, torch.Tensor)
-    if value.numel():
-        low, high = int(value.min()), int(value.max())
-        if low < 0 or high >= vocab_size:
-            raise ValueError(f"{name}: expected ids in [0, {vocab_size}), got values from {low} "
-                             f"to {high}")
+    if low is None and high is None:
+        return value
+    ok = torch.ones((), dtype=torch.bool, device=value.device)
+    if low is not None:
+        ok = ok & (value >= low).all()
+    if high is not None:
+        ok = ok & (value < high).all()
+    allowed = (f"[{low}, {high})" if low is not None and high is not None
+               else f">= {low}" if low is not None else f"< {high}")
+    where = f"in {allowed}" if allowed.startswith("[") else allowed
+    return check_values(name, value, ok, f"{name}: expected {what} {where}",
+                        lambda: f"got values from {int(value.min())} to {int(value.max())}")
+
+
+def check_not_meta(name: str, value: torch.Tensor) -> torch.Tensor:
+    """Raise ``ValueError`` for a tensor on the meta device, where a value must be read.
+
+    Example:
+        >>> check_not_meta("x", torch.zeros(2, device="meta"))
+        Traceback (most recent call last):
+        ...
+        ValueError: x: expected a tensor with values, got a meta tensor (shape (2,), no data)
+    """
+    if value.is_meta:
+        raise ValueError(f"{name}: expected a tensor with values, got a meta tensor "
+                         f"(shape {tuple(value.shape)}, no data)")
     return value
 
 
@@ -224,18 +321,85 @@ def check_callable(name: str, value: object, *,
 
 
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
-    """Raise ``ValueError`` if a floating-point tensor holds NaN or infinity."""
+    """Raise ``ValueError`` if a floating-point tensor holds NaN or infinity (or is on meta)."""
+    check_not_meta(name, value)
     if value.is_floating_point() and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return value
 
 
 def check_same_device(**tensors: torch.Tensor) -> None:
-    """Raise ``ValueError`` unless every tensor given by keyword is on one device."""
+    """Raise ``ValueError`` unless every tensor given by keyword is on one device.
+
+    Example:
+        >>> check_same_device(x=torch.zeros(1), weight=torch.zeros(1, device="meta"))
+        Traceback (most recent call last):
+        ...
+        ValueError: x, weight: expected tensors on one device, got x on cpu, weight on meta
+    """
     devices = {k: v.device for k, v in tensors.items()}
     if len(set(devices.values())) > 1:
         listed = ", ".join(f"{k} on {d}" for k, d in devices.items())
-        raise ValueError(f"tensors must be on one device, got {listed}")
+        raise ValueError(f"{', '.join(devices)}: expected tensors on one device, got {listed}")
+
+
+def check_same_dtype(**tensors: torch.Tensor) -> None:
+    """Raise ``TypeError`` unless every tensor given by keyword has one dtype.
+
+    Example:
+        >>> check_same_dtype(x=torch.zeros(1), weight=torch.zeros(1, dtype=torch.float64))
+        Traceback (most recent call last):
+        ...
+        TypeError: x, weight: expected one dtype, got x torch.float32, weight torch.float64
+    """
+    dtypes = {k: v.dtype for k, v in tensors.items()}
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{k} {d}" for k, d in dtypes.items())
+        raise TypeError(f"{', '.join(dtypes)}: expected one dtype, got {listed}")
+
+
+def check_generator(name: str, value: object,
+                    device: torch.device | None = None) -> torch.Generator | None:
+    """Check that ``value`` is ``None`` or a :class:`torch.Generator` (on ``device``, if given).
+
+    Example:
+        >>> check_generator("generator", 0)
+        Traceback (most recent call last):
+        ...
+        TypeError: generator: expected a torch.Generator or None, got int
+    """
+    if value is None:
+        return None
+    if not isinstance(value, torch.Generator):
+        raise TypeError(f"{name}: expected a torch.Generator or None, got {_type_name(value)}")
+    if device is not None and torch.device(value.device).type != torch.device(device).type:
+        raise ValueError(f"{name}: expected a generator on {device} (where the draws happen), "
+                         f"got one on {value.device}")
+    return value
+
+
+def check_device(name: str, value: object, *, allow_none: bool = True) -> torch.device | None:
+    """Check that ``value`` names a device (a str such as ``"cuda:0"`` or a ``torch.device``).
+
+    Returns the :class:`torch.device` (``None`` stays ``None`` where ``allow_none``). Whether
+    the device is present on this machine is left to PyTorch.
+
+    Example:
+        >>> check_device("device", "tpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: device: expected a device such as 'cpu', 'cuda', 'cuda:1' or 'mps', got 'tpu'
+    """
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (str, torch.device)):
+        allowed = "a str, torch.device or None" if allow_none else "a str or torch.device"
+        raise TypeError(f"{name}: expected {allowed}, got {_type_name(value)}")
+    try:
+        return torch.device(value)
+    except RuntimeError:
+        raise ValueError(f"{name}: expected a device such as 'cpu', 'cuda', 'cuda:1' or 'mps', "
+                         f"got {value!r}") from None
 
 
 def check_path(name: str, value: object, *, folder_must_exist: bool = False) -> Path:

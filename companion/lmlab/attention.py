@@ -28,7 +28,10 @@ import math
 import torch
 from torch import nn
 
-from lmlab._checks import check_bool, check_float, check_int, check_same_device, check_tensor
+from lmlab._checks import (
+    check_bool, check_device, check_float, check_int, check_not_meta, check_same_device,
+    check_same_dtype, check_tensor,
+)
 
 __all__ = [
     "causal_mask", "padding_mask", "dot_product_scores", "masked_softmax",
@@ -62,6 +65,7 @@ def causal_mask(T: int, S: int | None = None, device: torch.device | str | None 
     check_int("T", T)
     S = T if S is None else S
     check_int("S", S, minimum=T)
+    check_device("device", device)
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
 
@@ -86,6 +90,7 @@ def padding_mask(lengths: torch.Tensor, S: int | None = None) -> torch.Tensor:
     check_tensor("lengths", lengths, ndim=1, dtype="int")
     if lengths.numel() == 0:
         raise ValueError("lengths: expected at least one sequence, got none")
+    check_not_meta("lengths", lengths)
     longest = int(lengths.max())
     S = longest if S is None else check_int("S", S)
     if int(lengths.min()) < 1:
@@ -98,6 +103,7 @@ def padding_mask(lengths: torch.Tensor, S: int | None = None) -> torch.Tensor:
 def _check_mask(mask: torch.Tensor | None, scores_shape: torch.Size) -> None:
     if mask is None:
         return
+    check_tensor("mask", mask)
     if mask.dtype != torch.bool:
         raise TypeError(f"mask: expected a boolean tensor (True = may attend), got {mask.dtype}")
     try:
@@ -123,6 +129,7 @@ def _check_qk(q: object, k: object, v: object | None = None) -> None:
         if x.shape[-1] == 0 or x.shape[-2] == 0:
             raise ValueError(f"{name}: empty length or width, shape {tuple(x.shape)}")
     check_same_device(**tensors)
+    check_same_dtype(**tensors)
     try:
         torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
     except RuntimeError as err:
@@ -261,8 +268,10 @@ def additive_scores(q: torch.Tensor, k: torch.Tensor, w_q: torch.Tensor, w_k: to
     for name, w in (("w_q", w_q), ("w_k", w_k), ("w_v", w_v)):
         check_tensor(name, w, dtype="float")
     check_same_device(q=q, w_q=w_q, w_k=w_k, w_v=w_v)
-    if w_q.dim() != 2 or w_q.shape[1] != q.shape[-1]:
-        raise ValueError(f"w_q: expected shape (A, {q.shape[-1]}), got {tuple(w_q.shape)}")
+    check_same_dtype(q=q, w_q=w_q, w_k=w_k, w_v=w_v)
+    if w_q.dim() != 2 or w_q.shape[0] == 0 or w_q.shape[1] != q.shape[-1]:
+        raise ValueError(f"w_q: expected shape (A, {q.shape[-1]}) with A >= 1, got "
+                         f"{tuple(w_q.shape)}")
     if w_k.dim() != 2 or w_k.shape != (w_q.shape[0], k.shape[-1]):
         raise ValueError(f"w_k: expected shape ({w_q.shape[0]}, {k.shape[-1]}), got {tuple(w_k.shape)}")
     if w_v.shape != (w_q.shape[0],):
@@ -344,6 +353,7 @@ class AdditiveAttention(nn.Module):
         check_int("d_model", d_model)
         attention_dim = d_model if attention_dim is None else check_int("attention_dim",
                                                                         attention_dim)
+        self.d_model = d_model
         self.w_q = nn.Linear(d_model, attention_dim, bias=False)
         self.w_k = nn.Linear(d_model, attention_dim, bias=False)
         self.w_v = nn.Linear(attention_dim, 1, bias=False)
@@ -351,4 +361,9 @@ class AdditiveAttention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(out, weights)`` of :func:`additive_attention`; shapes as there."""
+        _check_qk(q, k, v)
+        for name, x in (("q", q), ("k", k)):
+            if x.shape[-1] != self.d_model:
+                raise ValueError(f"{name}: expected width d_model={self.d_model}, got shape "
+                                 f"{tuple(x.shape)}")
         return additive_attention(q, k, v, self.w_q.weight, self.w_k.weight, self.w_v.weight[0], mask)

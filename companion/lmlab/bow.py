@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lmlab._checks import (check_bool, check_finite, check_int, check_same_device, check_str,
-                           check_tensor)
+from lmlab._checks import (check_bool, check_device, check_finite, check_int, check_not_meta,
+                           check_same_device, check_str, check_tensor)
 
 __all__ = [
     "tokenize", "Vocabulary", "count_vectors", "inverse_document_frequency", "tfidf_vectors",
@@ -49,6 +49,7 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
     """
     if not isinstance(text, str):
         raise TypeError(f"text: expected str, got {type(text).__name__}")
+    check_bool("lowercase", lowercase)
     words = _WORD.findall(text)
     return [w.lower() for w in words] if lowercase else words
 
@@ -119,13 +120,18 @@ class Vocabulary:
         if not self.tokens:
             raise ValueError("tokens: expected at least one token, got none")
         for i, t in enumerate(self.tokens):
-            if not isinstance(t, str) or not t:
+            if not isinstance(t, str):
                 raise TypeError(f"tokens[{i}]: expected a non-empty str, got {t!r}")
+            if not t:
+                raise ValueError(f"tokens[{i}]: expected a non-empty str, got ''")
         index = {t: i for i, t in enumerate(self.tokens)}
         if len(index) != len(self.tokens):
             dup = sorted({t for t in self.tokens if self.tokens.count(t) > 1})
             raise ValueError(f"tokens: every token must be unique, repeated: {dup[:5]}")
         if self.counts is not None:
+            if isinstance(self.counts, (str, bytes)) or not isinstance(self.counts, Sequence):
+                raise TypeError(f"counts: expected a tuple of ints or None, got "
+                                f"{type(self.counts).__name__}")
             object.__setattr__(self, "counts", tuple(self.counts))
             if len(self.counts) != len(self.tokens):
                 raise ValueError(f"counts: expected {len(self.tokens)} counts, got {len(self.counts)}")
@@ -289,7 +295,7 @@ class Vocabulary:
         """
         if isinstance(ids, torch.Tensor):
             check_tensor("ids", ids, ndim=1, dtype="int")
-            ids = ids.tolist()
+            ids = check_not_meta("ids", ids).tolist()
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
             raise TypeError(f"ids: expected a list of int, got {type(ids).__name__}")
         check_bool("skip_special_tokens", skip_special_tokens)
@@ -315,8 +321,7 @@ class Vocabulary:
         unexpected = set(data) - {"tokens", "counts", *_SPECIALS}
         if unexpected:
             raise ValueError(f"data: unexpected keys {sorted(unexpected)}")
-        return cls(tuple(data["tokens"]),  # type: ignore[arg-type]
-                   None if data.get("counts") is None else tuple(data["counts"]),  # type: ignore[arg-type]
+        return cls(data["tokens"], data.get("counts"),  # type: ignore[arg-type]
                    **{name: data.get(name) for name in _SPECIALS})  # type: ignore[arg-type]
 
 
@@ -358,6 +363,7 @@ def count_vectors(documents: Iterable[str | Sequence[str]], vocab: Vocabulary,
         raise TypeError(f"vocab: expected a Vocabulary, got {type(vocab).__name__}")
     check_bool("sparse", sparse)
     check_bool("count_unknown", count_unknown)
+    check_device("device", device)
     if count_unknown and vocab.unk_id is None:
         raise ValueError("count_unknown: the vocabulary has no unk_token to count unknown words in")
     docs = _check_documents(documents)
@@ -400,6 +406,9 @@ def inverse_document_frequency(counts: torch.Tensor, smooth: bool = True) -> tor
     _check_counts(counts)
     check_bool("smooth", smooth)
     N = counts.shape[0]
+    if N == 0:
+        raise ValueError("counts: expected at least one document (row) to count in, got shape "
+                         f"{tuple(counts.shape)}")
     present = counts.coalesce() if counts.is_sparse else counts
     if present.is_sparse:
         df = torch.zeros(counts.shape[1], dtype=counts.dtype, device=counts.device)
@@ -533,6 +542,14 @@ def top_k_similar(query: torch.Tensor, vectors: torch.Tensor, k: int = 5,
     check_tensor("vectors", vectors, ndim=2, dtype="float")
     check_tensor("query", query, ndim=(1, 2), dtype="float")
     check_bool("exclude_self", exclude_self)
+    check_same_device(query=query, vectors=vectors)
+    if query.shape[-1] != vectors.shape[1]:
+        raise ValueError(f"query: expected vectors of width {vectors.shape[1]} (as vectors "
+                         f"{tuple(vectors.shape)}), got shape {tuple(query.shape)}")
+    if vectors.shape[0] == 0:
+        raise ValueError("vectors: expected at least one vector to search, got none")
+    for name, x in (("query", query), ("vectors", vectors)):
+        check_finite(name, x.coalesce().values() if x.is_sparse else x)
     n = vectors.shape[0]
     available = n - 1 if exclude_self else n
     check_int("k", k)

@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmlab._checks import check_bool, check_float, check_int, check_same_device, check_tensor
+from lmlab._checks import (
+    check_bool, check_float, check_ids, check_int, check_same_device, check_tensor,
+)
 
 __all__ = ["TokenEmbedding", "LMHead", "EmbeddingCost", "embedding_cost"]
 
@@ -78,12 +80,14 @@ class TokenEmbedding(nn.Module):
 
         Returns:
             The vectors, shape ``(*, C)``.
+
+        Raises:
+            ValueError: an id outside ``[0, V)`` (on a GPU the check runs on the device and a
+                failure surfaces at the next synchronisation), or ids on another device.
         """
         check_tensor("ids", ids, dtype="int")
         check_same_device(ids=ids, weight=self.weight)
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
-            raise ValueError(f"ids: values must be in [0, {self.vocab_size}), got "
-                             f"[{int(ids.min())}, {int(ids.max())}]")
+        check_ids("ids", ids, self.vocab_size)  # no host sync on a GPU
         return F.embedding(ids, self.weight)  # (*, C)
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,6 +155,20 @@ class EmbeddingCost:
     embedding_params: int  # V * C, the input embedding matrix
     head_params: int  # extra parameters of the LM head (0 when tied, else V * C)
     head_flops_per_token: int  # 2 * V * C: one multiply and one add per weight
+
+    def __post_init__(self) -> None:
+        check_int("vocab_size", self.vocab_size)
+        check_int("d_model", self.d_model)
+        check_bool("tied", self.tied)
+        weights = self.vocab_size * self.d_model
+        for name, want in (("embedding_params", weights),
+                           ("head_params", 0 if self.tied else weights),
+                           ("head_flops_per_token", 2 * weights)):
+            got = check_int(name, getattr(self, name), minimum=0)
+            if got != want:
+                raise ValueError(f"{name}: expected {want} for vocab_size={self.vocab_size}, "
+                                 f"d_model={self.d_model}, tied={self.tied}, got {got} (use "
+                                 f"embedding_cost() to build one)")
 
     @property
     def total_params(self) -> int:

@@ -15,10 +15,11 @@ same way. Three ways to tell the model where each token is:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from lmlab._checks import check_float, check_int, check_tensor
+from lmlab._checks import check_float, check_int, check_same_device, check_tensor
 
 __all__ = ["sinusoidal_positions", "rotary_cos_sin", "rotate_half", "apply_rotary",
            "RotaryEmbedding"]
@@ -85,7 +86,7 @@ def rotary_cos_sin(positions: torch.Tensor | int, head_dim: int,
     check_float("base", base, 1.0, min_inclusive=False)
     if head_dim % 2:
         raise ValueError(f"head_dim: rotary positions need an even head width, got {head_dim}")
-    if isinstance(positions, int) and not isinstance(positions, bool):
+    if isinstance(positions, (int, np.integer)) and not isinstance(positions, bool):
         positions = torch.arange(check_int("positions", positions))
     check_tensor("positions", positions, ndim=1, dtype="int")
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64,
@@ -95,13 +96,28 @@ def rotary_cos_sin(positions: torch.Tensor | int, head_dim: int,
     return emb.cos(), emb.sin()
 
 
+def _check_width(name: str, x: object) -> torch.Tensor:
+    x = check_tensor(name, x, dtype="float")
+    if x.dim() == 0 or x.shape[-1] % 2:
+        raise ValueError(f"{name}: expected an even last dimension (pairs i, i + D/2), got shape "
+                         f"{tuple(x.shape)}")
+    return x
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     """``[x1, x2] -> [-x2, x1]`` on the last axis: a 90-degree turn of each pair ``(i, i+D/2)``.
+
+    Args:
+        x: a floating-point tensor whose last dimension ``D`` is even.
+
+    Shape:
+        ``(..., D)`` -> ``(..., D)``
 
     Example:
         >>> rotate_half(torch.tensor([1.0, 2.0, 3.0, 4.0]))
         tensor([-3., -4.,  1.,  2.])
     """
+    _check_width("x", x)
     half = x.shape[-1] // 2
     return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
 
@@ -110,9 +126,10 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     """Rotate queries or keys by their positions' angles: ``x cos + rotate_half(x) sin``.
 
     Args:
-        x: queries or keys, one head width ``D`` per row.
-        cos: from :func:`rotary_cos_sin`, one row per position of ``x``.
-        sin: likewise.
+        x: queries or keys (floating point), one head width ``D`` (even) per row.
+        cos: from :func:`rotary_cos_sin`, one row per position of ``x``; leading dimensions
+            (e.g. a batch of position tables ``(B, 1, T, D)``) must broadcast to ``x``'s.
+        sin: likewise, of ``cos``'s shape.
 
     Returns:
         The rotated tensor, same shape and dtype as ``x``.
@@ -127,9 +144,23 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
         >>> torch.allclose(q @ k.T, torch.cos(torch.tensor(2.0)))  # depends on 3 - 1 only
         True
     """
-    if cos.shape != sin.shape or cos.shape[-1] != x.shape[-1] or cos.shape[-2] != x.shape[-2]:
-        raise ValueError(f"cos: expected shape ({x.shape[-2]}, {x.shape[-1]}) to match x "
-                         f"{tuple(x.shape)}, got cos {tuple(cos.shape)} and sin {tuple(sin.shape)}")
+    _check_width("x", x)
+    if x.dim() < 2:
+        raise ValueError(f"x: expected shape (..., T, D) with one row per position, got "
+                         f"{tuple(x.shape)}")
+    check_tensor("cos", cos, dtype="float")
+    check_tensor("sin", sin, dtype="float")
+    want = f"(..., T, D) = (..., {x.shape[-2]}, {x.shape[-1]})"
+    for name, t in (("cos", cos), ("sin", sin)):
+        fits = 2 <= t.dim() <= x.dim() and tuple(t.shape[-2:]) == tuple(x.shape[-2:]) and all(
+            a == 1 or a == b for a, b in zip(t.shape[:-2], x.shape[-t.dim():-2]))
+        if not fits:
+            raise ValueError(f"{name}: expected shape {want} with leading dimensions that "
+                             f"broadcast to x {tuple(x.shape)}, got {tuple(t.shape)}")
+    if cos.shape != sin.shape:
+        raise ValueError(f"sin: expected the shape of cos {tuple(cos.shape)}, got "
+                         f"{tuple(sin.shape)}")
+    check_same_device(x=x, cos=cos, sin=sin)
     return (x * cos + rotate_half(x) * sin).to(x.dtype)
 
 
@@ -158,10 +189,20 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", sin, persistent=False)  # (T, D)
 
     def forward(self, T: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``(cos, sin)`` rows of positions ``offset .. offset+T-1``."""
+        """The ``(cos, sin)`` rows of positions ``offset .. offset+T-1``.
+
+        Args:
+            T: how many positions (>= 1).
+            offset: the first position (>= 0; the length of a key/value cache).
+
+        Raises:
+            ValueError: ``offset + T`` exceeds ``context_length`` (the last row of the table).
+        """
+        check_int("T", T)
+        check_int("offset", offset, minimum=0)
         if offset + T > self.context_length:
-            raise ValueError(f"offset: positions up to {offset + T} exceed the context length "
-                             f"{self.context_length}")
+            raise ValueError(f"T, offset: positions {offset}..{offset + T - 1} (offset={offset}, "
+                             f"T={T}) exceed the table's context_length={self.context_length}")
         return self.cos[offset:offset + T], self.sin[offset:offset + T]
 
     def extra_repr(self) -> str:

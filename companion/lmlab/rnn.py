@@ -21,7 +21,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lmlab._checks import check_choice, check_int, check_same_device, check_tensor
+from lmlab._checks import (
+    check_choice, check_ids, check_int, check_not_meta, check_same_device, check_same_dtype,
+    check_tensor,
+)
 from lmlab.attention import AdditiveAttention, DotProductAttention
 
 __all__ = ["CELLS", "ATTENTIONS", "gru_cell", "lstm_cell", "unroll", "Encoder", "Decoder",
@@ -58,7 +61,10 @@ def _check_cell(x: torch.Tensor, h: torch.Tensor, weight_ih: torch.Tensor,
         if tuple(w.shape) != expected[name]:
             raise ValueError(f"{name}: expected shape {expected[name]} for x {tuple(x.shape)} "
                              f"and state {tuple(h.shape)}, got {tuple(w.shape)}")
-    check_same_device(x=x, h=h, weight_ih=weight_ih, weight_hh=weight_hh)
+    tensors = {"x": x, name_h: h, "weight_ih": weight_ih, "weight_hh": weight_hh,
+               "bias_ih": bias_ih, "bias_hh": bias_hh}
+    check_same_device(**tensors)
+    check_same_dtype(**tensors)
 
 
 def gru_cell(x: torch.Tensor, h: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor,
@@ -138,6 +144,8 @@ def lstm_cell(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], weight_
     check_tensor("state[1]", c, ndim=2, dtype="float")
     if c.shape != h.shape:
         raise ValueError(f"state[1]: expected the shape of h {tuple(h.shape)}, got {tuple(c.shape)}")
+    check_same_device(**{"state[0]": h, "state[1]": c})
+    check_same_dtype(**{"state[0]": h, "state[1]": c})
     gates = x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh  # (B, 4R)
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # (B, R)
@@ -146,14 +154,18 @@ def lstm_cell(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], weight_
 
 
 
-def _check_state(name: str, state: object, B: int, R: int, x: torch.Tensor) -> torch.Tensor:
+def _check_state(name: str, state: object, B: int, R: int, weight: torch.Tensor) -> torch.Tensor:
+    """``state`` is one ``(1, B, R)`` state of the weight's dtype and device."""
     check_tensor(name, state, dtype="float")
     assert isinstance(state, torch.Tensor)
     if tuple(state.shape) != (1, B, R):
         hint = " (add the layer axis: state[None])" if tuple(state.shape) == (B, R) else ""
         raise ValueError(f"{name}: expected shape (1, B, R) = (1, {B}, {R}) as torch.nn.GRU/LSTM "
                          f"take it, got {tuple(state.shape)}{hint}")
-    check_same_device(x=x, **{name.replace("[", "_").replace("]", ""): state})
+    if state.dtype != weight.dtype:
+        raise TypeError(f"{name}: expected dtype {weight.dtype} (the weights'), got {state.dtype}")
+    if state.device != weight.device:
+        raise ValueError(f"{name}: on {state.device} but the weights are on {weight.device}")
     return state
 
 
@@ -192,6 +204,9 @@ def unroll(rnn: nn.GRU | nn.LSTM, x: torch.Tensor, state: State | None = None,
     if x.shape[-1] != rnn.input_size or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"x: expected shape (B, T, {rnn.input_size}) with B, T >= 1, "
                          f"got {tuple(x.shape)}")
+    if x.dtype != rnn.weight_ih_l0.dtype:
+        raise TypeError(f"x: expected dtype {rnn.weight_ih_l0.dtype} (the rnn's), got {x.dtype}")
+    check_same_device(x=x, weight=rnn.weight_ih_l0)
     B, T, _ = x.shape
     R = rnn.hidden_size
     weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
@@ -204,15 +219,16 @@ def unroll(rnn: nn.GRU | nn.LSTM, x: torch.Tensor, state: State | None = None,
             if not isinstance(state, tuple) or len(state) != 2:
                 raise TypeError(f"state: expected a pair (h, c) for an LSTM, got "
                                 f"{type(state).__name__}")
-            h = _check_state("state[0]", state[0], B, R, x)[0]  # (B, R)
-            c = _check_state("state[1]", state[1], B, R, x)[0]  # (B, R)
+            h = _check_state("state[0]", state[0], B, R, rnn.weight_hh_l0)[0]  # (B, R)
+            c = _check_state("state[1]", state[1], B, R, rnn.weight_hh_l0)[0]  # (B, R)
         for t in range(T):
             h, c = lstm_cell(x[:, t], (h, c), *weights)
             outputs.append(h)
         return torch.stack(outputs, dim=1), (h[None], c[None])  # (B, T, R), (1, B, R) x 2
     if isinstance(state, tuple):
         raise TypeError("state: expected one tensor (1, B, R) for a GRU, got a tuple")
-    h = zeros if state is None else _check_state("state", state, B, R, x)[0]  # (B, R)
+    h = zeros if state is None else _check_state("state", state, B, R,
+                                                 rnn.weight_hh_l0)[0]  # (B, R)
     for t in range(T):
         h = gru_cell(x[:, t], h, *weights)
         outputs.append(h)
@@ -237,33 +253,33 @@ def _check_sizes(vocab_size: int, d_model: int, hidden_size: int, cell: str,
         check_int("pad_id", pad_id, minimum=0, maximum=vocab_size - 1)
 
 
-def _check_ids(name: str, ids: object, vocab_size: int) -> torch.Tensor:
+def _check_symbols(name: str, ids: object, embedding: nn.Embedding) -> torch.Tensor:
     check_tensor(name, ids, ndim=2, dtype="int")
     assert isinstance(ids, torch.Tensor)
     if ids.shape[0] == 0 or ids.shape[1] == 0:
         raise ValueError(f"{name}: empty batch or empty sequences, shape {tuple(ids.shape)}")
-    if int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
-        raise ValueError(f"{name}: ids must lie in [0, {vocab_size}), got "
-                         f"{int(ids.min())}..{int(ids.max())}")
-    return ids
+    if ids.device != embedding.weight.device:
+        raise ValueError(f"{name}: on {ids.device} but the model is on {embedding.weight.device}")
+    return check_ids(name, ids, embedding.num_embeddings)  # no host sync on a GPU
 
 
-def _check_decoder_state(state: object, B: int, R: int, cell: str, like: torch.Tensor) -> None:
+def _check_decoder_state(state: object, B: int, R: int, cell: str, weight: torch.Tensor) -> None:
     if cell == "lstm":
         if not isinstance(state, tuple) or len(state) != 2:
             raise TypeError(f"state: expected a pair (h, c) for an LSTM, got {type(state).__name__}")
-        _check_state("state[0]", state[0], B, R, like)
-        _check_state("state[1]", state[1], B, R, like)
+        _check_state("state[0]", state[0], B, R, weight)
+        _check_state("state[1]", state[1], B, R, weight)
     else:
         if isinstance(state, tuple):
             raise TypeError("state: expected one tensor (1, B, R) for a GRU, got a tuple")
-        _check_state("state", state, B, R, like)
+        _check_state("state", state, B, R, weight)
 
 
 def _check_decoder_inputs(decoder: Decoder | AttentionDecoder, tgt_in: torch.Tensor,
                           state: State) -> None:
-    _check_ids("tgt_in", tgt_in, decoder.embedding.num_embeddings)
-    _check_decoder_state(state, tgt_in.shape[0], decoder.rnn.hidden_size, decoder.cell, tgt_in)
+    _check_symbols("tgt_in", tgt_in, decoder.embedding)
+    _check_decoder_state(state, tgt_in.shape[0], decoder.rnn.hidden_size, decoder.cell,
+                         decoder.rnn.weight_hh_l0)
 
 
 class Encoder(nn.Module):
@@ -299,18 +315,20 @@ class Encoder(nn.Module):
             ``(memory, state)``: every step's hidden state (zeros on padding), and the state
             after each sequence's last real symbol.
         """
-        _check_ids("src", src, self.embedding.num_embeddings)
+        _check_symbols("src", src, self.embedding)
         check_tensor("src_lengths", src_lengths, ndim=1, dtype="int")
         if src_lengths.shape[0] != src.shape[0]:
             raise ValueError(f"src_lengths: expected one length per sequence, shape "
                              f"({src.shape[0]},), got {tuple(src_lengths.shape)}")
-        lo, hi = int(src_lengths.min()), int(src_lengths.max())
+        check_not_meta("src_lengths", src_lengths)
+        lengths = src_lengths.cpu()  # packing needs them on the CPU: the one copy
+        lo, hi = int(lengths.min()), int(lengths.max())
         if lo < 1:
             raise ValueError(f"src_lengths: every sequence needs length >= 1, got {lo}")
         if hi > src.shape[1]:
             raise ValueError(f"src_lengths: length {hi} exceeds the padded width S={src.shape[1]}")
         x = self.embedding(src)  # (B, S, C)
-        packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         memory, state = self.rnn(packed)
         memory, _ = pad_packed_sequence(memory, batch_first=True,
                                         total_length=src.shape[1])  # (B, S, R)
@@ -432,6 +450,9 @@ class AttentionDecoder(nn.Module):
             raise ValueError(f"src_mask: expected shape (B, S) = {tuple(memory.shape[:2])}, "
                              f"got {tuple(src_mask.shape)}")
         check_same_device(tgt_in=tgt_in, memory=memory, src_mask=src_mask)
+        if memory.dtype != self.combine.weight.dtype:
+            raise TypeError(f"memory: expected dtype {self.combine.weight.dtype} (the weights'), "
+                            f"got {memory.dtype}")
         h, state = self.rnn(self.embedding(tgt_in), state)  # (B, T, R)
         context, weights = self.attention(h, memory, memory,
                                           src_mask[:, None, :])  # (B, T, R), (B, T, S)

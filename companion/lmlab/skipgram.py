@@ -21,7 +21,9 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from lmlab._checks import check_finite, check_float, check_int, check_tensor
+from lmlab._checks import (
+    check_finite, check_float, check_generator, check_int, check_int_values, check_tensor,
+)
 from lmlab.bow import tokenize
 
 __all__ = [
@@ -189,6 +191,7 @@ def sample_negatives(probs: torch.Tensor, shape: tuple[int, ...],
         raise TypeError(f"shape: expected a tuple of ints, got {type(shape).__name__}")
     for i, n in enumerate(shape):
         check_int(f"shape[{i}]", n, minimum=0)
+    check_generator("generator", generator, probs.device)
     n = math.prod(shape)
     if n > 2**31:
         raise ValueError(f"shape: expected at most 2**31 draws in all, got {tuple(shape)}")
@@ -234,6 +237,9 @@ def skipgram_windows(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
     if ids.device != sentence_ids.device:
         raise ValueError(f"ids, sentence_ids: expected one device, got {ids.device} and "
                          f"{sentence_ids.device}")
+    check_generator("generator", generator, ids.device)
+    # -1 marks "no context word" in the result: a negative id would pass for one
+    check_int_values("ids", ids, 0, None, what="word ids")
     N, device = ids.shape[0], ids.device
     if N * 2 * window > _MAX_GRID:
         raise ValueError(f"window: N * 2 * window must be at most {_MAX_GRID:,}, got N={N}, "

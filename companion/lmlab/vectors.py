@@ -32,6 +32,7 @@ __all__ = ["WordVectors", "AnalogyResult", "SimilarityResult", "pearson", "spear
 
 _FORMAT = "lmlab.WordVectors"  # the "format" entry of a saved file's header
 _RESERVED = ("format", "words", "sha256")  # header entries written by save() itself
+_SIMILARITY_SETS = ("wordsim353", "simlex999")  # the sets lmlab.data.load_word_similarity has
 _ANALOGY_TOPN = 5  # gensim looks at the 5 best answers for the first one that is not an input
 
 
@@ -72,11 +73,13 @@ def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
         0.993399
     """
     x, y = _check_pair(x, y)
+    if bool((x == x[0]).all()) or bool((y == y[0]).all()):
+        return math.nan  # a constant sample (checked exactly: its mean may round off it)
     xc, yc = x - x.mean(), y - y.mean()
-    denominator = xc.norm() * yc.norm()
-    if denominator == 0:
-        return math.nan
-    return float(((xc * yc).sum() / denominator).clamp(-1.0, 1.0))
+    # scaled by the largest deviation first, as scipy does, so that the squares in the norms
+    # neither underflow (deviations of 1e-200) nor overflow (1e200)
+    xc, yc = xc / xc.abs().max(), yc / yc.abs().max()
+    return float(((xc * yc).sum() / (xc.norm() * yc.norm())).clamp(-1.0, 1.0))
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
@@ -217,14 +220,19 @@ class WordVectors:
 
     def id(self, word: str) -> int:
         """The row of ``word``; ``KeyError`` naming the word when it is not in the vocabulary."""
-        check_str("word", word)
+        return self._row("word", word)
+
+    def _row(self, name: str, word: object) -> int:
+        check_str(name, word)
+        assert isinstance(word, str)
         try:
             return self.index[word]
         except KeyError:
             hint = (f"; try {word.lower()!r}" if word.lower() in self.index else
                     "; it was below min_count or never seen (check `word in vectors`, or embed it "
                     "from sub-word pieces with embed_pieces)")
-            raise KeyError(f"word {word!r} is not in the vocabulary of {len(self)} words"
+            where = "" if name == "word" else f"{name}: "
+            raise KeyError(f"{where}word {word!r} is not in the vocabulary of {len(self)} words"
                            f"{hint}") from None
 
     def __getitem__(self, word: str) -> torch.Tensor:
@@ -238,7 +246,7 @@ class WordVectors:
             >>> WordVectors(["a", "b"], torch.tensor([[1., 0.], [1., 1.]])).similarity("a", "b")
             0.7071067690849304
         """
-        return float(self._unit[self.id(w1)] @ self._unit[self.id(w2)])
+        return float(self._unit[self._row("w1", w1)] @ self._unit[self._row("w2", w2)])
 
     def _nearest(self, query: torch.Tensor, k: int, exclude: Sequence[int]
                  ) -> list[tuple[str, float]]:
@@ -289,7 +297,7 @@ class WordVectors:
             ``(word, cosine with b - a + c)`` pairs, best first.
         """
         check_int("k", k)
-        ia, ib, ic = self.id(a), self.id(b), self.id(c)
+        ia, ib, ic = self._row("a", a), self._row("b", b), self._row("c", c)
         query = self._unit[ib] - self._unit[ia] + self._unit[ic]
         return self._nearest(query, k, [ia, ib, ic])
 
@@ -386,6 +394,9 @@ class WordVectors:
         """
         check_int("restrict_vocab", restrict_vocab)
         if isinstance(pairs, str):
+            if pairs not in _SIMILARITY_SETS:
+                raise ValueError(f"pairs: expected one of {_SIMILARITY_SETS} or a list of (word1, "
+                                 f"word2, score) tuples, got {pairs!r}")
             from lmlab.data import load_word_similarity
             pairs = load_word_similarity(pairs)
         if isinstance(pairs, bytes) or not isinstance(pairs, Sequence):

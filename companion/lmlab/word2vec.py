@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmlab._checks import check_bool, check_float, check_int, check_tensor
+from lmlab._checks import (
+    check_bool, check_device, check_float, check_generator, check_int, check_int_values,
+    check_same_device, check_same_dtype, check_tensor,
+)
 from lmlab.device import get_device
 from lmlab.progress import progress
 from lmlab.skipgram import (
@@ -156,8 +160,9 @@ def sgns_loss(input_vecs: torch.Tensor, target_vecs: torch.Tensor,
         raise ValueError(f"input_vecs, target_vecs, negative_vecs: expected (B, C), (B, C), "
                          f"(B, K, C), got {tuple(input_vecs.shape)}, {tuple(target_vecs.shape)}, "
                          f"{tuple(negative_vecs.shape)}")
-    if len({input_vecs.device, target_vecs.device, negative_vecs.device}) > 1:
-        raise ValueError("input_vecs, target_vecs, negative_vecs: expected one device")
+    vecs = dict(input_vecs=input_vecs, target_vecs=target_vecs, negative_vecs=negative_vecs)
+    check_same_device(**vecs)
+    check_same_dtype(**vecs)
     positive = (input_vecs * target_vecs).sum(-1)  # (B,)
     negative = torch.bmm(negative_vecs, input_vecs.unsqueeze(2)).squeeze(2)  # (B, K)
     return -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1))
@@ -192,9 +197,7 @@ class SkipGramNegativeSampling(nn.Module):
         super().__init__()
         check_int("vocab_size", vocab_size)
         check_int("d_model", d_model, maximum=65536)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator: expected a torch.Generator, got "
-                            f"{type(generator).__name__}")
+        check_generator("generator", generator, torch.device("cpu"))  # the init runs on the CPU
         self.input = nn.Embedding(vocab_size, d_model)
         self.output = nn.Embedding(vocab_size, d_model)
         with torch.no_grad():
@@ -217,9 +220,8 @@ class SkipGramNegativeSampling(nn.Module):
             if t.device != device:
                 raise ValueError(f"{name}: expected a tensor on the model's device {device}, "
                                  f"got {t.device}")
-            if t.numel() and (int(t.min()) < low or int(t.max()) >= V):
-                raise ValueError(f"{name}: expected ids in {low}..{V - 1}, got "
-                                 f"{int(t.min())}..{int(t.max())}")
+            # no host sync on a GPU: the range check is queued on the device there
+            check_int_values(name, t, low, V, what="ids")
 
     def forward(self, center: torch.Tensor, context: torch.Tensor,
                 negatives: torch.Tensor) -> torch.Tensor:
@@ -310,6 +312,24 @@ class TrainingHistory:
     raw_words: int = 0  # corpus words (in the vocabulary) times epochs
     effective_words: int = 0  # words left after subsampling, summed over epochs
     pairs: int = 0  # (center, context) pairs trained on
+
+    def __post_init__(self) -> None:
+        for name in ("words", "loss", "lr"):
+            values = getattr(self, name)
+            if not isinstance(values, list):
+                raise TypeError(f"{name}: expected a list, got {type(values).__name__}")
+            for i, v in enumerate(values):
+                if name == "words":
+                    check_int(f"words[{i}]", v, minimum=0)
+                elif name == "lr":
+                    check_float(f"lr[{i}]", v, minimum=0.0)
+                elif isinstance(v, bool) or not isinstance(v, numbers.Real):
+                    raise TypeError(f"loss[{i}]: expected a number, got {type(v).__name__}")
+        if not len(self.words) == len(self.loss) == len(self.lr):
+            raise ValueError(f"words, loss, lr: expected one entry each per record, got "
+                             f"{len(self.words)}, {len(self.loss)} and {len(self.lr)}")
+        for name in ("raw_words", "effective_words", "pairs"):
+            check_int(name, getattr(self, name), minimum=0)
 
 
 def _encode(sentences: list[Sequence[str]], words: Sequence[str]
@@ -440,7 +460,11 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
     check_int("record_every", record_every)
     if show_progress is not None:
         check_bool("show_progress", show_progress)
-    device = get_device(device)
+    wanted = check_device("device", device)
+    if wanted is not None and wanted.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'mps' (or None: the best "
+                         f"available), got {device!r}")
+    device = get_device(wanted)
     sents = _as_sentences(sentences)
     words, counts = word_counts(sents, config.min_count)
     ids, sentence_ids = _encode(sents, words)
