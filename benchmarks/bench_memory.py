@@ -30,6 +30,12 @@ warm-up of the same case at T = 256, and is measured two ways:
    the operating system had to provide, allocator caches and library buffers included. An upper
    bound, and Linux only (shown as ``-`` elsewhere).
 
+A third figure, **kept for backward**, is what the autograd graph holds between the forward
+and the backward pass beyond ``q, k, v``: the distinct storages of every tensor saved for
+backward (``torch.autograd.graph.saved_tensors_hooks`` sees each, built-in and custom
+functions alike) and of tensors stored as attributes of custom functions' contexts (which no
+hook sees). ``tests/test_blockwise.py`` asserts the same quantity for blockwise attention.
+
 Ratios are dense (``sdpa mask``) over each case, per measure. ``T*T*4`` is one float32 score
 matrix per head, for scale.
 
@@ -115,6 +121,41 @@ def _allocator_peak(case: str, T: int) -> float:
     return float(max([0, *totals]))
 
 
+def _kept_for_backward(case: str, T: int) -> float:
+    """Bytes of the distinct storages the graph keeps for the backward, beyond q, k, v."""
+    q, k, v, _ = _inputs(T)
+    saved: list[torch.Tensor] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = _attend(case, q, k, v)
+
+    def tensors(value):
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                yield from tensors(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                yield from tensors(item)
+
+    stack, seen = [out.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        saved.extend(tensors(getattr(node, "__dict__", {})))
+        stack.extend(n for n, _ in node.next_functions)
+    inputs = {t.untyped_storage().data_ptr() for t in (q, k, v)}
+    storages = {(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()) for t in saved}
+    return float(sum(n for ptr, n in storages if ptr not in inputs))
+
+
 def _resident_peak(case: str, T: int) -> float | None:
     """Growth of the peak resident set over its level just before the call, in bytes."""
     q, k, v, grad = _inputs(T)
@@ -133,7 +174,8 @@ def measure(case: str, T: int) -> dict:
     q, k, v, grad = _inputs(256)
     _attend(case, q, k, v).backward(grad)  # warm-up: kernels, thread pools, lazy imports
     resident = _resident_peak(case, T)  # first: the profiler's own buffers would count
-    return {"case": case, "T": T, "allocator": _allocator_peak(case, T), "resident": resident}
+    return {"case": case, "T": T, "allocator": _allocator_peak(case, T), "resident": resident,
+            "kept": _kept_for_backward(case, T)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -162,13 +204,14 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"causal attention, forward + backward, B={B} H={H} D={D} float32, one thread, "
           f"torch {torch.__version__}; block-sparse: window {WINDOW}, tiles {TILE}")
     print("peak memory beyond the inputs, MB: torch allocator (profiler) / resident set "
-          "(VmHWM); ratio: dense (sdpa mask) over the case")
+          "(VmHWM); ratio: dense (sdpa mask) over the case; kept: what the graph holds for "
+          "the backward beyond q, k, v")
     for T in args.lengths:
         dense = results[("sdpa mask", T)]
         print(f"\nT = S = {T}  (one {T}x{T} float32 score matrix per head: "
               f"{T * T * 4 / MB:.0f} MB; x {B * H} heads)")
         print(f"  {'case':<14} {'allocator MB':>13} {'ratio':>8} {'resident MB':>12} "
-              f"{'ratio':>8}")
+              f"{'ratio':>8} {'kept MB':>9}")
         for case in cases:
             r = results[(case, T)]
             alloc = r["allocator"]
@@ -179,7 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
                 res = f"{r['resident'] / MB:>12.1f}"
                 res_ratio = (f"{dense['resident'] / r['resident']:>7.1f}x" if r["resident"] > 0
                              else f"{'-':>8}")
-            print(f"  {case:<14} {alloc / MB:>13.1f} {ratio} {res} {res_ratio}")
+            print(f"  {case:<14} {alloc / MB:>13.1f} {ratio} {res} {res_ratio} "
+                  f"{r['kept'] / MB:>9.2f}")
     return results
 
 
