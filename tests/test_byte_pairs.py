@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmlab import byte_pairs
-from lmlab.byte_pairs import bytes_to_unicode, get_stats, merge, tie_key
+from lmlab.byte_pairs import bytes_to_unicode, get_stats, merge, merge_ranked, tie_key
 
 
 def test_pair_helpers_worked_example():
@@ -50,7 +50,8 @@ def test_merging_by_rank_agrees_with_merging_pair_by_pair(ids, pairs):
         expected = merge(expected, pair, merges[pair])
     assert byte_pairs._merge_short(list(ids), ranks, merges) == expected
     assert byte_pairs._merge_long(list(ids), ranks, merges) == expected
-    assert byte_pairs._merge_ranked(list(ids), ranks, merges) == expected
+    assert merge_ranked(list(ids), ranks, merges) == expected
+    assert merge_ranked(tuple(ids), ranks, merges) == expected  # any sequence of ints
 
 
 # ---------------------------------------------------------------------- bad input
@@ -74,3 +75,32 @@ def test_bad_pair_helper_input():
     with pytest.raises(TypeError, match=r"^pair\[1\]"):
         tie_key((1, "a"))
     assert get_stats([]) == {} and merge([], (1, 2), 3) == []
+
+
+def test_merge_ranked_bad_input():
+    ranks, merges = {(1, 2): 0}, {(1, 2): 3}
+    with pytest.raises(TypeError, match="^ids"):
+        merge_ranked("12", ranks, merges)
+    with pytest.raises(TypeError, match=r"^ids\[\.\.\.\]"):
+        merge_ranked([1, 2.0], ranks, merges)
+    with pytest.raises(TypeError, match=r"^ids\[\.\.\.\]"):
+        merge_ranked([1, True], ranks, merges)
+    with pytest.raises(ValueError, match=r"^ids\[\.\.\.\]"):
+        merge_ranked([1, -2], ranks, merges)
+    with pytest.raises(TypeError, match="^ranks"):
+        merge_ranked([1, 2], [((1, 2), 0)], merges)
+    with pytest.raises(TypeError, match="^merges"):
+        merge_ranked([1, 2], ranks, None)
+    for n in (2, 200):  # the short loop and the heap both name the missing pair
+        with pytest.raises(ValueError, match=r"^merges: no new id for the pair \(1, 2\)"):
+            merge_ranked([1, 2] * (n // 2), ranks, {})
+    assert merge_ranked([], ranks, merges) == [] and merge_ranked([7], ranks, merges) == [7]
+
+
+def test_fast_checks_accept_what_the_full_checks_accept():
+    """Tuples and lists of plain ints take the fast path; NumPy ints and other sequences the
+    full checks, with the same result."""
+    import numpy as np
+
+    assert merge((1, 2, 1, 2), (np.int64(1), 2), np.int32(9)) == merge([1, 2, 1, 2], (1, 2), 9)
+    assert tie_key((np.int64(97), 300)) == tie_key((97, 300))

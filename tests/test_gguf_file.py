@@ -101,8 +101,16 @@ def test_metadata_of_smollm2(smol):
     assert smol.get("no.such.key", 7) == 7
     with pytest.raises(ValueError, match="has no metadata 'no.such.key'"):
         smol.require("no.such.key")
-    with pytest.raises(KeyError, match="no tensor"):
-        smol.tensor("blk.99.attn_q.weight")
+    for read in (smol.tensor, smol.tensor_shape, smol.tensor_type):
+        with pytest.raises(ValueError, match="^name: 'SmolLM2-135M-Instruct.Q4_1.gguf' has no "
+                                             "tensor 'nope' \\(it has 272"):
+            read("nope")
+        with pytest.raises(TypeError, match="^name:"):
+            read(0)
+    with pytest.raises(TypeError, match="^key:"):
+        smol.get(None)
+    with pytest.raises(TypeError, match="^key:"):
+        smol.require(["general.architecture"])
 
 
 def test_dequantised_tensors_equal_transformers_reader(smol):
@@ -146,6 +154,12 @@ def test_unpermute_bad_heads():
         unpermute_rotary(torch.zeros(6, 2), 4)
     with pytest.raises(ValueError, match="num_heads"):
         unpermute_rotary(torch.zeros(6, 2), 0)
+    with pytest.raises(TypeError, match="^num_heads"):
+        unpermute_rotary(torch.zeros(8, 2), 2.0)
+    with pytest.raises(TypeError, match="^weight"):
+        unpermute_rotary(np.zeros((8, 2)), 2)
+    with pytest.raises(ValueError, match="^weight"):
+        unpermute_rotary(torch.tensor(1.0), 1)
 
 
 def _write_gguf(path: Path, tensors: dict[str, np.ndarray], qtype=None) -> Path:
@@ -305,6 +319,126 @@ def test_tokenizer_from_inconsistent_metadata():
         GGUFTokenizer(["a", "b"], ["a c"], [1, 1], r"\w+")
     with pytest.raises(ValueError, match="twice"):
         GGUFTokenizer(["a", "a"], [], [1, 1], r"\w+")
+
+
+def test_tokenizer_arguments_checked_by_kind():
+    good = (["a", "b", "ab"], ["a b"], [1, 1, 1], r"\w+")
+    tok = GGUFTokenizer(*good, bos_token_id=0, eos_token_id=2)
+    assert tok.encode("ab ba") == [2, 1, 0] and tok.eos_token_id == 2
+    for name, bad in (("eos_token_id", 10**6), ("eos_token_id", 3), ("bos_token_id", -1)):
+        with pytest.raises(ValueError, match=f"^{name}: expected an int"):
+            GGUFTokenizer(*good, **{name: bad})
+    for name, bad in (("eos_token_id", "2"), ("bos_token_id", 1.0), ("eos_token_id", True)):
+        with pytest.raises(TypeError, match=f"^{name}:"):
+            GGUFTokenizer(*good, **{name: bad})
+    with pytest.raises(TypeError, match="^tokens"):
+        GGUFTokenizer("ab", *good[1:])
+    with pytest.raises(TypeError, match=r"^tokens\[1\]"):
+        GGUFTokenizer(["a", 2, "ab"], *good[1:])
+    with pytest.raises(ValueError, match="^tokens"):
+        GGUFTokenizer([], [], [], r"\w+")
+    with pytest.raises(TypeError, match=r"^merges\[0\]"):
+        GGUFTokenizer(good[0], [("a", "b")], *good[2:])
+    with pytest.raises(TypeError, match=r"^token_types\[2\]"):
+        GGUFTokenizer(*good[:2], [1, 1, "1"], good[3])
+    with pytest.raises(TypeError, match="^token_types"):
+        GGUFTokenizer(*good[:2], 3, good[3])
+    with pytest.raises(TypeError, match="^pattern"):
+        GGUFTokenizer(*good[:3], None)
+    with pytest.raises(ValueError, match="^pattern: not a valid regular expression"):
+        GGUFTokenizer(*good[:3], r"(\w+")
+    with pytest.raises(TypeError, match="^file"):
+        GGUFTokenizer.from_gguf("SmolLM2.gguf")
+    with pytest.raises(TypeError, match="^token"):
+        tok.token_to_id(2)
+    with pytest.raises(TypeError, match="^id"):
+        tok.id_to_token("2")
+    assert tok.id_to_token(-1) is None and tok.id_to_token(3) is None
+    with pytest.raises(TypeError, match="^ids"):
+        tok.decode(5)
+    with pytest.raises(TypeError, match="^ids"):
+        tok.decode("ab")
+    with pytest.raises(TypeError, match=r"^texts\[1\]"):
+        tok.encode_batch(["ab", None])
+    with pytest.raises(TypeError, match="^texts"):
+        tok.encode_batch(7)
+    with pytest.raises(TypeError, match="^allowed_special"):
+        tok.encode("ab", allowed_special=None)
+    with pytest.raises(TypeError, match="^file"):
+        ChatTemplate.from_gguf(None)
+    with pytest.raises(TypeError, match="^eos_token"):
+        ChatTemplate("{{ x }}", eos_token=2)
+
+
+def _tokenizer_file(path: Path, eos: int, merges: list[str]) -> Path:
+    import gguf
+
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt2")
+    w.add_token_list(["a", "b", "ab"])
+    w.add_token_types([1, 1, 1])
+    w.add_token_merges(merges)
+    w.add_eos_token_id(eos)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_tokenizer_of_an_inconsistent_file_names_the_file(tmp_path):
+    ok = GGUFTokenizer.from_gguf(GGUFFile(_tokenizer_file(tmp_path / "ok.gguf", 2, ["a b"])))
+    assert ok.encode("ab") == [2] and ok.eos_token_id == 2
+    for name, eos, merges, what in (("eos.gguf", 10**6, ["a b"], "eos_token_id"),
+                                    ("merge.gguf", 2, ["a c"], "merges")):
+        with pytest.raises(ValueError, match=f"^path: '{name}' has an inconsistent tokenizer: "
+                                             f"{what}"):
+            GGUFTokenizer.from_gguf(GGUFFile(_tokenizer_file(tmp_path / name, eos, merges)))
+
+
+class _CountingRanks(dict):
+    """A rank table that counts its look-ups: the merge loop's work, without a clock."""
+
+    lookups = 0
+
+    def get(self, key, default=None):
+        self.lookups += 1
+        return super().get(key, default)
+
+
+def test_long_runs_without_spaces_cost_near_linear_work(tok):
+    """One chunk of n random letters: 4x the letters cost at most 6x the rank look-ups
+    (quadratic work would be 16x; the loop this replaced rescanned every pair after each merge,
+    and 16,000 letters took 3.5 s). Timings are in benchmarks/bench_gguf_tokenizer.py."""
+    import random
+    import string
+
+    rng = random.Random(0)
+    counts = []
+    for n in (2000, 8000):
+        text = "".join(rng.choices(string.ascii_letters, k=n))
+        ranks = _CountingRanks(tok._ranks)
+        counting = copy.copy(tok)
+        counting._ranks, counting._cache = ranks, {}
+        assert counting.encode(text) == tok.encode(text)
+        counts.append(ranks.lookups)
+    assert counts[1] < 6 * counts[0], counts
+
+
+@pytest.mark.parametrize("kind", ["letters", "one letter", "accents", "cjk", "punctuation",
+                                  "spaces", "mixed"])
+def test_long_runs_match_the_reference(tok, smollm2_tokenizers, kind):
+    """Chunks of thousands of bytes (one pre-tokenizer chunk each) give tokenizers' ids."""
+    import random
+    import string
+
+    rng = random.Random(kind)
+    alphabets = {"letters": string.ascii_letters, "one letter": "a", "accents": "éèàùçœÉ",
+                 "cjk": "的一是不了人我在有他这", "punctuation": "!?.,;:-_()[]{}<>/\\|@#$%^&*",
+                 "spaces": " \t\n", "mixed": string.printable + "éü的"}
+    text = "".join(rng.choices(alphabets[kind], k=6000))
+    assert tok.encode(text) == smollm2_tokenizers.encode(text, add_special_tokens=False).ids
 
 
 # ------------------------------------------------------------------ chat template

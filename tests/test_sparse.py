@@ -268,3 +268,50 @@ class TestBadInput:
             flex_block_mask(torch.ones(16, 16, dtype=torch.bool), 16, "cpu")
         with pytest.raises(ValueError, match="^q:"):
             flex_sparse_attention(q, q, q, SparsePattern(window=4))
+
+    def test_positions_and_devices(self):
+        pattern = SparsePattern(window=4)
+        with pytest.raises(TypeError, match="^i: expected an int tensor"):
+            pattern.allows(torch.tensor([1.5]), torch.tensor([0]))
+        with pytest.raises(TypeError, match="^j:"):
+            pattern.allows(3, "1")
+        with pytest.raises(TypeError, match="^i:"):
+            pattern.allows(True, 1)
+        assert pattern.allows(3, 1) and not pattern.allows(1, 3)
+        for bad in ("gpu", "nope:0"):
+            with pytest.raises(ValueError, match="^device:"):
+                pattern.mask(8, device=bad)
+            with pytest.raises(ValueError, match="^device:"):
+                pattern.layout(8, 4, device=bad)
+            with pytest.raises(ValueError, match="^device:"):
+                sliding_window_mask(8, 2, device=bad)
+            with pytest.raises(ValueError, match="^device:"):
+                flex_block_mask(pattern, 16, bad)
+        with pytest.raises(TypeError, match="^device:"):
+            strided_mask(8, 2, device=0.5)
+        with pytest.raises(TypeError, match="^device:"):
+            flex_block_mask(pattern, 16, None)
+        with pytest.raises(TypeError, match="^causal:"):
+            global_mask(8, 1, causal=None)
+
+    def test_masks_and_block_masks_of_the_wrong_kind(self):
+        q = torch.randn(1, 2, 16, 8)
+        pattern = SparsePattern(window=4)
+        sparse_mask = torch.ones(16, 16, dtype=torch.bool).to_sparse()
+        with pytest.raises(ValueError, match="^pattern: expected a dense"):
+            block_sparse_attention(q, q, q, sparse_mask, 4)
+        with pytest.raises(ValueError, match="^pattern: expected a mask on cpu"):
+            block_sparse_attention(q, q, q, torch.ones(16, 16, dtype=torch.bool,
+                                                       device="meta"), 4)
+        with pytest.raises(ValueError, match="^q: expected a tensor with data"):
+            block_sparse_attention(q.to("meta"), q.to("meta"), q.to("meta"), pattern, 4)
+        with pytest.raises(TypeError, match="^scale:"):
+            block_sparse_attention(q, q, q, pattern, 4, scale="1")
+        with pytest.raises(TypeError, match="^pattern:"):
+            flex_sparse_attention(q, q, q, "window")
+        with pytest.raises(TypeError, match="^block_mask:"):
+            flex_sparse_attention(q, q, q, pattern, block_mask="precomputed")
+        with pytest.raises(ValueError, match="^block_mask: made for sequences of"):
+            flex_sparse_attention(q, q, q, pattern, flex_block_mask(pattern, 32, "cpu"))
+        with pytest.raises(ValueError, match="^k: sparse self-attention needs S == T"):
+            flex_sparse_attention(q, q[..., :8, :], q[..., :8, :], pattern)

@@ -42,7 +42,8 @@ import regex
 
 from lmlab import _bpe_files
 from lmlab._checks import check_int, check_str, check_strings
-from lmlab.byte_pairs import _merge, _merge_ranked, _tie_key, bytes_to_unicode
+from lmlab.byte_pairs import (bytes_to_unicode, merge as _merge, merge_ranked as _merge_ranked,
+                              tie_key as _tie_key)
 from lmlab.io import save_json
 
 __all__ = ["GPT2_PATTERN", "MAX_VOCAB_SIZE", "BPETokenizer"]

@@ -3,14 +3,22 @@
 A byte-level tokenizer starts from the 256 bytes and learns *merges*: "the pair (a, b) becomes
 the new token idx". Training counts adjacent pairs (:func:`get_stats`) and merges the most
 frequent one (:func:`merge`), breaking ties between equally frequent pairs by :func:`tie_key`;
-encoding applies the learned merges in the order they were learned. Byte tokens are *shown*
-with GPT-2's printable characters (:func:`bytes_to_unicode`: a space is ``Ġ``).
-:class:`lmlab.bpe.BPETokenizer` builds the tokenizer on these functions::
+encoding applies the learned merges in the order they were learned (:func:`merge_ranked`, in
+time near-linear in the chunk's length). Byte tokens are *shown* with GPT-2's printable
+characters (:func:`bytes_to_unicode`: a space is ``Ġ``). Both byte-level tokenizers,
+:class:`lmlab.bpe.BPETokenizer` and :class:`lmlab.gguf_file.GGUFTokenizer`, build on these
+functions::
 
     >>> get_stats([1, 2, 3, 1, 2])
     {(1, 2): 2, (2, 3): 1, (3, 1): 1}
     >>> merge([1, 2, 3, 1, 2], (1, 2), 4)
     [4, 3, 4]
+    >>> merge_ranked([1, 2, 3, 1, 2], {(1, 2): 0, (4, 3): 1}, {(1, 2): 4, (4, 3): 5})
+    [5, 4]
+
+The functions check their arguments; on the types the tokenizers pass (lists, tuples and
+dicts of ints) the checks take a few hundred nanoseconds, so training and encoding call the
+public functions in their inner loops.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from collections.abc import Sequence
 
 from lmlab._checks import check_int
 
-__all__ = ["bytes_to_unicode", "tie_key", "get_stats", "merge"]
+__all__ = ["bytes_to_unicode", "tie_key", "get_stats", "merge", "merge_ranked"]
 
 _SHORT_CHUNK = 48  # chunks up to this many bytes are merged by the simple quadratic loop
 
@@ -83,10 +91,8 @@ def tie_key(pair: tuple[int, int]) -> tuple[int, int]:
         >>> tie_key((ord("a"), ord("t"))), tie_key((ord(" "), ord("t"))), tie_key((256, 300))
         ((64, 83), (220, 83), (256, 300))
     """
-    return _tie_key(_check_pair(pair))
-
-
-def _tie_key(pair: tuple[int, int]) -> tuple[int, int]:
+    if not _is_pair(pair):
+        _check_pair(pair)
     ranks = _byte_ranks()
     a, b = pair
     return (ranks[a] if a < 256 else a, ranks[b] if b < 256 else b)
@@ -121,6 +127,13 @@ def _check_ids(name: str, ids: object) -> None:
         raise TypeError(f"{name}: expected a sequence of ints, got {type(ids).__name__}")
 
 
+def _is_pair(pair: object) -> bool:
+    """The fast check: a tuple of two non-negative ints (exactly ``int``; the slow check,
+    :func:`_check_pair`, also accepts NumPy integers and says what is wrong)."""
+    return (type(pair) is tuple and len(pair) == 2 and type(pair[0]) is int
+            and type(pair[1]) is int and pair[0] >= 0 and pair[1] >= 0)
+
+
 def _check_pair(pair: object) -> tuple[int, int]:
     if not isinstance(pair, tuple) or len(pair) != 2:
         raise TypeError(f"pair: expected a tuple of two ints, got {pair!r}")
@@ -144,9 +157,10 @@ def merge(ids: Sequence[int], pair: tuple[int, int], idx: int) -> list[int]:
         >>> merge([1, 2, 3, 1, 2], (1, 2), 4)
         [4, 3, 4]
     """
-    _check_ids("ids", ids)
-    _check_pair(pair)
-    check_int("idx", idx, minimum=0)
+    if not (type(ids) is list and _is_pair(pair) and type(idx) is int and idx >= 0):
+        _check_ids("ids", ids)
+        _check_pair(pair)
+        check_int("idx", idx, minimum=0)
     return _merge(ids, pair, idx)
 
 
@@ -220,10 +234,47 @@ def _merge_long(ids: list[int], ranks: dict[tuple[int, int], int],
     return out
 
 
-def _merge_ranked(ids: list[int], ranks: dict[tuple[int, int], int],
-                  merges: dict[tuple[int, int], int]) -> list[int]:
-    """Apply merges by rank with the loop that is faster for this length (same result)."""
-    if len(ids) <= _SHORT_CHUNK:
-        return _merge_short(ids, ranks, merges)
-    return _merge_long(ids, ranks, merges)
+def merge_ranked(ids: Sequence[int], ranks: dict[tuple[int, int], int],
+                 merges: dict[tuple[int, int], int]) -> list[int]:
+    """Encode one chunk: apply learned merges by rank until none applies (BPE's encoding).
 
+    Repeatedly merge the adjacent pair with the lowest rank; among equal pairs the leftmost
+    first, so overlapping runs (``aaa``) merge left to right. That is GPT-2's rule and Hugging
+    Face ``tokenizers``' (``Word::merge_all``), and the result equals applying :func:`merge`
+    once per learned merge, in rank order. Short chunks take the simple loop; longer ones a heap
+    of candidate merges over a linked list of tokens, in ``O(n log n)`` for ``n`` ids (the simple
+    loop rescans every pair after each merge: quadratic on long runs without spaces).
+
+    Args:
+        ids: the chunk's token ids (its bytes' ids), ints >= 0.
+        ranks: each mergeable pair's rank (lower merges first).
+        merges: each mergeable pair's new id; the same pairs as ``ranks``.
+
+    Returns:
+        A new list of ids.
+
+    Raises:
+        TypeError: ``ids`` is not a sequence of ints, or ``ranks``/``merges`` not dicts.
+        ValueError: a negative id, or a pair of ``ranks`` that ``merges`` lacks.
+
+    Example:
+        >>> merge_ranked([1, 2, 3, 1, 2], {(1, 2): 0, (4, 3): 1}, {(1, 2): 4, (4, 3): 5})
+        [5, 4]
+    """
+    if type(ids) is not list:
+        _check_ids("ids", ids)
+        ids = list(ids)
+    for i in ids:
+        if type(i) is not int or i < 0:
+            check_int("ids[...]", i, minimum=0)
+    for name, table in (("ranks", ranks), ("merges", merges)):
+        if not isinstance(table, dict):
+            raise TypeError(f"{name}: expected a dict from pairs of ids to ints, got "
+                            f"{type(table).__name__}")
+    try:
+        if len(ids) <= _SHORT_CHUNK:
+            return _merge_short(ids, ranks, merges)
+        return _merge_long(ids, ranks, merges)
+    except KeyError as err:
+        raise ValueError(f"merges: no new id for the pair {err.args[0]!r}, which ranks "
+                         "lists; expected the same pairs in both") from None

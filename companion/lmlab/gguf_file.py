@@ -33,10 +33,18 @@ import numpy as np
 import regex
 import torch
 
-from lmlab._checks import check_bool, check_file, check_str
-from lmlab.data import MissingDataError
+from lmlab._checks import (
+    check_bool,
+    check_file,
+    check_instance,
+    check_int,
+    check_str,
+    check_strings,
+    check_tensor,
+)
 from lmlab.bpe import GPT2_PATTERN
-from lmlab.byte_pairs import bytes_to_unicode, merge
+from lmlab.byte_pairs import bytes_to_unicode, merge_ranked
+from lmlab.data import MissingDataError
 
 __all__ = [
     "SMOLLM2_REQUIREMENT", "SMOLLM2_FILENAME", "smollm2_gguf_file", "GGUFFile",
@@ -133,10 +141,12 @@ class GGUFFile:
 
     def get(self, key: str, default: Any = None) -> Any:
         """One metadata value, or ``default`` when the file does not have ``key``."""
+        check_str("key", key)
         return self.metadata.get(key, default)
 
     def require(self, key: str) -> Any:
         """One metadata value; a ``ValueError`` naming the file and the key when it is missing."""
+        check_str("key", key)
         if key not in self.metadata:
             raise ValueError(f"path: {self.path.name!r} has no metadata {key!r}")
         return self.metadata[key]
@@ -146,27 +156,45 @@ class GGUFFile:
         """The tensors' names, in file order."""
         return list(self._tensors)
 
+    def _info(self, name: object):
+        """The reader's record of tensor ``name``; a ``ValueError`` naming the file if none."""
+        check_str("name", name)
+        info = self._tensors.get(name)  # type: ignore[arg-type]
+        if info is None:
+            raise ValueError(f"name: {self.path.name!r} has no tensor {name!r} (it has "
+                             f"{len(self._tensors)}, listed by tensor_names)")
+        return info
+
     def tensor_shape(self, name: str) -> tuple[int, ...]:
-        """A tensor's shape in PyTorch order (GGUF lists dimensions fastest first)."""
-        return tuple(int(d) for d in reversed(self._tensors[name].shape.tolist()))
+        """A tensor's shape in PyTorch order (GGUF lists dimensions fastest first).
+
+        Raises:
+            TypeError: ``name`` is not a str.
+            ValueError: the file has no tensor ``name``; the message names the file.
+        """
+        return tuple(int(d) for d in reversed(self._info(name).shape.tolist()))
 
     def tensor_type(self, name: str) -> str:
-        """A tensor's storage type as llama.cpp names it (``"F32"``, ``"Q4_1"``, ``"Q8_0"`` ...)."""
-        return self._tensors[name].tensor_type.name
+        """A tensor's storage type as llama.cpp names it (``"F32"``, ``"Q4_1"``, ``"Q8_0"`` ...).
+
+        Raises:
+            TypeError: ``name`` is not a str.
+            ValueError: the file has no tensor ``name``; the message names the file.
+        """
+        return self._info(name).tensor_type.name
 
     def tensor(self, name: str) -> torch.Tensor:
         """A tensor dequantised to float32, in PyTorch's (rows = output features) layout.
 
         Raises:
-            KeyError: the file has no tensor ``name``.
-            ValueError: the data cannot be read (truncated file) or dequantises to NaN or
-                infinity; the message names the file and the tensor.
+            TypeError: ``name`` is not a str.
+            ValueError: the file has no tensor ``name``, or its data cannot be read (truncated
+                file) or dequantises to NaN or infinity; the message names the file and the
+                tensor.
         """
         from gguf.quants import dequantize
 
-        if name not in self._tensors:
-            raise KeyError(f"{self.path.name!r} has no tensor {name!r}")
-        info = self._tensors[name]
+        info = self._info(name)
         shape = self.tensor_shape(name)
         out = torch.empty(shape, dtype=torch.float32)
         data = info.data
@@ -210,8 +238,13 @@ def unpermute_rotary(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
         >>> unpermute_rotary(torch.tensor([0, 2, 1, 3, 4, 6, 5, 7]), num_heads=2).tolist()
         [0, 1, 2, 3, 4, 5, 6, 7]
     """
+    check_tensor("weight", weight)
+    if weight.dim() < 1:
+        raise ValueError("weight: expected a tensor with at least one dimension (rows), got a "
+                         "scalar")
+    check_int("num_heads", num_heads, minimum=1)
     rows = weight.shape[0]
-    if num_heads < 1 or rows % (2 * num_heads):
+    if rows % (2 * num_heads):
         raise ValueError(f"num_heads: {rows} rows do not split into {num_heads} heads of an even "
                          "width")
     rest = weight.shape[1:]
@@ -249,12 +282,24 @@ class GGUFTokenizer:
     No beginning-of-sequence token is added: SmolLM2's chat template writes ``<|im_start|>``
     itself, and ``transformers`` adds none either.
 
+    Encoding a chunk is :func:`lmlab.byte_pairs.merge_ranked`, the same merge loop as
+    :class:`lmlab.bpe.BPETokenizer`'s: near-linear in the chunk's length, so long runs without
+    spaces (one chunk) cost no more per byte than short words.
+
     Args:
         tokens: every token, indexed by id.
         merges: ``"a b"`` strings in rank order.
         token_types: llama.cpp's type per token (1 normal, 3 control, 4 user-defined ...).
         pattern: the pre-tokenization regex.
-        bos_token_id, eos_token_id: ids the file declares (``None`` if it declares none).
+        bos_token_id, eos_token_id: ids the file declares (``None`` if it declares none), each
+            in ``range(len(tokens))``.
+
+    Raises:
+        TypeError: an argument of the wrong type (``tokens`` or ``merges`` not a list of str,
+            ``token_types`` not a list of ints, ``pattern`` not a str, an id not an int).
+        ValueError: inconsistent values: a token listed twice, a merge that is not two tokens
+            whose join is a token, ``token_types`` of another length, a pattern that does not
+            compile, an id outside the vocabulary.
 
     Example:
         >>> tok = GGUFTokenizer.from_gguf(GGUFFile(smollm2_gguf_file()))
@@ -267,11 +312,25 @@ class GGUFTokenizer:
     def __init__(self, tokens: Sequence[str], merges: Sequence[str], token_types: Sequence[int],
                  pattern: str, bos_token_id: int | None = None,
                  eos_token_id: int | None = None) -> None:
+        tokens = check_strings("tokens", tokens)
+        merges = check_strings("merges", merges, allow_empty=True)
+        if isinstance(token_types, (str, bytes)) or not isinstance(token_types, Sequence):
+            raise TypeError(f"token_types: expected a list of ints, got "
+                            f"{type(token_types).__name__}")
+        for i, kind in enumerate(token_types):
+            check_int(f"token_types[{i}]", kind, minimum=None)
         if len(token_types) != len(tokens):
             raise ValueError(f"token_types: expected one per token ({len(tokens)}), got "
                              f"{len(token_types)}")
+        check_str("pattern", pattern, allow_empty=False)
+        for name, value in (("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id)):
+            if value is not None:
+                check_int(name, value, minimum=0, maximum=len(tokens) - 1)
         self.pattern = pattern
-        self._compiled = regex.compile(pattern)
+        try:
+            self._compiled = regex.compile(pattern)
+        except regex.error as err:
+            raise ValueError(f"pattern: not a valid regular expression ({err})") from err
         self.tokens = list(tokens)
         self._token_to_id = {t: i for i, t in enumerate(self.tokens)}
         if len(self._token_to_id) != len(self.tokens):
@@ -302,8 +361,8 @@ class GGUFTokenizer:
         self._special_re = (regex.compile("(" + "|".join(
             regex.escape(s) for s in sorted(self.special_tokens, key=len, reverse=True)) + ")")
             if self.special_tokens else None)
-        self.bos_token_id = bos_token_id
-        self.eos_token_id = eos_token_id
+        self.bos_token_id = None if bos_token_id is None else int(bos_token_id)
+        self.eos_token_id = None if eos_token_id is None else int(eos_token_id)
         self._cache: dict[str, list[int]] = {}
 
     @classmethod
@@ -311,9 +370,13 @@ class GGUFTokenizer:
         """The tokenizer described by ``file``'s ``tokenizer.ggml.*`` metadata.
 
         Raises:
+            TypeError: ``file`` is not a :class:`GGUFFile`.
             ValueError: the file's tokenizer is not byte-level BPE (``tokenizer.ggml.model`` is
-                not ``"gpt2"``) or uses a pre-tokenizer not in :data:`PRE_TOKENIZER_PATTERNS`.
+                not ``"gpt2"``), uses a pre-tokenizer not in :data:`PRE_TOKENIZER_PATTERNS`, or
+                is inconsistent (metadata of the wrong type, an id outside the vocabulary ...);
+                the message names the file.
         """
+        check_instance("file", file, GGUFFile)
         name = file.path.name
         model = file.require("tokenizer.ggml.model")
         if model != "gpt2":
@@ -329,7 +392,7 @@ class GGUFTokenizer:
             return cls(tokens, file.require("tokenizer.ggml.merges"), types,
                        PRE_TOKENIZER_PATTERNS[pre], file.get("tokenizer.ggml.bos_token_id"),
                        file.get("tokenizer.ggml.eos_token_id"))
-        except ValueError as err:
+        except (TypeError, ValueError) as err:
             raise ValueError(f"path: {name!r} has an inconsistent tokenizer: {err}") from err
 
     @property
@@ -338,28 +401,33 @@ class GGUFTokenizer:
         return len(self.tokens)
 
     def token_to_id(self, token: str) -> int | None:
-        """The id of a token as the file spells it (``"Ġthe"``, ``"<|im_end|>"``), or ``None``."""
+        """The id of a token as the file spells it (``"Ġthe"``, ``"<|im_end|>"``), or ``None``.
+
+        Raises:
+            TypeError: ``token`` is not a str.
+        """
+        check_str("token", token)
         return self._token_to_id.get(token)
 
     def id_to_token(self, id: int) -> str | None:  # noqa: A002 (Hugging Face's name)
-        """The token of an id as the file spells it, or ``None``."""
-        return self.tokens[id] if isinstance(id, int) and 0 <= id < len(self.tokens) else None
+        """The token of an id as the file spells it, or ``None`` outside the vocabulary.
+
+        Raises:
+            TypeError: ``id`` is not an int.
+        """
+        check_int("id", id, minimum=None)
+        return self.tokens[id] if 0 <= id < len(self.tokens) else None
 
     def _encode_chunk(self, chunk: str) -> list[int]:
         ids = []
         for b in chunk.encode("utf-8"):
             i = self._byte_ids[b]
             if i is None:
-                raise ValueError(f"text: {chunk!r} needs the byte {b:#04x}, which this "
-                                 "vocabulary has no token for")
+                raise ValueError(f"text: {chunk[:40]!r}{'...' if len(chunk) > 40 else ''} "
+                                 f"needs the byte {b:#04x}, which this vocabulary has no "
+                                 "token for")
             ids.append(i)
-        ranks = self._ranks
-        while len(ids) >= 2:
-            best = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, len(ranks)))
-            if best not in ranks:
-                break
-            ids = merge(ids, best, self._merges[best])
-        return ids
+        return merge_ranked(ids, self._ranks, self._merges)
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode ``text`` treating special-token strings as ordinary text."""
@@ -393,6 +461,7 @@ class GGUFTokenizer:
                 them the control characters U+0004 and U+0006), or holds a lone surrogate.
         """
         check_str("text", text)
+        check_str("allowed_special", allowed_special)
         if allowed_special not in ("all", "none"):
             raise ValueError(f"allowed_special: expected 'all' or 'none', got {allowed_special!r}")
         if allowed_special == "none" or self._special_re is None:
@@ -406,9 +475,12 @@ class GGUFTokenizer:
         return out
 
     def encode_batch(self, texts: Iterable[str], allowed_special: str = "all") -> list[list[int]]:
-        """Encode each string of ``texts`` (see :meth:`encode`)."""
+        """Encode each string of ``texts`` (see :meth:`encode`); every item is checked first."""
         if isinstance(texts, str):
             raise TypeError("texts: expected a list of strings, got a single string")
+        if not isinstance(texts, Iterable):
+            raise TypeError(f"texts: expected a list of strings, got {type(texts).__name__}")
+        texts = check_strings("texts", list(texts), allow_empty=True)
         return [self.encode(t, allowed_special) for t in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -416,8 +488,11 @@ class GGUFTokenizer:
         valid UTF-8 become U+FFFD.
 
         Raises:
+            TypeError: ``ids`` is not an iterable of ints (a str, a number ...).
             ValueError: an id is not in ``range(vocab_size)``.
         """
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise TypeError(f"ids: expected a list of ints, got {type(ids).__name__}")
         parts = []
         for i in ids:
             try:
@@ -461,6 +536,9 @@ class ChatTemplate:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         check_str("source", source, allow_empty=False)
+        for name, value in (("bos_token", bos_token), ("eos_token", eos_token)):
+            if value is not None:
+                check_str(name, value)
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
@@ -485,15 +563,27 @@ class ChatTemplate:
 
     @classmethod
     def from_gguf(cls, file: GGUFFile) -> ChatTemplate:
-        """The template in ``file``'s ``tokenizer.chat_template``, with its BOS/EOS tokens."""
+        """The template in ``file``'s ``tokenizer.chat_template``, with its BOS/EOS tokens.
+
+        Raises:
+            TypeError: ``file`` is not a :class:`GGUFFile`.
+            ValueError: the file has no chat template or tokens, or its template is not valid
+                Jinja; the message names the file.
+        """
+        check_instance("file", file, GGUFFile)
         tokens = file.require("tokenizer.ggml.tokens")
 
         def token(key: str) -> str | None:
             i = file.get(key)
             return tokens[i] if isinstance(i, int) and 0 <= i < len(tokens) else None
 
-        return cls(file.require("tokenizer.chat_template"),
-                   token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id"))
+        source = file.require("tokenizer.chat_template")
+        try:
+            return cls(source, token("tokenizer.ggml.bos_token_id"),
+                       token("tokenizer.ggml.eos_token_id"))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"path: {file.path.name!r} has an unusable chat template: {err}"
+                             ) from err
 
     def render(self, messages: Sequence[Mapping[str, str]],
                add_generation_prompt: bool = False) -> str:

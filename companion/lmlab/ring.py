@@ -8,11 +8,18 @@ attention over the whole sequence while no rank ever holds more than two key/val
 
 * The sends and receives for the next step are posted *before* the local block is computed, so
   communication overlaps computation (``torch.distributed.batch_isend_irecv``).
-* Causal attention with load balancing ("zigzag"): the sequence is cut into ``2N`` chunks and
-  rank ``r`` holds chunks ``r`` and ``2N - 1 - r``, one early and one late. Then every step costs
-  every rank the same: its own shard is a causal block; a shard from an earlier rank is seen by
-  all of its queries but only through that shard's early chunk; a shard from a later rank is
-  seen only by its late queries. Without the zigzag, rank 0 would idle while rank ``N-1`` works.
+* Two layouts, named by ``layout=`` wherever shards are cut or attended: ``"contiguous"`` (rank
+  ``r`` holds tokens ``r T/N .. (r+1) T/N``) and ``"zigzag"``, causal attention with load
+  balancing: the sequence is cut into ``2N`` chunks and rank ``r`` holds chunks ``r`` and ``2N -
+  1 - r``, one early and one late. Then every step costs every rank the same: its own shard is
+  a causal block; a shard from an earlier rank is seen by all of its queries but only through
+  that shard's early chunk; a shard from a later rank is seen only by its late queries. With
+  contiguous shards rank 0 idles while rank ``N-1`` works, but the result is as exact. Causal
+  :func:`ring_attention` cannot tell from the tensors how they were cut, so it requires
+  ``layout``; every rank must pass the same one.
+* The running maximum, sum and output are kept in float32 for bfloat16/float16 inputs (as in
+  :mod:`lmlab.blockwise`), and so are the gradients that travel the ring; results are cast back
+  to the inputs' dtype at the end.
 * The backward pass (a custom :class:`torch.autograd.Function`) sends the key/value shards
   around the ring again, together with the gradients accumulated for them, which finally hop
   home to the rank that owns the shard: so ring attention trains.
@@ -20,19 +27,30 @@ attention over the whole sequence while no rank ever holds more than two key/val
 :func:`ring_attention` runs over ``torch.distributed`` (gloo on CPU, NCCL on GPUs, launched with
 ``torchrun``); :func:`simulate_ring_attention` runs the same steps in one process, for the book
 and for tests. :func:`shard_sequence` and :func:`unshard_sequence` cut a sequence into the shards
-each rank holds (contiguous, or zigzag for causal attention).
+each rank holds and put them back, in either layout.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+from torch.autograd.function import once_differentiable
 
 from lmlab._checks import check_bool, check_float, check_int, check_tensor
-from lmlab.blockwise import _check_qkv, attend_block, block_backward, merge_partials
+from lmlab.blockwise import (
+    accumulation_dtype,
+    attend_block,
+    block_backward,
+    check_qkv,
+    merge_partials,
+)
 
-__all__ = ["ring_schedule", "zigzag_chunks", "shard_sequence", "unshard_sequence",
+__all__ = ["LAYOUTS", "ring_schedule", "zigzag_chunks", "shard_sequence", "unshard_sequence",
            "simulate_ring_attention", "ring_attention"]
+
+LAYOUTS = ("contiguous", "zigzag")
+"""How a sequence is cut into shards: ``"contiguous"`` (rank ``r`` holds the ``r``-th of ``N``
+equal parts) or ``"zigzag"`` (rank ``r`` holds chunks ``r`` and ``2N - 1 - r`` of ``2N``)."""
 
 
 def ring_schedule(world_size: int) -> list[list[int]]:
@@ -67,6 +85,25 @@ def zigzag_chunks(rank: int, world_size: int) -> tuple[int, int]:
     return rank, 2 * world_size - 1 - rank
 
 
+def _check_layout(layout: object, zigzag: object = None) -> str:
+    """``layout`` checked; ``zigzag`` (the older bool spelling) mapped onto it."""
+    if zigzag is not None:
+        check_bool("zigzag", zigzag)
+        wanted = "zigzag" if zigzag else "contiguous"
+        if layout is not None and layout != wanted:
+            raise ValueError(f"zigzag: zigzag={zigzag} contradicts layout={layout!r}; pass "
+                             "layout alone")
+        layout = wanted
+    if layout is None:
+        return "contiguous"
+    if not isinstance(layout, str):
+        raise TypeError(f"layout: expected one of {LAYOUTS}, got {type(layout).__name__} "
+                        f"{layout!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
+    return layout
+
+
 def _check_divides(name: str, T: int, world_size: int, zigzag: bool) -> None:
     parts = world_size * (2 if zigzag else 1)
     if T % parts != 0:
@@ -74,16 +111,19 @@ def _check_divides(name: str, T: int, world_size: int, zigzag: bool) -> None:
         raise ValueError(f"{name}: sequence length {T} is not divisible by {what}")
 
 
-def shard_sequence(x: torch.Tensor, rank: int, world_size: int,
-                   zigzag: bool = False) -> torch.Tensor:
-    """The part of a sequence rank ``rank`` holds: contiguous, or zigzag (chunks ``r`` and
-    ``2N - 1 - r`` of ``2N``), along the second-to-last (time) dimension.
+def shard_sequence(x: torch.Tensor, rank: int, world_size: int, layout: str | None = None, *,
+                   zigzag: bool | None = None) -> torch.Tensor:
+    """The part of a sequence rank ``rank`` holds, along the second-to-last (time) dimension:
+    contiguous, or zigzag (chunks ``r`` and ``2N - 1 - r`` of ``2N``).
 
     Args:
         x: the whole sequence.
         rank: which rank's shard.
         world_size: number of ranks ``N``.
-        zigzag: zigzag sharding (what causal ring attention needs).
+        layout: ``"contiguous"`` (``None``: the default) or ``"zigzag"`` (:data:`LAYOUTS`);
+            give the same to :func:`ring_attention` and :func:`unshard_sequence`.
+        zigzag: the older spelling: ``True`` for ``layout="zigzag"``, ``False`` for
+            ``"contiguous"``.
 
     Returns:
         The shard.
@@ -93,7 +133,7 @@ def shard_sequence(x: torch.Tensor, rank: int, world_size: int,
 
     Example:
         >>> x = torch.arange(8.).view(8, 1)
-        >>> shard_sequence(x, 0, 2, zigzag=True).flatten().tolist()
+        >>> shard_sequence(x, 0, 2, layout="zigzag").flatten().tolist()
         [0.0, 1.0, 6.0, 7.0]
     """
     check_tensor("x", x)
@@ -101,7 +141,7 @@ def shard_sequence(x: torch.Tensor, rank: int, world_size: int,
         raise ValueError(f"x: expected (..., T, D), got shape {tuple(x.shape)}")
     check_int("world_size", world_size, minimum=1)
     check_int("rank", rank, minimum=0, maximum=world_size - 1)
-    check_bool("zigzag", zigzag)
+    zigzag = _check_layout(layout, zigzag) == "zigzag"
     T = x.shape[-2]
     _check_divides("x", T, world_size, zigzag)
     if not zigzag:
@@ -113,13 +153,15 @@ def shard_sequence(x: torch.Tensor, rank: int, world_size: int,
                      dim=-2)
 
 
-def unshard_sequence(shards: list[torch.Tensor], zigzag: bool = False) -> torch.Tensor:
+def unshard_sequence(shards: list[torch.Tensor], layout: str | None = None, *,
+                     zigzag: bool | None = None) -> torch.Tensor:
     """Put the shards of all ranks back into one sequence (the inverse of
     :func:`shard_sequence`).
 
     Args:
         shards: one shard per rank, in rank order.
-        zigzag: whether they were cut zigzag.
+        layout: how they were cut, ``"contiguous"`` (``None``: the default) or ``"zigzag"``.
+        zigzag: the older spelling: ``True`` for ``layout="zigzag"``.
 
     Returns:
         The whole sequence.
@@ -129,17 +171,25 @@ def unshard_sequence(shards: list[torch.Tensor], zigzag: bool = False) -> torch.
 
     Example:
         >>> x = torch.arange(8.).view(8, 1)
-        >>> shards = [shard_sequence(x, r, 2, zigzag=True) for r in range(2)]
-        >>> torch.equal(unshard_sequence(shards, zigzag=True), x)
+        >>> shards = [shard_sequence(x, r, 2, layout="zigzag") for r in range(2)]
+        >>> torch.equal(unshard_sequence(shards, layout="zigzag"), x)
         True
     """
-    if not isinstance(shards, (list, tuple)) or not shards:
-        raise TypeError("shards: expected a non-empty list of tensors")
+    if isinstance(shards, torch.Tensor) or not isinstance(shards, (list, tuple)):
+        raise TypeError(f"shards: expected a list of tensors, got {type(shards).__name__}")
+    if not shards:
+        raise ValueError("shards: expected one tensor per rank, got an empty list")
     for i, s in enumerate(shards):
         check_tensor(f"shards[{i}]", s)
-    check_bool("zigzag", zigzag)
+        if s.dim() < 2:
+            raise ValueError(f"shards[{i}]: expected (..., T / N, D), got shape "
+                             f"{tuple(s.shape)}")
+    zigzag = _check_layout(layout, zigzag) == "zigzag"
     if len({tuple(s.shape) for s in shards}) != 1:
         raise ValueError(f"shards: expected equal shapes, got {[tuple(s.shape) for s in shards]}")
+    if len({(s.dtype, s.device) for s in shards}) != 1:
+        raise ValueError(f"shards: expected one dtype and device, got "
+                         f"{[(str(s.dtype), str(s.device)) for s in shards]}")
     if not zigzag:
         return torch.cat(list(shards), dim=-2)
     if shards[0].shape[-2] % 2:
@@ -151,10 +201,14 @@ def unshard_sequence(shards: list[torch.Tensor], zigzag: bool = False) -> torch.
 # --- one step of the ring: which query rows meet which key rows, and how ---------------------
 # A piece is (query slice, key slice, causal diagonal?) within the local shards.
 
-def _pieces(rank: int, src: int, T_local: int, causal: bool) -> list[tuple[slice, slice, bool]]:
+def _pieces(rank: int, src: int, T_local: int, causal: bool,
+            layout: str) -> list[tuple[slice, slice, bool]]:
     everything = slice(0, T_local)
     if not causal:
         return [(everything, everything, False)]
+    if layout == "contiguous":  # own shard causal, earlier shards whole, later ones not at all
+        return ([(everything, everything, True)] if src == rank else
+                [(everything, everything, False)] if src < rank else [])
     c = T_local // 2
     early, late = slice(0, c), slice(c, T_local)
     if src == rank:  # own shard: early sees early (causal), late sees early and late (causal)
@@ -212,8 +266,10 @@ def _step_forward(q, k, v, out, lse, pieces, scale):
 
 
 def _step_backward(q, k, v, out, lse, grad_out, pieces, scale, dq):
-    """Add this step's share to ``dq`` (in place); return the gradients for this k/v shard."""
-    dk, dv = torch.zeros_like(k), torch.zeros_like(v)
+    """Add this step's share to ``dq`` (in place); return the gradients for this k/v shard, in
+    the accumulation dtype."""
+    dk = torch.zeros_like(k, dtype=dq.dtype)
+    dv = torch.zeros_like(v, dtype=dq.dtype)
     for piece in pieces:
         for rows, keys, mask in _tiles(*piece, q.device):
             dq_p, dk_p, dv_p = block_backward(q[..., rows, :], k[..., keys, :], v[..., keys, :],
@@ -226,15 +282,19 @@ def _step_backward(q, k, v, out, lse, grad_out, pieces, scale, dq):
 
 
 def _empty_partial(q: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return (q.new_zeros(q.shape[:-1] + v.shape[-1:]),  # (..., T, D)
-            q.new_full(q.shape[:-1], float("-inf")))  # (..., T)
+    """No keys seen yet, in the accumulation dtype (float32 for bfloat16 inputs)."""
+    acc = accumulation_dtype(q.dtype)
+    return (q.new_zeros(q.shape[:-1] + v.shape[-1:], dtype=acc),  # (..., T, Dv)
+            q.new_full(q.shape[:-1], float("-inf"), dtype=acc))  # (..., T)
 
 
 def simulate_ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, world_size: int,
-                            causal: bool = False, scale: float | None = None) -> torch.Tensor:
+                            causal: bool = False, scale: float | None = None,
+                            layout: str | None = None) -> torch.Tensor:
     """Ring attention's steps run in one process: shard, pass key/value shards around, merge.
 
-    Causal attention uses zigzag shards (see :func:`shard_sequence`). Differentiable by autograd.
+    Differentiable by autograd. The shards are cut here, so the layout only changes the order of
+    the work, never the result.
 
     Args:
         q: queries of the whole sequence.
@@ -243,9 +303,12 @@ def simulate_ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w
         world_size: how many ranks to simulate.
         causal: causal attention (``True = may attend`` to keys at or before the query).
         scale: factor on the dot products; ``None`` for ``D ** -0.5``.
+        layout: ``"zigzag"`` or ``"contiguous"`` (see :func:`shard_sequence`); ``None`` for
+            zigzag when ``causal``, contiguous otherwise.
 
     Returns:
-        The attention output for the whole sequence, in the original order.
+        The attention output for the whole sequence, in the original order and the inputs'
+        dtype.
 
     Shape:
         q, k, v ``(..., T, D)``; returns ``(..., T, D)``.
@@ -258,25 +321,31 @@ def simulate_ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w
         >>> torch.allclose(out, ref, atol=1e-6)
         True
     """
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     check_int("world_size", world_size, minimum=1)
     check_bool("causal", causal)
     scale = q.shape[-1] ** -0.5 if scale is None else check_float("scale", scale)
+    if layout is None:
+        layout = "zigzag" if causal else "contiguous"
+    layout = _check_layout(layout)
     if q.shape[-2] != k.shape[-2]:
         raise ValueError(f"k: ring self-attention needs S == T, got T={q.shape[-2]}, "
                          f"S={k.shape[-2]}")
-    _check_divides("q", q.shape[-2], world_size, causal)
-    qs = [shard_sequence(q, r, world_size, causal) for r in range(world_size)]
-    ks = [shard_sequence(k, r, world_size, causal) for r in range(world_size)]
-    vs = [shard_sequence(v, r, world_size, causal) for r in range(world_size)]
+    _check_divides("q", q.shape[-2], world_size, layout == "zigzag")
+    # One cast for the whole sequence: autograd then sums the shards' gradients in float32 too.
+    acc = accumulation_dtype(q.dtype)
+    q_acc, k_acc, v_acc = q.to(acc), k.to(acc), v.to(acc)
+    qs = [shard_sequence(q_acc, r, world_size, layout) for r in range(world_size)]
+    ks = [shard_sequence(k_acc, r, world_size, layout) for r in range(world_size)]
+    vs = [shard_sequence(v_acc, r, world_size, layout) for r in range(world_size)]
     T_local = q.shape[-2] // world_size
     states = [_empty_partial(qs[r], v) for r in range(world_size)]
     for step in ring_schedule(world_size):
         for rank, src in enumerate(step):
-            pieces = _pieces(rank, src, T_local, causal)
+            pieces = _pieces(rank, src, T_local, causal, layout)
             states[rank] = _step_forward(qs[rank], ks[src], vs[src], *states[rank], pieces,
                                          scale)
-    return unshard_sequence([out for out, _ in states], zigzag=causal)
+    return unshard_sequence([out for out, _ in states], layout).to(q.dtype)
 
 
 # --- the real ring over torch.distributed -------------------------------------------------------
@@ -302,7 +371,7 @@ def _neighbours(group) -> tuple[int, int, int, int]:
 
 class _RingAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, scale, causal, group):  # type: ignore[override]
+    def forward(ctx, q, k, v, scale, causal, layout, group):  # type: ignore[override]
         rank, size, next_rank, prev_rank = _neighbours(group)
         T_local = q.shape[-2]
         out, lse = _empty_partial(q, v)
@@ -313,23 +382,24 @@ class _RingAttention(torch.autograd.Function):
                 (k_next, v_next), requests = _exchange([k_cur, v_cur], group, next_rank,
                                                        prev_rank)
             out, lse = _step_forward(q, k_cur, v_cur, out, lse,
-                                     _pieces(rank, src, T_local, causal), scale)
+                                     _pieces(rank, src, T_local, causal, layout), scale)
             if step < size - 1:
                 for request in requests:
                     request.wait()
                 k_cur, v_cur = k_next, v_next
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.scale, ctx.causal, ctx.group = scale, causal, group
-        return out
+        ctx.save_for_backward(q, k, v, out, lse)  # out and lse in the accumulation dtype
+        ctx.scale, ctx.causal, ctx.layout, ctx.group = scale, causal, layout, group
+        return out.to(q.dtype)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
         q, k, v, out, lse = ctx.saved_tensors
-        group, scale, causal = ctx.group, ctx.scale, ctx.causal
+        group, scale, causal, layout = ctx.group, ctx.scale, ctx.causal, ctx.layout
         rank, size, next_rank, prev_rank = _neighbours(group)
         T_local = q.shape[-2]
         grad_out = grad_out.contiguous()
-        dq = torch.zeros_like(q)
+        dq = torch.zeros_like(q, dtype=out.dtype)  # gradients accumulate in float32 (or wider)
         k_cur, v_cur = k, v
         dk_acc = dv_acc = None  # gradients gathered so far for the k/v shard held
         for step in range(size):
@@ -342,7 +412,8 @@ class _RingAttention(torch.autograd.Function):
             if sends:
                 received, requests = _exchange(sends, group, next_rank, prev_rank)
             dk_loc, dv_loc = _step_backward(q, k_cur, v_cur, out, lse, grad_out,
-                                            _pieces(rank, src, T_local, causal), scale, dq)
+                                            _pieces(rank, src, T_local, causal, layout), scale,
+                                            dq)
             if sends:
                 for request in requests:
                     request.wait()
@@ -356,51 +427,69 @@ class _RingAttention(torch.autograd.Function):
             (dk_acc, dv_acc), requests = _exchange([dk_acc, dv_acc], group, next_rank, prev_rank)
             for request in requests:
                 request.wait()
-        return dq, dk_acc, dv_acc, None, None, None
+        return dq.to(q.dtype), dk_acc.to(k.dtype), dv_acc.to(v.dtype), None, None, None, None
 
 
-def _local_problem(q, k, v, causal, scale) -> str | None:
+def _local_problem(q, k, v, causal, scale, layout) -> str | None:
     """This rank's bad-input message (checked locally), or None."""
     try:
-        _check_qkv(q, k, v)
+        check_qkv(q, k, v)
         check_bool("causal", causal)
         if scale is not None:
             check_float("scale", scale)
+        if layout is not None:
+            _check_layout(layout)
+        elif causal:
+            raise ValueError(f"layout: causal ring attention needs the layout the shards were "
+                             f"cut with, one of {LAYOUTS} (shard_sequence's layout); the "
+                             f"tensors cannot tell, and the wrong one gives a wrong result")
         if q.shape[-2] != k.shape[-2]:
             raise ValueError(f"k: ring self-attention needs local S == T, got T={q.shape[-2]}, "
                              f"S={k.shape[-2]}")
-        if causal and q.shape[-2] % 2:
-            raise ValueError(f"q: causal ring attention needs zigzag shards (two chunks), so an "
-                             f"even local length, got {q.shape[-2]}")
+        if causal and layout == "zigzag" and q.shape[-2] % 2:
+            raise ValueError(f"q: zigzag shards hold two equal chunks, so an even local "
+                             f"length, got {q.shape[-2]}")
     except (TypeError, ValueError) as error:
         return f"{type(error).__name__}: {error}"
     return None
 
 
 def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
-                   scale: float | None = None, group=None) -> torch.Tensor:
+                   scale: float | None = None, group=None, *,
+                   layout: str | None = None) -> torch.Tensor:
     """Exact attention over a sequence sharded across the ranks of a process group.
 
-    Call it on every rank of ``group`` with that rank's shards (from :func:`shard_sequence`:
-    contiguous, or zigzag when ``causal``). Key/value shards travel the ring by point-to-point
-    sends posted before each local block is computed; partial results merge by log-sum-exp. The
-    backward pass sends key/value shards and their accumulated gradients around the ring too.
+    Call it on every rank of ``group`` with that rank's shards, cut by :func:`shard_sequence`
+    with ``layout``. Key/value shards travel the ring by point-to-point sends posted before each
+    local block is computed; partial results merge by log-sum-exp (in float32 for bfloat16
+    inputs). The backward pass sends key/value shards and their accumulated gradients around the
+    ring too.
 
     Every rank first checks its inputs and shares a description of them with the others, so a
-    bad input on any rank (wrong type or shape, odd zigzag length, dtypes or devices that differ
-    between ranks) raises the same error on every rank instead of hanging the ring.
+    bad input on any rank (wrong type or shape, a missing or unknown layout, odd zigzag length,
+    dtypes, devices or layouts that differ between ranks) raises the same error on every rank
+    instead of hanging the ring.
 
     Args:
         q: this rank's queries.
         k: this rank's keys.
         v: this rank's values.
         causal: causal attention over the whole sequence (``True = may attend`` to keys at or
-            before the query); needs zigzag shards.
+            before the query).
         scale: factor on the dot products; ``None`` for ``D ** -0.5``.
         group: the process group (``None`` for the default group).
+        layout: how the sequence was cut: ``"zigzag"`` (balanced causal work) or
+            ``"contiguous"``. Required when ``causal`` (the tensors cannot show it, and the
+            wrong layout would give a wrong result); without ``causal`` every key is seen by
+            every query and the layout does not matter.
 
     Returns:
-        This rank's shard of the attention output (same order as ``q``).
+        This rank's shard of the attention output (same order as ``q``, the inputs' dtype).
+
+    Raises:
+        RuntimeError: ``torch.distributed`` is not initialised.
+        TypeError, ValueError: bad input on this or another rank of the group (the message
+            names the parameter, or the rank whose input is bad).
 
     Shape:
         q, k, v ``(..., T / N, D)``; returns ``(..., T / N, D)``.
@@ -408,25 +497,30 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bo
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("ring_attention: torch.distributed is not initialised (launch with "
                            "torchrun and call torch.distributed.init_process_group)")
-    problem = _local_problem(q, k, v, causal, scale)
+    if group is not None and not isinstance(group, dist.ProcessGroup):
+        raise TypeError(f"group: expected a torch.distributed.ProcessGroup or None, got "
+                        f"{type(group).__name__}")
+    problem = _local_problem(q, k, v, causal, scale, layout)
     meta = None
     if problem is None:
         meta = (str(q.dtype), str(k.dtype), str(v.dtype), q.device.type, tuple(q.shape),
-                tuple(k.shape), tuple(v.shape), causal, scale)
+                tuple(k.shape), tuple(v.shape), causal, scale, layout if causal else None)
     gathered: list = [None] * dist.get_world_size(group)
     dist.all_gather_object(gathered, (problem, meta), group=group)
     if problem is not None:
         kind, message = problem.split(": ", 1)
         raise (TypeError if kind == "TypeError" else ValueError)(message)
     for r, (other, _) in enumerate(gathered):
-        if other is not None:
-            raise ValueError(f"q, k, v: rank {r} of the group has bad input ({other})")
+        if other is not None:  # named after the parameter that rank's message names
+            name = other.split(": ", 1)[1].split(":", 1)[0]
+            raise ValueError(f"{name}: rank {r} of the group has bad input ({other})")
     fields = ("q dtype", "k dtype", "v dtype", "device type", "q shape", "k shape", "v shape",
-              "causal", "scale")
+              "causal", "scale", "layout")
     for i, field in enumerate(fields):
         values = [m[i] for _, m in gathered]
         if len(set(values)) > 1:
             listed = ", ".join(f"rank {r}: {value}" for r, value in enumerate(values))
-            raise ValueError(f"q, k, v: {field} must be the same on every rank, got {listed}")
+            name = "layout" if field == "layout" else "q, k, v"
+            raise ValueError(f"{name}: {field} must be the same on every rank, got {listed}")
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    return _RingAttention.apply(q, k, v, scale, causal, group)
+    return _RingAttention.apply(q, k, v, scale, causal, layout or "contiguous", group)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from lmlab._checks import check_bool, check_float, check_int, check_tensor
-from lmlab.blockwise import _check_qkv
+from lmlab.blockwise import check_qkv
 
 __all__ = ["SparsePattern", "sliding_window_mask", "strided_mask", "global_mask",
            "block_layout", "block_sparse_attention", "flex_block_mask", "flex_sparse_attention"]
@@ -61,11 +61,33 @@ class SparsePattern:
             raise ValueError("SparsePattern: expected at least one of window, stride or "
                              "num_global (>= 1)")
 
-    def allows(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    def allows(self, i: torch.Tensor | int, j: torch.Tensor | int) -> torch.Tensor | bool:
         """``True`` where query position ``i`` may attend to key position ``j`` (broadcasting).
 
-        Uses only tensor operations, so it also serves as flex attention's ``mask_mod``.
+        Args:
+            i: query positions, an int or an integer tensor.
+            j: key positions, an int or an integer tensor.
+
+        Returns:
+            A boolean tensor of the broadcast shape (a bool for two ints).
+
+        Example:
+            >>> SparsePattern(window=2).allows(torch.arange(4), torch.tensor(1)).tolist()
+            [False, True, True, False]
         """
+        for name, value in (("i", i), ("j", j)):
+            if isinstance(value, torch.Tensor):
+                check_tensor(name, value, dtype="int")
+            else:
+                check_int(name, value, minimum=None)
+        if isinstance(i, torch.Tensor) and isinstance(j, torch.Tensor) and i.device != j.device:
+            raise ValueError(f"i, j: expected positions on one device, got {i.device} and "
+                             f"{j.device}")
+        return self._allows(i, j)
+
+    def _allows(self, i, j):
+        """:meth:`allows` without checks: only tensor operations, so it also serves as flex
+        attention's ``mask_mod`` (traced by ``torch.compile``)."""
         d = i - j
         allowed = d == 0
         if self.window is not None:
@@ -85,8 +107,8 @@ class SparsePattern:
             ``(T, T)``.
         """
         check_int("T", T, minimum=1)
-        positions = torch.arange(T, device=device)
-        return self.allows(positions[:, None], positions[None, :])  # (T, T)
+        positions = torch.arange(T, device=_check_device(device))
+        return self._allows(positions[:, None], positions[None, :])  # (T, T)
 
     def layout(self, T: int, block_size: int,
                device: torch.device | str | None = None) -> torch.Tensor:
@@ -104,6 +126,7 @@ class SparsePattern:
         """
         check_int("T", T, minimum=1)
         _check_block_size(T, block_size)
+        device = _check_device(device)
         nb = T // block_size
         a = torch.arange(nb, device=device)[:, None]  # query blocks
         b = torch.arange(nb, device=device)[None, :]  # key blocks
@@ -205,6 +228,21 @@ def global_mask(T: int, num_global: int, causal: bool = True,
     return SparsePattern(num_global=num_global, causal=causal).mask(T, device)
 
 
+def _check_device(device: object, allow_none: bool = True) -> torch.device | None:
+    """``None`` (where allowed), or a ``torch.device`` or a string torch can read as one."""
+    if device is None and allow_none:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        allowed = "a torch.device, a str such as 'cpu' or 'cuda:0'" + (", or None" if allow_none
+                                                                        else "")
+        raise TypeError(f"device: expected {allowed}, got {type(device).__name__} {device!r}")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device: {device!r} is not a device torch knows (e.g. 'cpu', "
+                         f"'cuda:0', 'mps')") from err
+
+
 def _check_block_size(T: int, block_size: int) -> None:
     check_int("block_size", block_size, minimum=1)
     if T % block_size != 0:
@@ -279,7 +317,7 @@ def _plan_from(layout: torch.Tensor, block_size: int,
 @functools.lru_cache(maxsize=16)
 def _pattern_plan(pattern: SparsePattern, T: int, block_size: int,
                   device: torch.device) -> tuple[list[_Group], torch.Tensor | None]:
-    return _plan_from(pattern.layout(T, block_size, device), block_size, pattern.allows)
+    return _plan_from(pattern.layout(T, block_size, device), block_size, pattern._allows)
 
 
 _SCORES_PER_STEP = 1 << 18  # 1 MB of float32 scores per batched product: fits a 2 MB L2 cache
@@ -320,7 +358,7 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         >>> torch.allclose(out, ref, atol=1e-6)
         True
     """
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     T, D = q.shape[-2], q.shape[-1]
     if k.shape[-2] != T:
         raise ValueError(f"k: block-sparse self-attention needs S == T, got T={T}, "
@@ -331,6 +369,9 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         groups, inverse = _pattern_plan(pattern, T, block_size, q.device)
     elif isinstance(pattern, torch.Tensor):
         check_tensor("pattern", pattern, ndim=2, dtype="bool")
+        if pattern.layout != torch.strided:
+            raise ValueError(f"pattern: expected a dense boolean mask, got layout "
+                             f"{pattern.layout}")
         if pattern.shape != (T, T):
             raise ValueError(f"pattern: expected a ({T}, {T}) mask, got {tuple(pattern.shape)}")
         if pattern.device != q.device:
@@ -388,10 +429,11 @@ def flex_block_mask(pattern: SparsePattern, T: int, device: torch.device | str,
     if not isinstance(pattern, SparsePattern):
         raise TypeError(f"pattern: expected a SparsePattern, got {type(pattern).__name__}")
     check_int("T", T, minimum=1)
+    device = _check_device(device, allow_none=False)
     check_int("block_size", block_size, minimum=1)
 
     def mask_mod(b, h, q_idx, kv_idx):
-        return pattern.allows(q_idx, kv_idx)
+        return pattern._allows(q_idx, kv_idx)
 
     return create_block_mask(mask_mod, None, None, T, T, device=device, BLOCK_SIZE=block_size)
 
@@ -416,11 +458,22 @@ def flex_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     Shape:
         q, k, v ``(B, H, T, D)``; returns ``(B, H, T, D)``.
     """
-    from torch.nn.attention.flex_attention import flex_attention
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     if q.dim() != 4:
         raise ValueError(f"q: expected (B, H, T, D), got shape {tuple(q.shape)}")
+    T = q.shape[-2]
+    if k.shape[-2] != T:
+        raise ValueError(f"k: sparse self-attention needs S == T, got T={T}, S={k.shape[-2]}")
+    if not isinstance(pattern, SparsePattern):
+        raise TypeError(f"pattern: expected a SparsePattern, got {type(pattern).__name__}")
     if block_mask is None:
-        block_mask = flex_block_mask(pattern, q.shape[-2], q.device)
+        block_mask = flex_block_mask(pattern, T, q.device)
+    elif not isinstance(block_mask, BlockMask):
+        raise TypeError(f"block_mask: expected a BlockMask from flex_block_mask or None, got "
+                        f"{type(block_mask).__name__}")
+    elif tuple(block_mask.seq_lengths) != (T, T):
+        raise ValueError(f"block_mask: made for sequences of {tuple(block_mask.seq_lengths)}, "
+                         f"but T = {T} (build it with flex_block_mask(pattern, {T}, device))")
     return flex_attention(q, k, v, block_mask=block_mask)
