@@ -64,7 +64,7 @@ def worker(mode: str) -> None:
         rank, world = dist.get_rank(), dist.get_world_size()
 
         def attend(q, k, v):
-            return ring_attention(q, k, v, causal=True)
+            return ring_attention(q, k, v, causal=True, layout="zigzag")
     _measure(attend, 256, rank, world)  # warm-up
     base = _peak_mb()
     rows = []
