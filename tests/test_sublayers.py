@@ -397,3 +397,14 @@ def test_feed_forward_rejects_bad_sizes(kwargs, error, match) -> None:
 def test_attention_rejects_bad_sizes(kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
         MultiHeadAttention(**kwargs)
+
+
+def test_autocast_lets_float32_inputs_through_but_not_others() -> None:
+    attn, ffn = _attn(), FeedForward(16, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert attn(X)[0].dtype == torch.bfloat16 and ffn(X).dtype == torch.bfloat16
+        with pytest.raises(TypeError, match="^x: dtype torch.float64 differs"):
+            attn(X.double())
+    with torch.device("meta"):  # a meta layer on meta inputs: shapes only, no check fails
+        meta_attn = MultiHeadAttention(16, 4, 2)
+    assert meta_attn(X.to("meta"), is_causal=True)[0].shape == X.shape

@@ -40,13 +40,19 @@ _SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
 
 
 def _check_like(name: str, value: torch.Tensor, weight: torch.Tensor) -> None:
-    """``value`` must be on the weights' device, and of their dtype unless autocast is on."""
+    """``value`` must be on the weights' device, and of their dtype (or, under autocast, of
+    float32 or the autocast dtype)."""
     if value.device != weight.device:
         raise ValueError(f"{name}: on {value.device} but the layer's weights are on "
                          f"{weight.device}; move one of them (.to(device))")
-    if value.dtype != weight.dtype and not torch.is_autocast_enabled(value.device.type):
-        raise TypeError(f"{name}: dtype {value.dtype} differs from the layer's weights "
-                        f"({weight.dtype}); convert one of them, or use autocast")
+    if value.dtype == weight.dtype:
+        return
+    kind = value.device.type
+    if kind in ("cpu", "cuda", "mps", "xpu") and torch.is_autocast_enabled(kind) and \
+            value.dtype in (torch.float32, torch.get_autocast_dtype(kind)):
+        return
+    raise TypeError(f"{name}: dtype {value.dtype} differs from the layer's weights "
+                    f"({weight.dtype}); convert one of them, or use autocast")
 
 
 class KVCache:
