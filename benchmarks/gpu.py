@@ -128,9 +128,10 @@ def sdpa_reference(attn: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
     """``attn``'s projections around one direct SDPA call: what a user would write."""
     B, T, _ = x.shape
     H, G, D = attn.num_heads, attn.num_kv_heads, attn.head_dim
-    q = attn.q_proj(x).view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-    k = attn.k_proj(x).view(B, T, G, D).transpose(1, 2)  # (B, G, T, D)
-    v = attn.v_proj(x).view(B, T, G, D).transpose(1, 2)
+    q, k, v = attn.qkv_proj(x).split([H * D, G * D, G * D], dim=-1)  # the fused projection
+    q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+    k = k.view(B, T, G, D).transpose(1, 2)  # (B, G, T, D)
+    v = v.view(B, T, G, D).transpose(1, 2)
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=G < H)
     return attn.out_proj(out.transpose(1, 2).reshape(B, T, H * D))
 

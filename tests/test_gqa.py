@@ -9,7 +9,7 @@ from torch import nn
 from lmlab.device import seed_everything
 from lmlab.gqa import regroup_kv_heads
 from lmlab.model_files import load_model, save_model
-from lmlab.transformer import GPT, Encoder, TransformerConfig
+from lmlab.transformer import GPT, Encoder, EncoderDecoder, TransformerConfig
 
 ATOL = dict(rtol=1e-5, atol=1e-5)
 CONFIGS = {
@@ -53,16 +53,17 @@ def test_merging_averages_the_projections() -> None:
     merged = regroup_kv_heads(model, 2)
     D = model.config.head_dim
     for old, new in zip(model.blocks, merged.blocks):
-        for name in ("k_proj", "v_proj"):
-            w = getattr(old.attn, name).weight.view(4, D, -1)  # 4 heads of D rows
-            b = getattr(old.attn, name).bias.view(4, D)
-            torch.testing.assert_close(getattr(new.attn, name).weight.view(2, D, -1),
+        for i in (1, 2):  # keys, values
+            w = old.attn.qkv_weights()[i].view(4, D, -1)  # 4 heads of D rows
+            b = old.attn.qkv_biases()[i].view(4, D)
+            torch.testing.assert_close(new.attn.qkv_weights()[i].view(2, D, -1),
                                        torch.stack([w[0:2].mean(0), w[2:4].mean(0)]))
-            torch.testing.assert_close(getattr(new.attn, name).bias.view(2, D),
+            torch.testing.assert_close(new.attn.qkv_biases()[i].view(2, D),
                                        torch.stack([b[0:2].mean(0), b[2:4].mean(0)]))
-        # queries and outputs are untouched
-        torch.testing.assert_close(new.attn.q_proj.weight, old.attn.q_proj.weight)
+        # queries and outputs are untouched; the projection stays one fused matrix
+        torch.testing.assert_close(new.attn.qkv_weights()[0], old.attn.qkv_weights()[0])
         torch.testing.assert_close(new.attn.out_proj.weight, old.attn.out_proj.weight)
+        assert new.attn.qkv_proj.weight.shape == ((8 + 2 * 2) * D, 64)
 
 
 def test_merging_can_keep_the_first_head() -> None:
@@ -71,8 +72,28 @@ def test_merging_can_keep_the_first_head() -> None:
     first = regroup_kv_heads(model, 2, merge="first")
     D = model.config.head_dim
     for old, new in zip(model.blocks, first.blocks):
-        w = old.attn.v_proj.weight.view(4, D, -1)
-        torch.testing.assert_close(new.attn.v_proj.weight.view(2, D, -1), w[0::2])
+        w = old.attn.qkv_weights()[2].view(4, D, -1)
+        torch.testing.assert_close(new.attn.qkv_weights()[2].view(2, D, -1), w[0::2])
+
+
+@pytest.mark.parametrize("enc_width", [64, 32])
+def test_cross_attention_regroups(enc_width: int) -> None:
+    """Cross-attention of the same width (fused q/k/v) and of another width (q_proj and
+    kv_proj) split exactly and merge to the mean."""
+    seed_everything(0)
+    model = EncoderDecoder(TransformerConfig.tiny(d_model=enc_width, num_heads=8),
+                           TransformerConfig.tiny(num_heads=8, num_kv_heads=4)).eval()
+    src, tgt = _ids(7), _ids(5)
+    split = regroup_kv_heads(model, 8)
+    torch.testing.assert_close(split(src, tgt), model(src, tgt), **ATOL)
+    merged = regroup_kv_heads(model, 2)
+    D = 8
+    old, new = model.decoder.blocks[0].cross_attn, merged.decoder.blocks[0].cross_attn
+    assert (new.qkv_proj is None) == (enc_width != 64)
+    w = old.qkv_weights()[1].view(4, D, -1)
+    torch.testing.assert_close(new.qkv_weights()[1].view(2, D, -1),
+                               torch.stack([w[0:2].mean(0), w[2:4].mean(0)]))
+    assert merged(src, tgt).shape == (2, 5, 256)
 
 
 def test_merged_model_differs_and_caches_and_trains() -> None:
@@ -90,19 +111,20 @@ def test_merged_model_differs_and_caches_and_trains() -> None:
     merged.train()
     loss = merged(ids).logsumexp(-1).mean()
     loss.backward()
-    assert merged.blocks[0].attn.k_proj.weight.grad is not None
+    assert merged.blocks[0].attn.qkv_proj.weight.grad is not None
 
 
 def test_copy_or_in_place() -> None:
     seed_everything(0)
     model = GPT(CONFIGS["rotary"])
-    before = model.blocks[0].attn.k_proj.weight.clone()
+    before = model.blocks[0].attn.qkv_proj.weight.clone()
     other = regroup_kv_heads(model, 2)
     assert other is not model and model.config.num_kv_heads == 4
-    torch.testing.assert_close(model.blocks[0].attn.k_proj.weight, before)
+    torch.testing.assert_close(model.blocks[0].attn.qkv_proj.weight, before)
     same = regroup_kv_heads(model, 2, inplace=True)
     assert same is model and model.config.num_kv_heads == 2
-    assert model.blocks[0].attn.k_proj.weight.shape == (2 * 8, 64)
+    assert model.blocks[0].attn.qkv_weights()[1].shape == (2 * 8, 64)
+    assert model.blocks[0].attn.qkv_proj.weight.shape == ((8 + 2 * 2) * 8, 64)
 
 
 def test_regrouped_model_saves_and_loads(tmp_path) -> None:

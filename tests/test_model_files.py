@@ -3,6 +3,8 @@ tied head, encoder, encoder-decoder), a mismatched config or a bad file is refus
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -73,3 +75,67 @@ def test_load_refuses_bad_files(tmp_path) -> None:
                  metadata={"lmlab_model": "GPT", "lmlab_config": '{"config": '})
     with pytest.raises(ValueError, match="broken.safetensors: the model config is not valid JSON"):
         load_model(broken)
+
+
+def _with_config(path, model: str, config: object) -> None:
+    save_tensors({"w": torch.zeros(2)}, path,
+                 metadata={"lmlab_model": model, "lmlab_config": json.dumps(config)})
+
+
+def test_load_names_the_file_and_the_missing_or_bad_field(tmp_path) -> None:
+    fields = TransformerConfig.tiny().to_dict()
+    no_width = {k: v for k, v in fields.items() if k != "d_model"}
+    cases = {
+        "a.safetensors": ("GPT", {"cross_d_model": None}, "the GPT config has no field 'config'"),
+        "b.safetensors": ("GPT", {"config": fields}, "the GPT config has no field 'cross_d_model'"),
+        "c.safetensors": ("GPT", {"config": no_width, "cross_d_model": None},
+                          "the config's 'config' has no field 'd_model'"),
+        "d.safetensors": ("EncoderDecoder", {"encoder": fields},
+                          "the EncoderDecoder config has no field 'decoder'"),
+        "e.safetensors": ("Encoder", {"config": {**fields, "d_model": -1}},
+                          r"the stored config is invalid \(d_model: expected an int >= 1"),
+        "f.safetensors": ("GPT", {"config": fields, "cross_d_model": "x"},
+                          r"the stored config is invalid \(cross_d_model: expected an int"),
+        "g.safetensors": ("Encoder", [1], "the model config is not a JSON object"),
+        "h.safetensors": ("Encoder", {"config": 3}, "the config's 'config' is not a JSON object"),
+    }
+    for name, (model, config, message) in cases.items():
+        _with_config(tmp_path / name, model, config)
+        with pytest.raises(ValueError, match=f"{name}: {message}"):
+            load_model(tmp_path / name)
+
+
+def test_save_and_load_reject_bad_arguments(tmp_path) -> None:
+    model, path = GPT(TransformerConfig.tiny()), tmp_path / "m.safetensors"
+    with pytest.raises(TypeError, match="^metadata: expected a dict of str to str"):
+        save_model(model, path, metadata=[("a", "b")])
+    with pytest.raises(TypeError, match="^metadata: expected a dict of str to str"):
+        save_model(model, path, metadata={"a": 1})
+    with pytest.raises(ValueError, match="^metadata: the key 'lmlab_config' is reserved"):
+        save_model(model, path, metadata={"lmlab_config": "{}"})
+    with pytest.raises(ValueError, match="^model: has tensors on the meta device"):
+        save_model(GPT(TransformerConfig.tiny()).to("meta"), path)
+    assert not path.exists()
+    save_model(model, path)
+    with pytest.raises(TypeError, match="^expected: a GPT, Encoder or EncoderDecoder"):
+        load_model(path, expected=torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="^device: expected a torch device"):
+        load_model(path, device="gpu")
+
+
+def test_a_file_with_separate_q_k_v_tensors_is_refused_naming_them(tmp_path) -> None:
+    """Files written before q, k and v were fused hold q_proj/k_proj/v_proj tensors; loading
+    one names what is missing and what is unexpected instead of loading it wrongly."""
+    model = GPT(TransformerConfig.tiny(num_layers=1))
+    path = tmp_path / "old.safetensors"
+    save_model(model, path)
+    state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    fused = state.pop("blocks.0.attn.qkv_proj.weight")
+    for name, rows in zip(("q", "k", "v"), fused.split(64)):
+        state[f"blocks.0.attn.{name}_proj.weight"] = rows
+    from lmlab.io import read_metadata
+    save_tensors(state, path, metadata=read_metadata(path))
+    with pytest.raises(ValueError, match=r"old.safetensors: missing tensors "
+                                         r"\['blocks.0.attn.qkv_proj.weight'\], unexpected "
+                                         r"\['blocks.0.attn.k_proj.weight'"):
+        load_model(path)

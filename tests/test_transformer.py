@@ -71,9 +71,8 @@ def test_cross_attention_fast_equals_teaching() -> None:
 
 def _copy_into_torch_mha(ours: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
     with torch.no_grad():
-        ref.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight,
-                                            ours.v_proj.weight]))
-        ref.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+        ref.in_proj_weight.copy_(torch.cat(ours.qkv_weights()))  # torch's layout is ours
+        ref.in_proj_bias.copy_(torch.cat(ours.qkv_biases()))
         ref.out_proj.weight.copy_(ours.out_proj.weight)
         ref.out_proj.bias.copy_(ours.out_proj.bias)
 
@@ -106,24 +105,28 @@ def test_grouped_query_equals_multi_head_with_shared_kv(num_kv_heads: int) -> No
     mha = MultiHeadAttention(64, 8, 8).eval()
     group, D = 8 // num_kv_heads, 8
     with torch.no_grad():
-        mha.q_proj.load_state_dict(gqa.q_proj.state_dict())
         mha.out_proj.load_state_dict(gqa.out_proj.state_dict())
-        for name in ("k_proj", "v_proj"):
-            src, dst = getattr(gqa, name), getattr(mha, name)
-            dst.weight.copy_(src.weight.view(num_kv_heads, D, 64).repeat_interleave(group, 0)
-                             .reshape(64, 64))
-            dst.bias.copy_(src.bias.view(num_kv_heads, D).repeat_interleave(group, 0).reshape(64))
+        mha.qkv_weights()[0].copy_(gqa.qkv_weights()[0])
+        mha.qkv_biases()[0].copy_(gqa.qkv_biases()[0])
+        for i in (1, 2):  # keys, values
+            src_w, src_b = gqa.qkv_weights()[i], gqa.qkv_biases()[i]
+            mha.qkv_weights()[i].copy_(src_w.view(num_kv_heads, D, 64)
+                                       .repeat_interleave(group, 0).reshape(64, 64))
+            mha.qkv_biases()[i].copy_(src_b.view(num_kv_heads, D).repeat_interleave(group, 0)
+                                      .reshape(64))
     x = torch.randn(2, 5, 64)
     for need in (False, True):
         torch.testing.assert_close(gqa(x, is_causal=True, need_weights=need)[0],
                                    mha(x, is_causal=True, need_weights=need)[0], **ATOL)
     if num_kv_heads == 8:  # num_kv_heads == num_heads is plain MHA: the same module
-        assert gqa.k_proj.weight.shape == (64, 64)
+        assert gqa.qkv_weights()[1].shape == (64, 64)
 
 
 def test_mqa_has_one_key_value_head() -> None:
     attn = MultiHeadAttention(64, 8, 1)
-    assert attn.k_proj.weight.shape == (8, 64) and attn.v_proj.weight.shape == (8, 64)
+    w_q, w_k, w_v = attn.qkv_weights()
+    assert w_q.shape == (64, 64) and w_k.shape == (8, 64) and w_v.shape == (8, 64)
+    assert attn.qkv_proj.weight.shape == (64 + 2 * 8, 64)  # stored fused
 
 
 def test_attention_with_cache_equals_full() -> None:
@@ -387,14 +390,14 @@ def test_attention_rejects_bad_sizes(kwargs: dict, error: type, match: str) -> N
 
 def test_attention_rejects_bad_inputs() -> None:
     attn = MultiHeadAttention(16, 2)
-    with pytest.raises(ValueError, match="^x: expected width d_model=16"):
+    with pytest.raises(ValueError, match=r"^x: expected shape \(B, T, d_model=16\)"):
         attn(torch.randn(1, 3, 8))
     with pytest.raises(ValueError, match="^x: expected 3 dimensions"):
         attn(torch.randn(3, 16))
     with pytest.raises(TypeError, match="^x: expected a float tensor"):
         attn(torch.ones(1, 3, 16, dtype=torch.long))
     with pytest.raises(TypeError, match="^mask: expected a bool tensor"):
-        attn(torch.randn(1, 3, 16), mask=torch.ones(3, 3))
+        attn(torch.randn(1, 3, 16), mask=torch.ones(3, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="^cache: only self-attention"):
         attn(torch.randn(1, 3, 16), torch.randn(1, 2, 16), cache=KVCache(4))
     cache = KVCache(4)
@@ -410,11 +413,11 @@ def test_models_reject_bad_ids() -> None:
         model(torch.zeros(1, 9, dtype=torch.long))
     with pytest.raises(TypeError, match="^ids: expected an int tensor"):
         model(torch.zeros(1, 3))
-    with pytest.raises(ValueError, match=r"^ids: ids must be in \[0, 256\)"):
+    with pytest.raises(ValueError, match=r"^ids: expected ids in \[0, 256\)"):
         model(torch.tensor([[1, 256]]))
-    with pytest.raises(ValueError, match=r"^ids: ids must be in \[0, 256\)"):
+    with pytest.raises(ValueError, match=r"^ids: expected ids in \[0, 256\)"):
         model(torch.tensor([[-1, 2]]))
-    with pytest.raises(ValueError, match="^ids: expected at least one token"):
+    with pytest.raises(ValueError, match="^ids: expected at least one sequence"):
         model(torch.zeros(1, 0, dtype=torch.long))
     with pytest.raises(ValueError, match="^ids: expected 2 dimensions"):
         model(torch.zeros(3, dtype=torch.long))
@@ -424,7 +427,7 @@ def test_models_reject_bad_ids() -> None:
     model(torch.zeros(1, 6, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match="^ids: 9 tokens exceed context_length=8"):
         model(torch.zeros(1, 3, dtype=torch.long), cache=cache)
-    with pytest.raises(ValueError, match="^cache: expected 2 layers"):
+    with pytest.raises(ValueError, match="^cache: expected a list of 2 KVCache"):
         model(torch.zeros(1, 1, dtype=torch.long), cache=cache[:1])
     with pytest.raises(TypeError, match="^config"):
         GPT({"d_model": 3})
@@ -437,6 +440,133 @@ def test_models_reject_bad_ids() -> None:
         enc(torch.zeros(1, 3, dtype=torch.long), padding_mask=torch.ones(1, 3))
     with pytest.raises(ValueError, match="^token_type_ids: this config has type_vocab_size=0"):
         enc(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long))
+
+
+META = torch.device("meta")
+IDS = torch.tensor([[1, 2, 3]])
+
+
+def test_blocks_reject_bad_input() -> None:
+    config = TransformerConfig.tiny()
+    block = TransformerBlock(config)
+    x = torch.randn(2, 3, 64)
+    cases = [
+        (lambda: block(torch.randn(2, 3, 32)), ValueError,
+         r"^x: expected shape \(B, T, d_model=64\)"),
+        (lambda: block(torch.randn(0, 3, 64)), ValueError, "^x: expected shape .* B, T >= 1"),
+        (lambda: block(torch.randn(2, 3, 64, device=META)), ValueError, "^x: on meta but"),
+        (lambda: block(x.long()), TypeError, "^x: expected a float tensor"),
+        (lambda: block(x, memory=torch.randn(2, 4, 64)), ValueError,
+         "^memory: this block has no cross-attention"),
+        (lambda: block(x, torch.ones(5, 5, dtype=torch.bool)), ValueError, "^mask: shape"),
+        (lambda: TransformerBlock(config, 1), TypeError, "^cross_attention: expected True or"),
+        (lambda: TransformerBlock(config, kv_d_model=32), ValueError,
+         "^kv_d_model: only a block with cross_attention=True"),
+    ]
+    cross = TransformerBlock(config, cross_attention=True, kv_d_model=32)
+    memory = torch.randn(2, 4, 32)
+    cases += [
+        (lambda: cross(x), ValueError, "^memory: a block with cross-attention needs"),
+        (lambda: cross(x, memory=torch.randn(2, 4, 64)), ValueError,
+         r"^memory: expected shape \(B=2, S, 32\)"),
+        (lambda: cross(x, memory=torch.randn(3, 4, 32)), ValueError,
+         r"^memory: expected shape \(B=2, S, 32\)"),
+        (lambda: cross(x, memory=memory.long()), TypeError, "^memory: expected a float tensor"),
+        (lambda: cross(x, memory=torch.randn(2, 4, 32, device=META)), ValueError,
+         "^memory: on meta but the queries are on cpu"),
+        (lambda: cross(x, memory=memory, memory_mask=torch.ones(2, 5, dtype=torch.bool)),
+         ValueError, r"^memory_mask: shape \(2, 5\) does not broadcast"),
+    ]
+    for call, error, match in cases:
+        with pytest.raises(error, match=match):
+            call()
+
+
+def test_gpt_and_decoder_reject_bad_input() -> None:
+    gpt = GPT(TransformerConfig.tiny(context_length=8))
+    dec = GPT(TransformerConfig.tiny(), cross_d_model=32)
+    memory = torch.randn(1, 4, 32)
+    cases = [
+        (lambda: gpt(torch.zeros(0, 3, dtype=torch.long)), ValueError,
+         "^ids: expected at least one sequence"),
+        (lambda: gpt(torch.zeros(1, 3, dtype=torch.long, device=META)), ValueError,
+         "^ids: on meta but the model is on cpu"),
+        (lambda: gpt(IDS, cache=[1, 2]), ValueError, "^cache: expected KVCache objects"),
+        (lambda: gpt(IDS, need_weights=1), TypeError, "^need_weights: expected True or False"),
+        (lambda: gpt(IDS, last_only="y"), TypeError, "^last_only: expected True or False"),
+        (lambda: gpt(IDS, memory_mask=torch.ones(1, 2, dtype=torch.bool)), ValueError,
+         "^memory_mask: given without memory"),
+        (lambda: dec(IDS, memory=torch.randn(1, 4, 64)), ValueError,
+         r"^memory: expected shape \(B=1, S, 32\)"),
+        (lambda: dec(IDS, memory=torch.randn(2, 4, 32)), ValueError,
+         r"^memory: expected shape \(B=1, S, 32\)"),
+        (lambda: dec(IDS, memory=torch.randn(1, 0, 32)), ValueError, "^memory: .* S >= 1"),
+        (lambda: dec(IDS, memory=torch.randn(4, 32)), ValueError, "^memory: expected 3 dim"),
+        (lambda: dec(IDS, memory=torch.randn(1, 4, 32, device=META)), ValueError,
+         "^memory: on meta but the queries are on cpu"),
+        (lambda: dec(IDS, memory=memory, memory_mask=torch.ones(1, 3, dtype=torch.bool)),
+         ValueError, r"^memory_mask: expected shape \(1, 4\)"),
+        (lambda: dec(IDS, memory=memory, memory_mask=torch.ones(1, 4)), TypeError,
+         "^memory_mask: expected a bool tensor"),
+    ]
+    for call, error, match in cases:
+        with pytest.raises(error, match=match):
+            call()
+
+
+def test_encoder_rejects_bad_token_types_and_masks() -> None:
+    enc = Encoder(TransformerConfig.tiny(type_vocab_size=2))
+    cases = [
+        (lambda: enc(IDS, torch.tensor([[0, 1, 2]])), ValueError,
+         r"^token_type_ids: expected ids in \[0, 2\)"),
+        (lambda: enc(IDS, torch.tensor([[0, -1, 0]])), ValueError,
+         r"^token_type_ids: expected ids in \[0, 2\)"),
+        (lambda: enc(IDS, torch.zeros(1, 3)), TypeError, "^token_type_ids: expected an int"),
+        (lambda: enc(IDS, torch.zeros(1, 4, dtype=torch.long)), ValueError,
+         r"^token_type_ids: expected shape \(1, 3\)"),
+        (lambda: enc(IDS, torch.zeros(1, 3, dtype=torch.long, device=META)), ValueError,
+         "^token_type_ids: expected shape .* on meta"),
+        (lambda: enc(IDS, padding_mask=torch.ones(1, 3, dtype=torch.bool, device=META)),
+         ValueError, "^padding_mask: on meta but the ids are on cpu"),
+        (lambda: enc(torch.zeros(0, 3, dtype=torch.long)), ValueError,
+         "^ids: expected at least one sequence"),
+    ]
+    for call, error, match in cases:
+        with pytest.raises(error, match=match):
+            call()
+
+
+def test_encoder_decoder_rejects_bad_input() -> None:
+    model = EncoderDecoder(TransformerConfig.tiny(vocab_size=20),
+                           TransformerConfig.tiny(vocab_size=30))
+    src, tgt = torch.zeros(2, 4, dtype=torch.long), torch.zeros(2, 2, dtype=torch.long)
+    cases = [
+        (lambda: model(src, torch.zeros(3, 2, dtype=torch.long)), ValueError,
+         r"^tgt: expected the batch of src \(2 sequences\)"),
+        (lambda: model(src, tgt, torch.ones(2, 5, dtype=torch.bool)), ValueError,
+         r"^src_padding_mask: expected shape \(2, 4\)"),
+        (lambda: model(torch.full((2, 4), 20), tgt), ValueError,
+         r"^src: expected ids in \[0, 20\)"),
+        (lambda: model(src, torch.full((2, 2), 30)), ValueError,
+         r"^ids: expected ids in \[0, 30\)"),
+        (lambda: model(src, [[1]]), TypeError, "^tgt: expected a torch.Tensor"),
+        (lambda: model.encode(src.float()), TypeError, "^src: expected an int tensor"),
+        (lambda: EncoderDecoder({}), TypeError, "^encoder_config: expected a TransformerConfig"),
+    ]
+    for call, error, match in cases:
+        with pytest.raises(error, match=match):
+            call()
+
+
+def test_config_helpers_reject_unknown_fields_and_bad_types() -> None:
+    with pytest.raises(ValueError, match=r"^overrides: unknown fields \['width'\]"):
+        TransformerConfig.tiny(width=3)
+    with pytest.raises(ValueError, match=r"^changes: unknown fields \['width'\]"):
+        TransformerConfig.tiny().replace(width=3)
+    with pytest.raises(TypeError, match="^values: expected a dict"):
+        TransformerConfig.from_dict([("d_model", 3)])
+    with pytest.raises(TypeError, match="^dtype: expected a torch.dtype"):
+        kv_cache_bytes_per_token(TransformerConfig.tiny(), "float32")
 
 
 # ------------------------------------------------------------------------------- training, GPU

@@ -5,10 +5,11 @@ A model with ``G`` key/value heads serves query head ``h`` from key/value head
 trained model to another ``G``:
 
 * **fewer heads** (multi-head -> grouped-query -> multi-query): each new key/value head is the
-  mean of the old heads it replaces, weights and biases, as in the grouped-query attention paper
-  (Ainslie et al., 2023, "GQA: Training Generalized Multi-Query Transformer Models from
-  Multi-Head Checkpoints"). The cache shrinks by the same factor; the outputs change, since
-  the heads it merges were trained to differ (the paper then trains a little more);
+  mean of the old heads it replaces (their rows of the fused projection, weights and biases),
+  as in the grouped-query attention paper (Ainslie et al., 2023, "GQA: Training Generalized
+  Multi-Query Transformer Models from Multi-Head Checkpoints"). The cache shrinks by the same
+  factor; the outputs change, since the heads it merges were trained to differ (the paper then
+  trains a little more);
 * **more heads** (for instance back to multi-head): each old head is copied to the query heads
   it served. The model computes exactly what it did, with a larger cache.
 
@@ -53,6 +54,27 @@ def _linear_like(old: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None
     return layer
 
 
+def _regroup_layer(layer: MultiHeadAttention, new: int, merge: str) -> None:
+    """Replace the key and value rows of ``layer``'s projection with ``new`` heads' rows."""
+    old = layer.num_kv_heads
+    _, w_k, w_v = layer.qkv_weights()
+    rows = [_regroup(w_k, old, new, merge), _regroup(w_v, old, new, merge)]
+    biases = layer.qkv_biases()
+    bias_rows = None
+    if biases is not None:
+        bias_rows = [_regroup(biases[1], old, new, merge), _regroup(biases[2], old, new, merge)]
+    if layer.qkv_proj is not None:  # fused: query rows stay, key and value rows change
+        proj = layer.qkv_proj
+        weight = torch.cat([layer.qkv_weights()[0], *rows])  # ((H + 2 G') D, C)
+        bias = None if biases is None or bias_rows is None else torch.cat([biases[0], *bias_rows])
+        layer.qkv_proj = _linear_like(proj, weight, bias)
+    else:  # keys and values of another width: only kv_proj changes
+        assert layer.kv_proj is not None
+        layer.kv_proj = _linear_like(layer.kv_proj, torch.cat(rows),
+                                     None if bias_rows is None else torch.cat(bias_rows))
+    layer.num_kv_heads = new
+
+
 @torch.no_grad()
 def regroup_kv_heads(model: nn.Module, num_kv_heads: int, *, merge: str = "mean",
                      inplace: bool = False) -> nn.Module:
@@ -90,7 +112,7 @@ def regroup_kv_heads(model: nn.Module, num_kv_heads: int, *, merge: str = "mean"
         >>> torch.allclose(mha(ids), model(ids), atol=1e-5)
         True
         >>> mqa = regroup_kv_heads(model, 1)  # merge: the mean of the two heads
-        >>> mqa.config.num_kv_heads, mqa.blocks[0].attn.k_proj.weight.shape
+        >>> mqa.config.num_kv_heads, mqa.blocks[0].attn.qkv_weights()[1].shape  # (G D, C)
         (1, torch.Size([16, 64]))
     """
     if not isinstance(model, nn.Module):
@@ -112,14 +134,7 @@ def regroup_kv_heads(model: nn.Module, num_kv_heads: int, *, merge: str = "mean"
         model = copy.deepcopy(model)
     for module in model.modules():
         if isinstance(module, MultiHeadAttention):
-            old = module.num_kv_heads
-            for name in ("k_proj", "v_proj"):
-                proj = getattr(module, name)
-                bias = None if proj.bias is None else _regroup(proj.bias, old, num_kv_heads, merge)
-                setattr(module, name,
-                        _linear_like(proj, _regroup(proj.weight, old, num_kv_heads, merge),
-                                     bias))
-            module.num_kv_heads = num_kv_heads
+            _regroup_layer(module, num_kv_heads, merge)
         config = getattr(module, "config", None)
         if isinstance(config, TransformerConfig):
             module.config = config.replace(num_kv_heads=num_kv_heads)

@@ -50,9 +50,9 @@ LLAMA_HF_NAMES: dict[str, str] = {
     # Hugging Face LlamaForCausalLM name -> lmlab GPT name; {i} is the layer.
     "model.embed_tokens.weight": "embed.tok_emb.weight",
     "model.layers.{i}.input_layernorm.weight": "blocks.{i}.attn_norm.weight",
-    "model.layers.{i}.self_attn.q_proj.weight": "blocks.{i}.attn.q_proj.weight",
-    "model.layers.{i}.self_attn.k_proj.weight": "blocks.{i}.attn.k_proj.weight",
-    "model.layers.{i}.self_attn.v_proj.weight": "blocks.{i}.attn.v_proj.weight",
+    "model.layers.{i}.self_attn.q_proj.weight": "blocks.{i}.attn.qkv_proj.weight[q]",
+    "model.layers.{i}.self_attn.k_proj.weight": "blocks.{i}.attn.qkv_proj.weight[k]",
+    "model.layers.{i}.self_attn.v_proj.weight": "blocks.{i}.attn.qkv_proj.weight[v]",
     "model.layers.{i}.self_attn.o_proj.weight": "blocks.{i}.attn.out_proj.weight",
     "model.layers.{i}.post_attention_layernorm.weight": "blocks.{i}.ffn_norm.weight",
     "model.layers.{i}.mlp.gate_proj.weight": "blocks.{i}.ffn.gate_proj.weight",
@@ -67,9 +67,9 @@ LLAMA_GGUF_NAMES: dict[str, str] = {
     # llama.cpp GGUF name -> lmlab GPT name; {i} is the layer.
     "token_embd.weight": "embed.tok_emb.weight",
     "blk.{i}.attn_norm.weight": "blocks.{i}.attn_norm.weight",
-    "blk.{i}.attn_q.weight": "blocks.{i}.attn.q_proj.weight",  # rows permuted, see below
-    "blk.{i}.attn_k.weight": "blocks.{i}.attn.k_proj.weight",  # rows permuted, see below
-    "blk.{i}.attn_v.weight": "blocks.{i}.attn.v_proj.weight",
+    "blk.{i}.attn_q.weight": "blocks.{i}.attn.qkv_proj.weight[q]",  # rows permuted, see below
+    "blk.{i}.attn_k.weight": "blocks.{i}.attn.qkv_proj.weight[k]",  # rows permuted, see below
+    "blk.{i}.attn_v.weight": "blocks.{i}.attn.qkv_proj.weight[v]",
     "blk.{i}.attn_output.weight": "blocks.{i}.attn.out_proj.weight",
     "blk.{i}.ffn_norm.weight": "blocks.{i}.ffn_norm.weight",
     "blk.{i}.ffn_gate.weight": "blocks.{i}.ffn.gate_proj.weight",

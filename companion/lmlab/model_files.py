@@ -11,6 +11,7 @@ checkpoints are :mod:`lmlab.training`'s.)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -47,9 +48,26 @@ def save_model(model: nn.Module, path: str | os.PathLike[str],
         model: a :class:`~lmlab.transformer.GPT`, :class:`~lmlab.transformer.Encoder` or
             :class:`~lmlab.transformer.EncoderDecoder`.
         path: the ``.safetensors`` file to write.
-        metadata: extra strings to store (e.g. the training command).
+        metadata: extra strings to store (e.g. the training command); the keys
+            ``lmlab_model`` and ``lmlab_config`` are this function's.
+
+    Raises:
+        TypeError: ``model`` is not one of the three, or ``metadata`` is not a dict of str.
+        ValueError: ``model`` has weights on the meta device, or ``metadata`` uses a reserved
+            key.
     """
     configs = _configs_of(model)
+    if metadata is not None:
+        if not isinstance(metadata, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise TypeError(f"metadata: expected a dict of str to str, got "
+                            f"{type(metadata).__name__}")
+        reserved = sorted({"lmlab_model", "lmlab_config"} & set(metadata))
+        if reserved:
+            raise ValueError(f"metadata: the key {reserved[0]!r} is reserved for the model's "
+                             "class and config")
+    if any(t.is_meta for t in model.state_dict().values()):
+        raise ValueError("model: has tensors on the meta device (no values to save)")
     meta = {**(metadata or {}), "lmlab_model": type(model).__name__,
             "lmlab_config": json.dumps(configs, sort_keys=True)}
     # tied weights are stored once, under the embedding's name
@@ -63,6 +81,11 @@ def _tied(model: nn.Module, key: str) -> bool:
     return isinstance(owner, GPT) and owner.config.tie_embeddings
 
 
+# the keys of the stored JSON config, for each model class
+_LAYOUT = {"GPT": ("config", "cross_d_model"), "Encoder": ("config",),
+           "EncoderDecoder": ("encoder", "decoder")}
+
+
 def _read_header(path: Path) -> tuple[str, dict[str, Any]]:
     meta = read_metadata(path)  # a truncated or corrupted file raises, naming it
     if "lmlab_model" not in meta or "lmlab_config" not in meta:
@@ -73,7 +96,35 @@ def _read_header(path: Path) -> tuple[str, dict[str, Any]]:
         configs = json.loads(meta["lmlab_config"])
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: the model config is not valid JSON ({err})") from None
-    return meta["lmlab_model"], configs
+    name = meta["lmlab_model"]
+    if not isinstance(configs, dict):
+        raise ValueError(f"{path}: the model config is not a JSON object")
+    fields = [f.name for f in dataclasses.fields(TransformerConfig)]
+    for key in _LAYOUT[name]:
+        if key not in configs:
+            raise ValueError(f"{path}: the {name} config has no field {key!r}")
+        if key == "cross_d_model":
+            continue
+        if not isinstance(configs[key], dict):
+            raise ValueError(f"{path}: the config's {key!r} is not a JSON object")
+        missing = [f for f in fields if f not in configs[key]]
+        if missing:
+            raise ValueError(f"{path}: the config's {key!r} has no field {missing[0]!r}"
+                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return name, configs
+
+
+def _build(path: Path, name: str, configs: dict[str, Any]) -> nn.Module:
+    """The model the stored config describes; an invalid value is an error naming the file."""
+    try:
+        if name == "EncoderDecoder":
+            return EncoderDecoder(TransformerConfig.from_dict(configs["encoder"]),
+                                  TransformerConfig.from_dict(configs["decoder"]))
+        if name == "GPT":
+            return GPT(TransformerConfig.from_dict(configs["config"]), configs["cross_d_model"])
+        return Encoder(TransformerConfig.from_dict(configs["config"]))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: the stored config is invalid ({err})") from None
 
 
 def load_model(path: str | os.PathLike[str], expected: nn.Module | None = None,
@@ -88,8 +139,22 @@ def load_model(path: str | os.PathLike[str], expected: nn.Module | None = None,
 
     Returns:
         The model (``expected`` itself when given), in eval mode.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is truncated, corrupted or not an lmlab model file; its stored
+            config lacks a field or holds an invalid value; a tensor is missing, unexpected or
+            of the wrong shape; or ``expected`` differs from it. The message names the file.
     """
     path = check_file("path", path)
+    if expected is not None and not isinstance(expected, (GPT, Encoder, EncoderDecoder)):
+        raise TypeError(f"expected: a GPT, Encoder or EncoderDecoder (or None), got "
+                        f"{type(expected).__name__}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device: expected a torch device such as 'cpu' or 'cuda', got "
+                         f"{device!r} ({err})") from None
     name, configs = _read_header(path)
     if expected is not None:
         if type(expected).__name__ != name:
@@ -99,13 +164,8 @@ def load_model(path: str | os.PathLike[str], expected: nn.Module | None = None,
             diffs = _diff(configs, mine)
             raise ValueError(f"{path}: config does not match the model's: {diffs}")
         model = expected
-    elif name == "EncoderDecoder":
-        model = EncoderDecoder(TransformerConfig.from_dict(configs["encoder"]),
-                               TransformerConfig.from_dict(configs["decoder"]))
-    elif name == "GPT":
-        model = GPT(TransformerConfig.from_dict(configs["config"]), configs["cross_d_model"])
     else:
-        model = Encoder(TransformerConfig.from_dict(configs["config"]))
+        model = _build(path, name, configs)
     try:
         state = load_tensors(path)
     except Exception as err:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from lmlab._checks import check_int, check_str, check_strings, check_tensor
+from lmlab.sublayers import MultiHeadAttention
 from lmlab.transformer import Encoder, TransformerConfig
 
 if TYPE_CHECKING:
@@ -39,18 +40,19 @@ __all__ = ["BERT_NAMES", "expand_names", "mean_pool", "SentenceEncoder", "bert_c
 BERT_NAMES: dict[str, str] = {
     # Hugging Face BertModel name -> lmlab Encoder name; {i} is the layer. BERT is post-norm:
     # its "attention.output.LayerNorm" follows the attention residual (our attn_norm), its
-    # "output.LayerNorm" the feed-forward residual (our ffn_norm).
+    # "output.LayerNorm" the feed-forward residual (our ffn_norm). "qkv_proj.weight[q]": the
+    # query rows of our fused q/k/v projection (see _fill).
     "embeddings.word_embeddings.weight": "embed.tok_emb.weight",
     "embeddings.position_embeddings.weight": "embed.pos_emb.weight",
     "embeddings.token_type_embeddings.weight": "embed.type_emb.weight",
     "embeddings.LayerNorm.weight": "embed.norm.weight",
     "embeddings.LayerNorm.bias": "embed.norm.bias",
-    "encoder.layer.{i}.attention.self.query.weight": "blocks.{i}.attn.q_proj.weight",
-    "encoder.layer.{i}.attention.self.query.bias": "blocks.{i}.attn.q_proj.bias",
-    "encoder.layer.{i}.attention.self.key.weight": "blocks.{i}.attn.k_proj.weight",
-    "encoder.layer.{i}.attention.self.key.bias": "blocks.{i}.attn.k_proj.bias",
-    "encoder.layer.{i}.attention.self.value.weight": "blocks.{i}.attn.v_proj.weight",
-    "encoder.layer.{i}.attention.self.value.bias": "blocks.{i}.attn.v_proj.bias",
+    "encoder.layer.{i}.attention.self.query.weight": "blocks.{i}.attn.qkv_proj.weight[q]",
+    "encoder.layer.{i}.attention.self.query.bias": "blocks.{i}.attn.qkv_proj.bias[q]",
+    "encoder.layer.{i}.attention.self.key.weight": "blocks.{i}.attn.qkv_proj.weight[k]",
+    "encoder.layer.{i}.attention.self.key.bias": "blocks.{i}.attn.qkv_proj.bias[k]",
+    "encoder.layer.{i}.attention.self.value.weight": "blocks.{i}.attn.qkv_proj.weight[v]",
+    "encoder.layer.{i}.attention.self.value.bias": "blocks.{i}.attn.qkv_proj.bias[v]",
     "encoder.layer.{i}.attention.output.dense.weight": "blocks.{i}.attn.out_proj.weight",
     "encoder.layer.{i}.attention.output.dense.bias": "blocks.{i}.attn.out_proj.bias",
     "encoder.layer.{i}.attention.output.LayerNorm.weight": "blocks.{i}.attn_norm.weight",
@@ -88,28 +90,64 @@ def expand_names(table: Mapping[str, str], num_layers: int) -> dict[str, str]:
     return out
 
 
+def _fused_rows(model: torch.nn.Module, target: str, label: str) -> tuple[str, slice]:
+    """``"blocks.0.attn.qkv_proj.weight[k]"`` -> the fused tensor's name and the key rows.
+
+    The owner (``blocks.0.attn``) must be a :class:`~lmlab.sublayers.MultiHeadAttention` with
+    a fused projection: query rows ``[0, HD)``, then key and value rows (``GD`` each)."""
+    name, part = target[:-3], target[-2]
+    owner_name = name.rsplit(".", 2)[0]
+    try:
+        owner = model.get_submodule(owner_name)
+    except AttributeError:
+        owner = None
+    if not isinstance(owner, MultiHeadAttention) or owner.qkv_proj is None:
+        raise ValueError(f"{label}: the table names {target!r}, but {owner_name!r} is not an "
+                         "attention layer with a fused qkv_proj")
+    HD, GD = owner.num_heads * owner.head_dim, owner.num_kv_heads * owner.head_dim
+    start, size = {"q": (0, HD), "k": (HD, GD), "v": (HD + GD, GD)}[part]
+    return name, slice(start, start + size)
+
+
 def _fill(model: torch.nn.Module, names: Mapping[str, str], read: Callable[[str], torch.Tensor],
           shape_of: Callable[[str], tuple[int, ...]], label: str) -> None:
     """Copy every tensor of ``names`` (file name -> model name) into ``model``, shapes checked
-    first for all of them; every parameter and persistent buffer must be covered exactly once."""
+    first for all of them; every parameter and persistent buffer must be covered exactly once.
+
+    A model name ending in ``[q]``, ``[k]`` or ``[v]`` is those rows of a fused q/k/v projection
+    (``blocks.0.attn.qkv_proj.weight[q]``); a fused tensor needs all three parts."""
     state = model.state_dict(keep_vars=True)
     shared = {id(t): k for k, t in state.items()}  # tied parameters appear under two names
     targets = {}
+    places: dict[str, tuple[str, slice | None]] = {}  # file name -> (model name, rows)
+    parts: dict[str, set[str]] = {}  # fused model name -> parts filled
     for source, target in names.items():
-        if target not in state:
+        rows = None
+        name = target
+        if target.endswith(("[q]", "[k]", "[v]")):
+            name, rows = _fused_rows(model, target, label)
+            parts.setdefault(name, set()).add(target[-2])
+        if name not in state:
             raise ValueError(f"{label}: the table maps {source!r} to {target!r}, which the model "
                              "does not have")
-        want = tuple(state[target].shape)
+        want = tuple(state[name].shape)
+        if rows is not None:
+            want = (rows.stop - rows.start, *want[1:])
         if shape_of(source) != want:
             raise ValueError(f"{label}: tensor {source!r} has shape {shape_of(source)}, "
                              f"expected {want} for {target!r}")
-        targets[id(state[target])] = target
+        targets[id(state[name])] = name
+        places[source] = (name, rows)
+    for name, filled in parts.items():
+        if filled != {"q", "k", "v"}:
+            missing = sorted({"q", "k", "v"} - filled)
+            raise ValueError(f"{label}: nothing in the file fills {name}{missing}")
     uncovered = [k for k, t in state.items() if id(t) not in targets and shared[id(t)] == k]
     if uncovered:
         raise ValueError(f"{label}: nothing in the file fills {uncovered[:5]}")
     with torch.no_grad():
-        for source, target in names.items():
-            state[target].copy_(read(source))
+        for source, (name, rows) in places.items():
+            (state[name] if rows is None else state[name][rows]).copy_(read(source))
 
 
 def _check_names(present: Iterable[str], expected: Iterable[str], label: str,

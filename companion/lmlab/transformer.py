@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from lmlab._checks import check_bool, check_choice, check_float, check_int, check_tensor
+from lmlab._checks import (
+    check_bool, check_choice, check_float, check_ids, check_int, check_tensor,
+)
 from lmlab.positions import RotaryEmbedding, sinusoidal_positions
 from lmlab.sublayers import FFNS, FeedForward, KVCache, MultiHeadAttention
 
@@ -111,6 +114,10 @@ class TransformerConfig:
 
     def replace(self, **changes: Any) -> TransformerConfig:
         """A copy with some fields changed (validated again)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"changes: unknown fields {unknown}; allowed: "
+                             f"{sorted(f.name for f in dataclasses.fields(self))}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +127,9 @@ class TransformerConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:
         """Build from :meth:`to_dict`'s output; an unknown field is an error naming it."""
+        if not isinstance(values, Mapping):
+            raise TypeError(f"values: expected a dict of config fields, got "
+                            f"{type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -127,38 +137,46 @@ class TransformerConfig:
         return cls(**values)
 
     @classmethod
+    def _preset(cls, values: dict[str, Any], overrides: dict[str, Any]) -> TransformerConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"overrides: unknown fields {unknown}; allowed: {sorted(known)}")
+        return cls(**{**values, **overrides})
+
+    @classmethod
     def tiny(cls, **overrides: Any) -> TransformerConfig:
         """2 layers, 64 wide, 4 heads, context 64: for tests and live demos."""
-        return cls(**{**dict(vocab_size=256, context_length=64, d_model=64, num_layers=2,
-                             num_heads=4), **overrides})
+        return cls._preset(dict(vocab_size=256, context_length=64, d_model=64, num_layers=2,
+                                num_heads=4), overrides)
 
     @classmethod
     def small(cls, **overrides: Any) -> TransformerConfig:
         """4 layers, 128 wide, 4 heads, context 128: trains on a CPU in minutes."""
-        return cls(**{**dict(vocab_size=1024, context_length=128, d_model=128, num_layers=4,
-                             num_heads=4), **overrides})
+        return cls._preset(dict(vocab_size=1024, context_length=128, d_model=128, num_layers=4,
+                                num_heads=4), overrides)
 
     @classmethod
     def gpt2_small(cls, **overrides: Any) -> TransformerConfig:
         """GPT-2 small: 12 layers, 768 wide, 12 heads, context 1024, 124M parameters."""
-        return cls(**{**dict(vocab_size=50257, context_length=1024, d_model=768, num_layers=12,
-                             num_heads=12, ffn="gelu_tanh"), **overrides})
+        return cls._preset(dict(vocab_size=50257, context_length=1024, d_model=768, num_layers=12,
+                                num_heads=12, ffn="gelu_tanh"), overrides)
 
     @classmethod
     def minilm(cls, **overrides: Any) -> TransformerConfig:
         """all-MiniLM-L6-v2's shape (BERT): post-norm, exact GELU, token types, 6 x 384."""
-        return cls(**{**dict(vocab_size=30522, context_length=512, d_model=384, num_layers=6,
-                             num_heads=12, d_ff=1536, ffn="gelu", norm_placement="post",
-                             norm_eps=1e-12, final_norm=False, type_vocab_size=2,
-                             embedding_norm=True, tie_embeddings=False), **overrides})
+        return cls._preset(dict(vocab_size=30522, context_length=512, d_model=384, num_layers=6,
+                                num_heads=12, d_ff=1536, ffn="gelu", norm_placement="post",
+                                norm_eps=1e-12, final_norm=False, type_vocab_size=2,
+                                embedding_norm=True, tie_embeddings=False), overrides)
 
     @classmethod
     def smollm2(cls, **overrides: Any) -> TransformerConfig:
         """SmolLM2-135M's shape (Llama): RMSNorm, rotary, SwiGLU, 9 query and 3 key/value heads."""
-        return cls(**{**dict(vocab_size=49152, context_length=8192, d_model=576, num_layers=30,
-                             num_heads=9, num_kv_heads=3, d_ff=1536, ffn="swiglu",
-                             norm="rmsnorm", position="rotary", rope_base=100000.0,
-                             attention_bias=False, mlp_bias=False), **overrides})
+        return cls._preset(dict(vocab_size=49152, context_length=8192, d_model=576, num_layers=30,
+                                num_heads=9, num_kv_heads=3, d_ff=1536, ffn="swiglu",
+                                norm="rmsnorm", position="rotary", rope_base=100000.0,
+                                attention_bias=False, mlp_bias=False), overrides)
 
 
 def kv_cache_bytes_per_token(config: TransformerConfig, dtype: torch.dtype = torch.float32) -> int:
@@ -177,6 +195,9 @@ def kv_cache_bytes_per_token(config: TransformerConfig, dtype: torch.dtype = tor
     """
     if not isinstance(config, TransformerConfig):
         raise TypeError(f"config: expected a TransformerConfig, got {type(config).__name__}")
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype: expected a torch.dtype such as torch.bfloat16, got "
+                        f"{type(dtype).__name__} {dtype!r}")
     item = torch.empty((), dtype=dtype).element_size()
     return 2 * config.num_layers * config.num_kv_heads * config.head_dim * item
 
@@ -209,7 +230,14 @@ class TransformerBlock(nn.Module):
         super().__init__()
         if not isinstance(config, TransformerConfig):
             raise TypeError(f"config: expected a TransformerConfig, got {type(config).__name__}")
+        check_bool("cross_attention", cross_attention)
+        if kv_d_model is not None:
+            check_int("kv_d_model", kv_d_model)
+            if not cross_attention:
+                raise ValueError("kv_d_model: only a block with cross_attention=True reads "
+                                 "another sequence")
         c = config
+        self.d_model = c.d_model
         self.pre_norm = c.norm_placement == "pre"
         self.attn_norm = _norm(c)
         self.attn = MultiHeadAttention(c.d_model, c.num_heads, c.num_kv_heads, c.attention_bias,
@@ -236,9 +264,33 @@ class TransformerBlock(nn.Module):
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """One block; see :meth:`MultiHeadAttention.forward` for the arguments.
 
-        ``memory`` is the encoder output for cross-attention, ``memory_mask`` its mask
-        (broadcastable to ``(B, H, T, S)``).
+        ``memory`` is the encoder output ``(B, S, kv_d_model)`` for cross-attention,
+        ``memory_mask`` its mask (broadcastable to ``(B, H, T, S)``, like ``mask``).
+
+        Raises:
+            TypeError: ``x`` or ``memory`` is not a floating-point tensor.
+            ValueError: ``x`` is not ``(B, T, d_model)``; ``memory`` is missing on a block with
+                cross-attention, given to one without, or not ``(B, S, kv_d_model)``; and
+                :meth:`MultiHeadAttention.forward`'s cases.
         """
+        check_tensor("x", x, ndim=3, dtype="float")
+        if x.shape[-1] != self.d_model or x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x: expected shape (B, T, d_model={self.d_model}) with B, T >= 1, "
+                             f"got {tuple(x.shape)}")
+        weight = self.attn.out_proj.weight
+        if x.device != weight.device:
+            raise ValueError(f"x: on {x.device} but the block's weights are on {weight.device}")
+        cross_attn, cross_norm = self.cross_attn, self.cross_norm
+        if cross_attn is None:
+            if memory is not None or memory_mask is not None:
+                raise ValueError("memory: this block has no cross-attention (build it with "
+                                 "cross_attention=True)")
+        elif memory is None:
+            raise ValueError("memory: a block with cross-attention needs the encoder output")
+        else:
+            _check_memory(memory, x.shape[0], cross_attn.kv_d_model, x.device)
+            cross_attn.check_mask(memory_mask, x.shape[0], x.shape[1], memory.shape[1],
+                                  x.device, "memory_mask")
         weights = None
         if self.attention_enabled:
             def attend(h: torch.Tensor) -> torch.Tensor:
@@ -247,10 +299,7 @@ class TransformerBlock(nn.Module):
                                          cache=cache, need_weights=need_weights)
                 return out
             x = self._residual(x, self.attn_norm, attend)
-        if self.cross_attn is not None:
-            if memory is None:
-                raise ValueError("memory: a block with cross-attention needs the encoder output")
-            cross_attn, cross_norm = self.cross_attn, self.cross_norm
+        if cross_attn is not None:
             x = self._residual(x, cross_norm,
                                lambda h: cross_attn(h, memory, memory_mask)[0])
         if self.ffn_enabled:
@@ -258,20 +307,40 @@ class TransformerBlock(nn.Module):
         return (x, weights) if need_weights else x
 
 
+def _check_memory(memory: object, batch: int, width: int, device: torch.device) -> None:
+    """The encoder output for cross-attention: ``(batch, S, width)`` floats, ``S >= 1``."""
+    memory = check_tensor("memory", memory, ndim=3, dtype="float")
+    if memory.shape[0] != batch or memory.shape[2] != width or memory.shape[1] == 0:
+        raise ValueError(f"memory: expected shape (B={batch}, S, {width}) with S >= 1 (the "
+                         f"batch of the ids, the encoder's width), got {tuple(memory.shape)}")
+    if memory.device != device:
+        raise ValueError(f"memory: on {memory.device} but the queries are on {device}")
+
+
 def _check_ids(name: str, ids: object, vocab_size: int, context_length: int,
                weight: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """Shape, device and range of a model's ids; the range check never syncs a GPU."""
     ids = check_tensor(name, ids, ndim=2, dtype="int")
-    if ids.shape[1] == 0:
-        raise ValueError(f"{name}: expected at least one token, got shape {tuple(ids.shape)}")
+    if ids.shape[0] == 0 or ids.shape[1] == 0:
+        raise ValueError(f"{name}: expected at least one sequence of at least one token, got "
+                         f"shape {tuple(ids.shape)}")
     if ids.shape[1] + offset > context_length:
         raise ValueError(f"{name}: {ids.shape[1] + offset} tokens exceed context_length="
                          f"{context_length}")
     if ids.device != weight.device:
         raise ValueError(f"{name}: on {ids.device} but the model is on {weight.device}")
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or high >= vocab_size:
-        raise ValueError(f"{name}: ids must be in [0, {vocab_size}), got [{low}, {high}]")
-    return ids
+    return check_ids(name, ids, vocab_size)
+
+
+def _check_padding(name: str, mask: object, shape: torch.Size, device: torch.device
+                   ) -> torch.Tensor:
+    """A ``(B, S)`` boolean padding mask, ``True`` on real tokens, matching its ids."""
+    mask = check_tensor(name, mask, ndim=2, dtype="bool")
+    if mask.shape != shape:
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(mask.shape)}")
+    if mask.device != device:
+        raise ValueError(f"{name}: on {mask.device} but the ids are on {device}")
+    return mask
 
 
 class _Embeddings(nn.Module):
@@ -390,15 +459,29 @@ class GPT(nn.Module):
         """
         offset = 0
         if cache is not None:
-            if len(cache) != len(self.blocks):
-                raise ValueError(f"cache: expected {len(self.blocks)} layers, got {len(cache)}")
+            if not isinstance(cache, (list, tuple)) or len(cache) != len(self.blocks):
+                raise ValueError(f"cache: expected a list of {len(self.blocks)} KVCache (one "
+                                 "per layer, from new_cache())")
+            if not all(isinstance(c, KVCache) and c.length == cache[0].length for c in cache):
+                raise ValueError("cache: expected KVCache objects holding the same tokens "
+                                 "(from new_cache())")
             offset = cache[0].length
+        check_bool("need_weights", need_weights)
+        check_bool("last_only", last_only)
         _check_ids("ids", ids, self.config.vocab_size, self.config.context_length,
                    self.lm_head.weight, offset)
         if (memory is None) != (self.cross_d_model is None):
             raise ValueError("memory: needed exactly when the model has cross-attention "
                              f"(cross_d_model={self.cross_d_model})")
-        mmask = None if memory_mask is None else memory_mask[:, None, None, :]  # (B, 1, 1, S)
+        mmask = None
+        if memory is not None:
+            assert self.cross_d_model is not None
+            _check_memory(memory, ids.shape[0], self.cross_d_model, ids.device)
+            if memory_mask is not None:
+                _check_padding("memory_mask", memory_mask, memory.shape[:2], memory.device)
+                mmask = memory_mask[:, None, None, :]  # (B, 1, 1, S)
+        elif memory_mask is not None:
+            raise ValueError("memory_mask: given without memory")
         x, rope = self.embed(ids, offset)  # (B, T, C)
         all_weights = []
         for i, block in enumerate(self.blocks):
@@ -460,18 +543,20 @@ class Encoder(nn.Module):
         """
         _check_ids("ids", ids, self.config.vocab_size, self.config.context_length,
                    self.embed.tok_emb.weight)
+        check_bool("need_weights", need_weights)
         mask = None
         if padding_mask is not None:
-            check_tensor("padding_mask", padding_mask, ndim=2, dtype="bool")
-            if padding_mask.shape != ids.shape:
-                raise ValueError(f"padding_mask: expected shape {tuple(ids.shape)}, got "
-                                 f"{tuple(padding_mask.shape)}")
+            _check_padding("padding_mask", padding_mask, ids.shape, ids.device)
             mask = padding_mask[:, None, None, :]  # (B, 1, 1, S)
         if token_type_ids is not None:
+            if not self.config.type_vocab_size:
+                raise ValueError("token_type_ids: this config has type_vocab_size=0")
             check_tensor("token_type_ids", token_type_ids, ndim=2, dtype="int")
-            if token_type_ids.shape != ids.shape:
-                raise ValueError(f"token_type_ids: expected shape {tuple(ids.shape)}, got "
-                                 f"{tuple(token_type_ids.shape)}")
+            if token_type_ids.shape != ids.shape or token_type_ids.device != ids.device:
+                raise ValueError(f"token_type_ids: expected shape {tuple(ids.shape)} on "
+                                 f"{ids.device} (like ids), got {tuple(token_type_ids.shape)} "
+                                 f"on {token_type_ids.device}")
+            check_ids("token_type_ids", token_type_ids, self.config.type_vocab_size)
         x, rope = self.embed(ids, 0, token_type_ids)  # (B, T, C)
         all_weights = []
         for block in self.blocks:
@@ -498,6 +583,9 @@ class EncoderDecoder(nn.Module):
     def __init__(self, encoder_config: TransformerConfig,
                  decoder_config: TransformerConfig | None = None) -> None:
         super().__init__()
+        if not isinstance(encoder_config, TransformerConfig):
+            raise TypeError("encoder_config: expected a TransformerConfig, got "
+                            f"{type(encoder_config).__name__}")
         decoder_config = encoder_config if decoder_config is None else decoder_config
         if not isinstance(decoder_config, TransformerConfig):
             raise TypeError("decoder_config: expected a TransformerConfig, got "
@@ -508,12 +596,31 @@ class EncoderDecoder(nn.Module):
     def encode(self, src: torch.Tensor, src_padding_mask: torch.Tensor | None = None
                ) -> torch.Tensor:
         """The encoder's output ``(B, S, C)``."""
+        self._check_src(src, src_padding_mask)
         return self.encoder(src, padding_mask=src_padding_mask)
+
+    def _check_src(self, src: object, src_padding_mask: object) -> torch.Tensor:
+        c = self.encoder.config
+        src = _check_ids("src", src, c.vocab_size, c.context_length,
+                         self.encoder.embed.tok_emb.weight)
+        if src_padding_mask is not None:
+            _check_padding("src_padding_mask", src_padding_mask, src.shape, src.device)
+        return src
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor,
                 src_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Next-target-token logits at every target position (teacher forcing)."""
-        memory = self.encode(src, src_padding_mask)  # (B, S, C)
+        """Next-target-token logits at every target position (teacher forcing).
+
+        Raises:
+            ValueError: ``src`` and ``tgt`` hold different numbers of sequences, and the cases
+                of :meth:`Encoder.forward` and :meth:`GPT.forward`.
+        """
+        src = self._check_src(src, src_padding_mask)
+        tgt = check_tensor("tgt", tgt, ndim=2, dtype="int")
+        if src.shape[0] != tgt.shape[0]:
+            raise ValueError(f"tgt: expected the batch of src ({src.shape[0]} sequences), got "
+                             f"shape {tuple(tgt.shape)}")
+        memory = self.encoder(src, padding_mask=src_padding_mask)  # (B, S, C)
         return self.decoder(tgt, memory=memory, memory_mask=src_padding_mask)  # (B, T, V)
 
     def num_parameters(self) -> int:
