@@ -3,11 +3,13 @@ tied head, encoder, encoder-decoder), a mismatched config or a bad file is refus
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from lmlab.device import seed_everything
-from lmlab.io import save_tensors
+from lmlab.io import load_tensors, read_metadata, save_tensors
 from lmlab.model_files import load_model, save_model
 from lmlab.transformer import GPT, Encoder, EncoderDecoder, TransformerConfig
 
@@ -73,3 +75,49 @@ def test_load_refuses_bad_files(tmp_path) -> None:
                  metadata={"lmlab_model": "GPT", "lmlab_config": '{"config": '})
     with pytest.raises(ValueError, match="broken.safetensors: the model config is not valid JSON"):
         load_model(broken)
+
+
+def _rewrite_config(src, dst, edit) -> None:
+    """Copy a saved model with its header's config edited by ``edit(configs)``."""
+    meta = read_metadata(src)
+    configs = json.loads(meta["lmlab_config"])
+    edit(configs)
+    save_tensors(load_tensors(src), dst, metadata={**meta, "lmlab_config": json.dumps(configs)})
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["config"].pop("d_model"), r"the model config 'config' lacks \['d_model'\]"),
+    (lambda c: c["config"].update(heads=2),
+     r"the model config 'config' has unknown fields \['heads'\]"),
+    (lambda c: c.pop("cross_d_model"),
+     r"the model config of a GPT must hold \['config', 'cross_d_model'\], got \['config'\]"),
+    (lambda c: c.update(cross_d_model="wide"), "cross_d_model is 'wide'"),
+    (lambda c: c.update(config=[1, 2]), "the model config 'config' is not a JSON object"),
+    (lambda c: c["config"].update(num_heads=0), "the model config is invalid: num_heads"),
+    (lambda c: c["config"].update(d_model=65), "the model config is invalid: d_model"),
+])
+def test_a_broken_config_is_named_with_the_file(tmp_path, edit, match) -> None:
+    """Before: a missing field raised a bare KeyError naming neither the field nor the file."""
+    good = tmp_path / "good.safetensors"
+    save_model(GPT(TransformerConfig.tiny()), good)
+    bad = tmp_path / "bad.safetensors"
+    _rewrite_config(good, bad, edit)
+    with pytest.raises(ValueError, match="bad.safetensors: " + match):
+        load_model(bad)
+
+
+def test_bad_arguments_are_named(tmp_path) -> None:
+    good = tmp_path / "good.safetensors"
+    model = GPT(TransformerConfig.tiny())
+    save_model(model, good)
+    with pytest.raises(TypeError, match="^expected"):
+        load_model(good, expected="GPT")
+    with pytest.raises(ValueError, match="^device"):
+        load_model(good, device="tpu")
+    with pytest.raises(ValueError, match="^path: .* is a folder"):
+        save_model(model, tmp_path)
+    with pytest.raises(TypeError, match="^metadata"):
+        save_model(model, tmp_path / "m.safetensors", metadata={"steps": 3})
+    with pytest.raises(ValueError, match=r"^metadata: \['lmlab_model'\]"):
+        save_model(model, tmp_path / "m.safetensors", metadata={"lmlab_model": "x"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.safetensors"]

@@ -11,6 +11,7 @@ checkpoints are :mod:`lmlab.training`'s.)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lmlab._checks import check_file
+from lmlab._checks import check_file, check_instance
+from lmlab.device import get_device
 from lmlab.io import load_tensors, read_metadata, save_tensors
 from lmlab.transformer import GPT, Encoder, EncoderDecoder, TransformerConfig
 
@@ -50,6 +52,13 @@ def save_model(model: nn.Module, path: str | os.PathLike[str],
         metadata: extra strings to store (e.g. the training command).
     """
     configs = _configs_of(model)
+    if metadata is not None:
+        if not isinstance(metadata, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise TypeError("metadata: expected a dict of str to str")
+        taken = sorted({"lmlab_model", "lmlab_config"} & set(metadata))
+        if taken:
+            raise ValueError(f"metadata: {taken} are lmlab's own entries; use other names")
     meta = {**(metadata or {}), "lmlab_model": type(model).__name__,
             "lmlab_config": json.dumps(configs, sort_keys=True)}
     # tied weights are stored once, under the embedding's name
@@ -63,7 +72,12 @@ def _tied(model: nn.Module, key: str) -> bool:
     return isinstance(owner, GPT) and owner.config.tie_embeddings
 
 
+_HEADER_KEYS = {"GPT": ("config", "cross_d_model"), "Encoder": ("config",),
+                "EncoderDecoder": ("encoder", "decoder")}
+
+
 def _read_header(path: Path) -> tuple[str, dict[str, Any]]:
+    """The model class and its configs, every entry checked (the configs stay dicts)."""
     meta = read_metadata(path)  # a truncated or corrupted file raises, naming it
     if "lmlab_model" not in meta or "lmlab_config" not in meta:
         raise ValueError(f"{path}: no lmlab model config in the file's metadata")
@@ -73,7 +87,38 @@ def _read_header(path: Path) -> tuple[str, dict[str, Any]]:
         configs = json.loads(meta["lmlab_config"])
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: the model config is not valid JSON ({err})") from None
-    return meta["lmlab_model"], configs
+    name = meta["lmlab_model"]
+    keys = _HEADER_KEYS[name]
+    if not isinstance(configs, dict) or set(configs) != set(keys):
+        got = sorted(configs) if isinstance(configs, dict) else type(configs).__name__
+        raise ValueError(f"{path}: the model config of a {name} must hold {list(keys)}, "
+                         f"got {got}")
+    fields = {f.name for f in dataclasses.fields(TransformerConfig)}
+    for key in keys:
+        if key == "cross_d_model":
+            value = configs[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"{path}: cross_d_model is {value!r}; expected null or an "
+                                 "int >= 1")
+            continue
+        if not isinstance(configs[key], dict):
+            raise ValueError(f"{path}: the model config {key!r} is not a JSON object")
+        missing = sorted(fields - set(configs[key]))
+        unknown = sorted(set(configs[key]) - fields)
+        if missing or unknown:
+            what = "; ".join(([f"lacks {missing}"] if missing else [])
+                             + ([f"has unknown fields {unknown}"] if unknown else []))
+            raise ValueError(f"{path}: the model config {key!r} {what}; was the file written "
+                             "by save_model?")
+    return name, configs
+
+
+def _transformer_config(path: Path, values: dict[str, Any]) -> TransformerConfig:
+    try:
+        return TransformerConfig.from_dict(values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: the model config is invalid: {err}") from None
 
 
 def load_model(path: str | os.PathLike[str], expected: nn.Module | None = None,
@@ -90,6 +135,9 @@ def load_model(path: str | os.PathLike[str], expected: nn.Module | None = None,
         The model (``expected`` itself when given), in eval mode.
     """
     path = check_file("path", path)
+    if expected is not None:
+        check_instance("expected", expected, (GPT, Encoder, EncoderDecoder))
+    device = get_device(device, name="device")
     name, configs = _read_header(path)
     if expected is not None:
         if type(expected).__name__ != name:
@@ -100,12 +148,12 @@ def load_model(path: str | os.PathLike[str], expected: nn.Module | None = None,
             raise ValueError(f"{path}: config does not match the model's: {diffs}")
         model = expected
     elif name == "EncoderDecoder":
-        model = EncoderDecoder(TransformerConfig.from_dict(configs["encoder"]),
-                               TransformerConfig.from_dict(configs["decoder"]))
+        model = EncoderDecoder(_transformer_config(path, configs["encoder"]),
+                               _transformer_config(path, configs["decoder"]))
     elif name == "GPT":
-        model = GPT(TransformerConfig.from_dict(configs["config"]), configs["cross_d_model"])
+        model = GPT(_transformer_config(path, configs["config"]), configs["cross_d_model"])
     else:
-        model = Encoder(TransformerConfig.from_dict(configs["config"]))
+        model = Encoder(_transformer_config(path, configs["config"]))
     try:
         state = load_tensors(path)
     except Exception as err:
