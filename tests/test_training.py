@@ -326,7 +326,7 @@ def test_iterable_batches_equal_the_callable():
         train(make_model(), loss_fn, iter(listed), TrainConfig(steps=9), device="cpu")
     model = make_model()
     before = [p.clone() for p in model.parameters()]
-    with pytest.raises(ValueError, match="batches: holds 8 batches; config.steps needs 9"):
+    with pytest.raises(ValueError, match="batches: holds 8 batches; the run needs 9"):
         train(model, loss_fn, listed, TrainConfig(steps=9), device="cpu")  # before any step
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
 

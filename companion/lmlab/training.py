@@ -511,9 +511,6 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
                         f"(x, y), not as {len(batches)} batches; pass a function (step, "
                         f"generator) -> batch, or a list of batches ([batch] * steps)")
     check_instance("config", config, TrainConfig)
-    if hasattr(batches, "__len__") and not callable(batches) and len(batches) < config.steps:
-        raise ValueError(f"batches: holds {len(batches)} batches; config.steps needs "
-                         f"{config.steps}")
     check_callable("eval_fn", eval_fn, allow_none=True)
     check_callable("on_log", on_log, allow_none=True)
     check_bool("resume", resume)
@@ -527,6 +524,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     stop = config.steps if until is None else check_int("until", until, maximum=config.steps)
+    if hasattr(batches, "__len__") and not callable(batches) and len(batches) < stop:
+        raise ValueError(f"batches: holds {len(batches)} batches; the run needs {stop} "
+                         "(config.steps, or until)")
     rank, world_size = world()
     header = None
     if resume:
