@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lmlab import batching, g2p
+from lmlab.bow import Vocabulary
 
 SRC, TGT = g2p.GRAPHEME_VOCAB, g2p.PHONEME_VOCAB
 PAIRS = [("a", ("EY1",))]
@@ -39,6 +40,21 @@ def test_pair_batches_visit_every_pair_once_per_epoch() -> None:
 # --------------------------------------------------------------------------- bad input
 
 
+def _vocab(pad: str = "<pad>", bos: str | None = None, eos: str = "</s>",
+           letters: str = "") -> Vocabulary:
+    """A target vocabulary whose special tokens may coincide (B, EY1 and ``letters`` besides)."""
+    return Vocabulary(("<pad>", "<s>", "</s>", "B", "EY1", *letters), pad_token=pad,
+                               bos_token=bos, eos_token=eos)
+
+
+def test_pair_batches_of_a_bad_step_draw_nothing() -> None:
+    """Before: step -1 silently served the last pairs of epoch -1 (seed - 1)."""
+    batches = batching.pair_batches(PAIRS * 4, SRC, TGT, batch_size=2)
+    with pytest.raises(ValueError, match="^step: expected an int >= 0, got -1"):
+        batches(-1, None)
+    assert batches(0, None).src.shape == (2, 2)
+
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda: batching.make_batch([], SRC, TGT), ValueError, "pairs"),
     (lambda: batching.make_batch("ab", SRC, TGT), TypeError, "pairs"),
@@ -57,6 +73,20 @@ def test_pair_batches_visit_every_pair_once_per_epoch() -> None:
     (lambda: batching.pair_batches(PAIRS, SRC, TGT, batch_size=0), ValueError, "batch_size"),
     (lambda: batching.pair_batches("ab", SRC, TGT, batch_size=2), TypeError, "pairs"),
     (lambda: batching.pair_batches(PAIRS, SRC, SRC, batch_size=2), ValueError, "tgt_vocab"),
+    (lambda: batching.pair_batches(PAIRS, SRC, TGT, batch_size=2)(-1), ValueError, "step"),
+    (lambda: batching.pair_batches(PAIRS, SRC, TGT, batch_size=2)(True), TypeError, "step"),
+    (lambda: batching.pair_batches(PAIRS, SRC, TGT, batch_size=2)(1.0), TypeError, "step"),
+    (lambda: batching.pair_batches(PAIRS, SRC, TGT, batch_size=2)(0, 3), TypeError,
+     "generator"),
+    (lambda: batching.encode_sources(["a1"], SRC, name="words"), ValueError, r"words\[0\]"),
+    (lambda: batching.make_batch([("ab", ["B"])], SRC, _vocab(bos="<s>", eos="<s>")),
+     ValueError, "tgt_vocab: bos_token and eos_token are both '<s>'"),
+    (lambda: batching.make_batch([("ab", ["B"])], SRC, _vocab(pad="<s>", bos="<s>")),
+     ValueError, "tgt_vocab: pad_token and bos_token are both '<s>'"),
+    (lambda: batching.encode_sources(["ab"], _vocab(pad="</s>", eos="</s>", letters="ab")),
+     ValueError, "src_vocab: pad_token and eos_token are both '</s>'"),
+    (lambda: batching.make_batch([("ab", ["B"])], SRC, TGT).to("tpu"), ValueError, "device"),
+    (lambda: batching.make_batch([("ab", ["B"])], SRC, TGT).to(0), TypeError, "device"),
 ])
 def test_bad_input_names_the_parameter(call, error, match) -> None:
     with pytest.raises(error, match=f"^{match}"):

@@ -129,3 +129,13 @@ def test_autocast_lowers_precision_on_a_gpu(gpu_device):
     assert dtype in (torch.bfloat16, torch.float16)
     assert out.dtype == dtype
     torch.testing.assert_close(out.float().cpu(), (a @ b).cpu(), atol=0.5, rtol=0.05)
+
+
+def test_messages_name_the_callers_parameter():
+    """A trainer's device= argument is named as such, not as get_device's own prefer."""
+    with pytest.raises(ValueError, match="^device: unknown device 'tpu'"):
+        get_device("tpu", name="device")
+    with pytest.raises(TypeError, match="^device: expected a str"):
+        get_device(3, name="device")
+    with pytest.raises(TypeError, match="^name"):
+        get_device("cpu", name=None)

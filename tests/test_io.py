@@ -163,6 +163,24 @@ def test_tied_and_sliced_tensors_are_saved_in_full(tmp_path):
         assert torch.equal(back[k], v.detach())
 
 
+def test_a_folder_is_not_a_file_to_write(tmp_path):
+    """Before: the temporary file was written and then os.replace raised IsADirectoryError."""
+    (tmp_path / "out").mkdir()
+    for call in (lambda: save_tensors({"w": torch.ones(1)}, tmp_path / "out"),
+                 lambda: save_json({}, tmp_path / "out"),
+                 lambda: atomic_write(tmp_path / "out").__enter__()):
+        with pytest.raises(ValueError, match="^path: .* is a folder"):
+            call()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_load_tensors_refuses_an_unknown_device(tmp_path):
+    save_tensors({"w": torch.ones(2)}, tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match="^device: unknown device 'tpu'"):
+        load_tensors(tmp_path / "w.safetensors", device="tpu")
+
+
 def test_load_tensors_onto_a_device(tmp_path):
     save_tensors({"w": torch.ones(2)}, tmp_path / "w.safetensors")
     assert load_tensors(tmp_path / "w.safetensors", device=torch.device("cpu"))["w"].device.type \
@@ -184,6 +202,10 @@ def test_load_tensors_onto_a_device(tmp_path):
     (lambda p: load_json(None), TypeError, "path"),
     (lambda p: load_npz(b"x.npz"), TypeError, "path"),
     (lambda p: atomic_write(1).__enter__(), TypeError, "path"),
+    (lambda p: atomic_write(p / "x", encoding=8).__enter__(), TypeError, "encoding"),
+    (lambda p: save_tensors({"w": torch.zeros(1, device="meta")}, p / "x"), ValueError,
+     "tensors: 'w' is on the meta device"),
+    (lambda p: load_tensors(p / "x", device="tpu"), FileNotFoundError, "path"),
 ])
 def test_bad_arguments(tmp_path, call, error, message):
     with pytest.raises(error, match=f"^{message}"):

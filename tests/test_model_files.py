@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lmlab.device import seed_everything
-from lmlab.io import save_tensors
+from lmlab.io import load_tensors, read_metadata, save_tensors
 from lmlab.model_files import load_model, save_model
 from lmlab.transformer import GPT, Encoder, EncoderDecoder, TransformerConfig
 
@@ -77,50 +77,50 @@ def test_load_refuses_bad_files(tmp_path) -> None:
         load_model(broken)
 
 
-def _with_config(path, model: str, config: object) -> None:
-    save_tensors({"w": torch.zeros(2)}, path,
-                 metadata={"lmlab_model": model, "lmlab_config": json.dumps(config)})
+def _rewrite_config(src, dst, edit) -> None:
+    """Copy a saved model with its header's config edited by ``edit(configs)``."""
+    meta = read_metadata(src)
+    configs = json.loads(meta["lmlab_config"])
+    edit(configs)
+    save_tensors(load_tensors(src), dst, metadata={**meta, "lmlab_config": json.dumps(configs)})
 
 
-def test_load_names_the_file_and_the_missing_or_bad_field(tmp_path) -> None:
-    fields = TransformerConfig.tiny().to_dict()
-    no_width = {k: v for k, v in fields.items() if k != "d_model"}
-    cases = {
-        "a.safetensors": ("GPT", {"cross_d_model": None}, "the GPT config has no field 'config'"),
-        "b.safetensors": ("GPT", {"config": fields}, "the GPT config has no field 'cross_d_model'"),
-        "c.safetensors": ("GPT", {"config": no_width, "cross_d_model": None},
-                          "the config's 'config' has no field 'd_model'"),
-        "d.safetensors": ("EncoderDecoder", {"encoder": fields},
-                          "the EncoderDecoder config has no field 'decoder'"),
-        "e.safetensors": ("Encoder", {"config": {**fields, "d_model": -1}},
-                          r"the stored config is invalid \(d_model: expected an int >= 1"),
-        "f.safetensors": ("GPT", {"config": fields, "cross_d_model": "x"},
-                          r"the stored config is invalid \(cross_d_model: expected an int"),
-        "g.safetensors": ("Encoder", [1], "the model config is not a JSON object"),
-        "h.safetensors": ("Encoder", {"config": 3}, "the config's 'config' is not a JSON object"),
-    }
-    for name, (model, config, message) in cases.items():
-        _with_config(tmp_path / name, model, config)
-        with pytest.raises(ValueError, match=f"{name}: {message}"):
-            load_model(tmp_path / name)
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["config"].pop("d_model"), r"the model config 'config' lacks \['d_model'\]"),
+    (lambda c: c["config"].update(heads=2),
+     r"the model config 'config' has unknown fields \['heads'\]"),
+    (lambda c: c.pop("cross_d_model"),
+     r"the model config of a GPT must hold \['config', 'cross_d_model'\], got \['config'\]"),
+    (lambda c: c.update(cross_d_model="wide"), "cross_d_model is 'wide'"),
+    (lambda c: c.update(config=[1, 2]), "the model config 'config' is not a JSON object"),
+    (lambda c: c["config"].update(num_heads=0), "the model config is invalid: num_heads"),
+    (lambda c: c["config"].update(d_model=65), "the model config is invalid: d_model"),
+])
+def test_a_broken_config_is_named_with_the_file(tmp_path, edit, match) -> None:
+    """Before: a missing field raised a bare KeyError naming neither the field nor the file."""
+    good = tmp_path / "good.safetensors"
+    save_model(GPT(TransformerConfig.tiny()), good)
+    bad = tmp_path / "bad.safetensors"
+    _rewrite_config(good, bad, edit)
+    with pytest.raises(ValueError, match="bad.safetensors: " + match):
+        load_model(bad)
 
 
-def test_save_and_load_reject_bad_arguments(tmp_path) -> None:
-    model, path = GPT(TransformerConfig.tiny()), tmp_path / "m.safetensors"
-    with pytest.raises(TypeError, match="^metadata: expected a dict of str to str"):
-        save_model(model, path, metadata=[("a", "b")])
-    with pytest.raises(TypeError, match="^metadata: expected a dict of str to str"):
-        save_model(model, path, metadata={"a": 1})
-    with pytest.raises(ValueError, match="^metadata: the key 'lmlab_config' is reserved"):
-        save_model(model, path, metadata={"lmlab_config": "{}"})
-    with pytest.raises(ValueError, match="^model: has tensors on the meta device"):
-        save_model(GPT(TransformerConfig.tiny()).to("meta"), path)
-    assert not path.exists()
-    save_model(model, path)
-    with pytest.raises(TypeError, match="^expected: a GPT, Encoder or EncoderDecoder"):
-        load_model(path, expected=torch.nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="^device: expected a torch device"):
-        load_model(path, device="gpu")
+def test_bad_arguments_are_named(tmp_path) -> None:
+    good = tmp_path / "good.safetensors"
+    model = GPT(TransformerConfig.tiny())
+    save_model(model, good)
+    with pytest.raises(TypeError, match="^expected"):
+        load_model(good, expected="GPT")
+    with pytest.raises(ValueError, match="^device"):
+        load_model(good, device="tpu")
+    with pytest.raises(ValueError, match="^path: .* is a folder"):
+        save_model(model, tmp_path)
+    with pytest.raises(TypeError, match="^metadata"):
+        save_model(model, tmp_path / "m.safetensors", metadata={"steps": 3})
+    with pytest.raises(ValueError, match=r"^metadata: \['lmlab_model'\]"):
+        save_model(model, tmp_path / "m.safetensors", metadata={"lmlab_model": "x"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.safetensors"]
 
 
 def test_a_file_with_separate_q_k_v_tensors_is_refused_naming_them(tmp_path) -> None:

@@ -15,10 +15,19 @@ from safetensors.torch import load_file, save_file
 from lmlab.data import minilm_dir
 from lmlab.generation import generate
 from lmlab.gguf_file import smollm2_gguf_file
-from lmlab.llama import LLAMA_GGUF_NAMES, LLAMA_HF_NAMES, ChatModel, load_llama, load_smollm2
+from lmlab.llama import (
+    LLAMA_GGUF_NAMES,
+    LLAMA_HF_NAMES,
+    ChatModel,
+    llama_config_from_gguf,
+    llama_config_from_hf,
+    load_llama,
+    load_smollm2,
+)
 from lmlab.pretrained import (
     BERT_NAMES,
     SentenceEncoder,
+    bert_config,
     expand_names,
     load_bert,
     load_minilm,
@@ -132,9 +141,60 @@ def test_minilm_embeddings_match_sentence_transformers(minilm):
     torch.testing.assert_close(ours.norm(dim=1), torch.ones(len(SENTENCES)))
 
 
-def test_minilm_long_text_is_cut_at_max_length(minilm):
-    batch = minilm.tokenize(["word " * 400])
-    assert batch["ids"].shape == (1, 256)
+@pytest.fixture(scope="module")
+def long_texts() -> list[str]:
+    """Two Wikipedia passages of 300+ tokens (one of 660) among short texts."""
+    from lmlab.data import load_text
+
+    words = load_text("wikipedia").split()
+    return [" ".join(words[:450]), SENTENCES[0], " ".join(words[1000:1230]), "it"]
+
+
+def test_minilm_long_text_is_cut_as_transformers_cuts(minilm, long_texts):
+    """[CLS] + the first 254 tokens + [SEP]: before, the first 256 ids were kept and the
+    closing [SEP] was lost."""
+    from transformers import AutoTokenizer
+
+    ref = AutoTokenizer.from_pretrained(str(minilm_dir()))
+    assert len(ref(long_texts[0]).input_ids) > 600 and len(ref(long_texts[2]).input_ids) > 256
+    batch = minilm.tokenize(long_texts)
+    want = ref(long_texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    assert batch["ids"].shape == (4, 256)
+    assert torch.equal(batch["ids"], want["input_ids"])
+    assert torch.equal(batch["padding_mask"], want["attention_mask"].bool())
+    assert batch["ids"][0, -1] == ref.sep_token_id
+    assert minilm.tokens(long_texts[0])[-1] == "[SEP]" and len(minilm.tokens(long_texts[0])) == 256
+
+
+def test_minilm_long_texts_match_sentence_transformers(minilm, long_texts):
+    """A 660-token text alone and in a batch with short ones: before the fix the long texts'
+    embeddings were 5.7e-3 away from sentence-transformers'."""
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(minilm_dir()), device="cpu")
+    ref = st.encode(long_texts, convert_to_tensor=True)
+    torch.testing.assert_close(minilm.encode(long_texts), ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(minilm.encode(long_texts[:1]), ref[:1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(minilm.encode(long_texts, batch_size=3), ref, atol=1e-5, rtol=0)
+
+
+def test_sentence_encoder_checks_its_parts(minilm):
+    from lmlab.tokenization import load_minilm_tokenizer
+
+    model, tok = minilm.model, minilm.tokenizer
+    short = SentenceEncoder(model, tok, 8)
+    assert short.tokenize(["one two three four five six seven"])["ids"].shape == (1, 8)
+    assert short.tokens("one two three four five six seven")[-1] == "[SEP]"
+    for bad, error in ((0, ValueError), (2, ValueError), (513, ValueError), (True, TypeError),
+                       (8.0, TypeError)):
+        with pytest.raises(error, match="^max_length"):
+            SentenceEncoder(model, tok, bad)
+    with pytest.raises(TypeError, match="^model"):
+        SentenceEncoder("bert", tok, 8)
+    with pytest.raises(TypeError, match="^tokenizer"):
+        SentenceEncoder(model, "wordpiece", 8)
+    with pytest.raises(ValueError, match="^tokenizer: has truncation switched on"):
+        SentenceEncoder(model, load_minilm_tokenizer(), 8)
 
 
 def test_mean_pool_ignores_padding():
@@ -147,6 +207,16 @@ def test_mean_pool_ignores_padding():
     h2 = h.clone()
     h2[0, 3] = 1e6  # padding changes nothing
     torch.testing.assert_close(mean_pool(h2, mask), out)
+
+
+def test_mean_pool_refuses_what_has_no_mean():
+    h = torch.ones(2, 3, 4)
+    with pytest.raises(ValueError, match="^padding_mask: a row has no real token"):
+        mean_pool(h, torch.tensor([[True, False, False], [False, False, False]]))
+    with pytest.raises(ValueError, match="^hidden: a meta tensor"):
+        mean_pool(h.to("meta"), torch.ones(2, 3, dtype=torch.bool, device="meta"))
+    with pytest.raises(ValueError, match="^padding_mask: a meta tensor"):
+        mean_pool(h, torch.ones(2, 3, dtype=torch.bool, device="meta"))
 
 
 def test_mean_pool_bad_input():
@@ -406,6 +476,53 @@ def test_bad_bert_folders(tmp_path):
         load_bert(tmp_path)
 
 
+@pytest.mark.parametrize("value, match", [
+    ("long", "max_seq_length='long'; expected an int >= 3"),
+    (0, "max_seq_length=0; expected an int >= 3"),
+    (2, "max_seq_length=2"),
+    (True, "max_seq_length=True"),
+    (12.5, "max_seq_length=12.5"),
+])
+def test_bad_sentence_config_is_named(tmp_path, value, match):
+    """Before: "long" raised int()'s bare ValueError and 0 gave empty inputs."""
+    _tiny_bert(tmp_path)
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": value}))
+    with pytest.raises(ValueError, match="^path: 'sentence_bert_config.json' in .*" + match):
+        load_bert(tmp_path)
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 16}))
+    assert load_bert(tmp_path).max_length == 16
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 1000}))
+    assert load_bert(tmp_path).max_length == 64  # at most the model's positions
+
+
+@pytest.mark.parametrize("loader", ["bert", "llama"])
+def test_a_corrupt_tokenizer_json_is_named(tmp_path, hf_smol_tok, loader):
+    """Before: tokenizers' bare Exception, naming no file (and, for BERT, after the weights
+    were read)."""
+    if loader == "bert":
+        _tiny_bert(tmp_path)
+    else:
+        _tiny_llama(tmp_path, True, hf_smol_tok)
+    text = (tmp_path / "tokenizer.json").read_text(encoding="utf-8")
+    (tmp_path / "tokenizer.json").write_text(text[: len(text) // 3], encoding="utf-8")
+    load = load_bert if loader == "bert" else load_llama
+    with pytest.raises(ValueError, match="^path: '.*tokenizer.json' is not a valid tokenizer"):
+        load(tmp_path)
+
+
+def test_config_missing_a_field_is_named(tmp_path):
+    _tiny_bert(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    del cfg["num_attention_heads"]
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError,
+                       match="^path: 'config.json' in .* has no 'num_attention_heads'"):
+        load_bert(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "num_attention_heads": 0}))
+    with pytest.raises(ValueError, match="num_attention_heads: expected an int >= 1, got 0"):
+        load_bert(tmp_path)
+
+
 def test_nan_weights_are_refused(tmp_path):
     _tiny_bert(tmp_path)
     _edit_weights(tmp_path, lambda t: t["encoder.layer.0.output.dense.bias"].fill_(float("nan")))
@@ -456,6 +573,98 @@ def test_gguf_of_another_architecture_is_refused(tmp_path):
     w.write_tensors_to_file()
     w.close()
     with pytest.raises(ValueError, match="'bert.gguf' holds a 'bert' model, not 'llama'"):
+        load_llama(path)
+
+
+@pytest.mark.parametrize("table, layers, error, match", [
+    ({"a.{i}": "b.{i}"}, -1, ValueError, "^num_layers: expected an int >= 1, got -1"),
+    ({"a.{i}": "b.{i}"}, 0, ValueError, "^num_layers"),
+    ({"a.{i}": "b.{i}"}, True, TypeError, "^num_layers"),
+    ({"a.{i}": "b.{i}"}, 2.0, TypeError, "^num_layers"),
+    ([("a", "b")], 2, TypeError, "^table"),
+    ({"a.{i}": "b"}, 2, ValueError, r"^table: entry 'a.\{i\}': 'b'"),
+    ({"a.{j}": "b.{j}"}, 2, ValueError, "^table"),
+    ({"a": 3}, 2, TypeError, "^table"),
+])
+def test_expand_names_bad_input(table, layers, error, match):
+    """Before: -1 layers silently dropped every per-layer entry."""
+    with pytest.raises(error, match=match):
+        expand_names(table, layers)
+
+
+_BERT = {"model_type": "bert", "vocab_size": 30522, "max_position_embeddings": 64,
+         "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "intermediate_size": 64}
+_LLAMA = {"model_type": "llama", "vocab_size": 64, "max_position_embeddings": 64,
+          "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+          "intermediate_size": 48}
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"num_attention_heads": 0}, "num_attention_heads: expected an int >= 1, got 0"),
+    ({"num_attention_heads": None, "hidden_size": 32}, "has no 'num_attention_heads'"),
+    ({"hidden_size": "32"}, "hidden_size: expected an int, got str"),
+    ({"num_hidden_layers": 2.5}, "num_hidden_layers: expected an int"),
+    ({"num_attention_heads": 3}, "gives an invalid model: d_model: must be a multiple"),
+    ({"rms_norm_eps": -1.0, "layer_norm_eps": -1.0}, "(rms|layer)_norm_eps: expected"),
+    ({"tie_word_embeddings": "true"}, "tie_word_embeddings: expected True or False"),
+    ({"num_key_value_heads": 3}, "gives an invalid model: num_kv_heads"),
+    ({"rope_scaling": "linear"}, "rope_scaling='linear'; expected a JSON object"),
+    ({"rope_scaling": {"type": "linear", "factor": 2.0}},
+     "rope_scaling of type 'linear': scaled rotary positions are not implemented"),
+    ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0}},
+     "rope_parameters of type 'yarn'"),
+    ({"rope_theta": 0.5}, "rope_theta: expected 1.0 < rope_theta"),
+    ({"head_dim": 16}, "head_dim=16, not hidden_size / num_attention_heads = 32 / 4"),
+])
+def test_llama_config_errors_name_the_file_and_field(change, match):
+    """Before: 0 heads raised ZeroDivisionError, rope_scaling='linear' an AttributeError."""
+    with pytest.raises(ValueError, match="^path: my/config.json.*" + match):
+        llama_config_from_hf({**_LLAMA, **change}, "my/config.json")
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"num_attention_heads": 0}, "num_attention_heads: expected an int >= 1"),
+    ({"vocab_size": None}, "has no 'vocab_size'"),
+    ({"type_vocab_size": -1}, "type_vocab_size: expected an int >= 0"),
+    ({"layer_norm_eps": "small"}, "layer_norm_eps: expected a number"),
+    ({"hidden_size": 30}, "gives an invalid model"),
+])
+def test_bert_config_errors_name_the_file_and_field(change, match):
+    with pytest.raises(ValueError, match="^path: config.json.*" + match):
+        bert_config({**_BERT, **change})
+
+
+def test_configs_must_be_mappings():
+    with pytest.raises(TypeError, match="^hf"):
+        bert_config([("model_type", "bert")])
+    with pytest.raises(TypeError, match="^hf"):
+        llama_config_from_hf("config.json")
+    with pytest.raises(TypeError, match="^file"):
+        llama_config_from_gguf("model.gguf")
+    assert llama_config_from_hf({**_LLAMA, "rope_scaling": None}).rope_base == 10000.0
+    assert llama_config_from_hf({**_LLAMA, "rope_parameters": {
+        "rope_type": "default", "rope_theta": 5000.0}}).rope_base == 5000.0
+
+
+def test_gguf_metadata_errors_name_the_file(tmp_path):
+    """Before: a head count of 0 raised ZeroDivisionError."""
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "zero.gguf"
+    w = gguf.GGUFWriter(path, "llama")
+    for key, value in (("context_length", 64), ("embedding_length", 32), ("block_count", 1),
+                       ("feed_forward_length", 48), ("attention.head_count", 0)):
+        w.add_uint32(f"llama.{key}", value)
+    w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+    w.add_tensor("token_embd.weight", np.zeros((4, 32), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(ValueError, match="^path: 'zero.gguf': llama.attention.head_count: "
+                                         "expected an int >= 1, got 0"):
         load_llama(path)
 
 

@@ -197,6 +197,17 @@ PAIRS = [("a", ("EY1",))]
     (lambda: Seq2SeqConfig(SRC, TGT, d_model=2.5), TypeError, "d_model"),
     (lambda: Seq2SeqConfig(SRC.tokens, TGT), TypeError, "src_vocab"),
     (lambda: Seq2SeqConfig(SRC, SRC), ValueError, "tgt_vocab: the vocabulary needs bos_token"),
+    (lambda: Seq2SeqConfig(SRC, Vocabulary(TGT.tokens, pad_token="<pad>", bos_token="</s>",
+                                           eos_token="</s>")),
+     ValueError, "tgt_vocab: bos_token and eos_token are both '</s>'"),
+    (lambda: MODEL(SRC_IDS.to("meta"), LENGTHS, torch.ones(2, 2, dtype=torch.long)), ValueError,
+     "src: a meta tensor"),
+    (lambda: MODEL(SRC_IDS, LENGTHS, torch.ones(2, 2, dtype=torch.long, device="meta")),
+     ValueError, "tgt_in: a meta tensor"),
+    (lambda: MODEL.greedy_decode(SRC_IDS, LENGTHS.to("meta")), ValueError,
+     "src_lengths: a meta tensor"),
+    (lambda: seq2seq.train_seq2seq(MODEL, PAIRS, steps=1, device="tpu"), ValueError, "device"),
+    (lambda: seq2seq.load_checkpoint("x.safetensors", device="tpu"), ValueError, "device"),
     (lambda: Seq2SeqConfig(Vocabulary(("a",)), TGT), ValueError, "src_vocab"),
     (lambda: Seq2SeqConfig.small(SRC, TGT, heads=2), TypeError, "changes"),
     (lambda: Seq2SeqConfig.from_dict({"src_vocab": SRC.to_dict()}), ValueError, "data"),
@@ -250,6 +261,15 @@ def test_checkpoint_round_trip(tmp_path: Path, attention: str | None) -> None:
     assert half.encoder.embedding.weight.dtype == torch.float32
     torch.testing.assert_close(half(src, lengths, src[:, :3])[0],
                                model(src, lengths, src[:, :3])[0], rtol=0, atol=2e-2)
+
+
+def test_checkpoint_metadata_must_be_strict_json(tmp_path: Path) -> None:
+    """Before: NaN was written as the bare word NaN, which is not JSON."""
+    with pytest.raises(ValueError, match="^metadata: not JSON-serialisable"):
+        seq2seq.save_checkpoint(MODEL, tmp_path / "m.safetensors", {"loss": float("nan")})
+    with pytest.raises(ValueError, match="^path: .* is a folder"):
+        seq2seq.save_checkpoint(MODEL, tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_checkpoint_bad_files(tmp_path: Path) -> None:

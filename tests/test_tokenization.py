@@ -22,6 +22,7 @@ from lmlab.tokenization import (
     load_bert_tokenizer,
     load_gpt2_reference,
     load_minilm_tokenizer,
+    load_tokenizer_file,
     tokens_html,
     train_hf_bpe,
     train_wordpiece,
@@ -139,25 +140,6 @@ def test_allowed_and_disallowed_sets():
 @given(st.text())
 def test_gpt2_matches_tokenizers_on_arbitrary_unicode(text):
     assert gpt2().encode(text) == gpt2_reference().encode(text).ids
-
-
-def test_pre_tokenization_matches_tokenizers_on_every_assigned_code_point():
-    # GPT-2's regex asks the installed `regex` package whether a character is a letter or a
-    # digit; tokenizers has its own Unicode tables. They must agree on every code point that
-    # Unicode 14.0 (Python 3.11's unicodedata) assigns. Newer code points agree only when both
-    # packages know the same Unicode version (documented in lmlab.bpe).
-    import unicodedata
-
-    from tokenizers import pre_tokenizers
-
-    split = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True).pre_tokenize_str
-    points = [c for c in range(0x80, 0x110000)
-              if unicodedata.category(chr(c)) not in ("Cn", "Cs")]
-    assert len(points) > 140_000
-    for start in range(0, len(points), 2000):
-        text = "".join(f"a{chr(c)}1 {chr(c)}|" for c in points[start:start + 2000])
-        ours = [m.span() for m in regex.finditer(GPT2_PATTERN, text)]
-        assert ours == [span for _t, span in split(text)], hex(points[start])
 
 
 @settings(max_examples=300, deadline=None)
@@ -552,6 +534,12 @@ def test_bad_encode_decode_input():
             tok.decode([15496, bad])
     with pytest.raises(TypeError, match="^ids"):
         tok.decode("15496")
+    with pytest.raises(TypeError, match="^ids: expected a sequence of ints, got int"):
+        tok.decode(15496)
+    for bad in (torch.tensor([[15496, 995]]), torch.tensor([1.0]), torch.tensor([True]),
+                torch.tensor([15496, 995], device="meta")):
+        with pytest.raises(ValueError, match="^ids: expected a 1-D integer tensor with data"):
+            tok.decode(bad)
     with pytest.raises(TypeError, match="^token"):
         tok.token_to_id(5)
     with pytest.raises(TypeError, match="^id"):
@@ -578,6 +566,29 @@ def test_bad_constructor_input():
         BPETokenizer(pattern="")
     with pytest.raises(TypeError, match="^pattern"):
         BPETokenizer(pattern=None)
+    with pytest.raises(ValueError, match=r"^pattern: has 1 capturing group\(s\)"):
+        BPETokenizer(pattern=r" ?(\w+)|\s+")
+
+
+@pytest.mark.parametrize("pattern", [r"\w+", r"[a-z]*", r" ?\p{L}+|\s+"])
+def test_a_pattern_that_drops_text_is_refused(pattern):
+    """Before: text outside every match was dropped, silently (decode(encode(s)) != s)."""
+    tok = BPETokenizer(pattern=pattern)
+    assert tok.decode(tok.encode("abc")) == "abc"  # covered: fine
+    with pytest.raises(ValueError, match=r"^text: the pattern leaves '!\?' \(at position 3\)"):
+        tok.encode("abc!?")
+    with pytest.raises(ValueError, match="^text: the pattern leaves"):
+        tok.train("abc!? " * 10, 260)
+    assert BPETokenizer().decode(BPETokenizer().encode("abc!? \n")) == "abc!? \n"
+
+
+def test_a_file_whose_pattern_has_groups_is_refused(tmp_path):
+    gpt2().save(tmp_path / "t.json")
+    state = json.loads((tmp_path / "t.json").read_text(encoding="utf-8"))
+    state["pattern"] = r"(\w+)|\W"
+    (tmp_path / "t.json").write_text(json.dumps(state), encoding="utf-8")
+    with pytest.raises(ValueError, match="^path: .*t.json' has a pattern with capturing groups"):
+        BPETokenizer.from_file(tmp_path / "t.json")
 
 
 @pytest.mark.parametrize("call", [
@@ -718,6 +729,25 @@ def test_load_bert_tokenizer_checks_the_default_file(tmp_path, monkeypatch):
         load_bert_tokenizer(tmp_path / "missing.txt")
     with pytest.raises(TypeError, match="^lowercase"):
         load_bert_tokenizer(lowercase=None)
+
+
+@pytest.mark.parametrize("content, error, match", [
+    (b"{\"version\": ", ValueError, "is not a valid tokenizer.json"),
+    (b"[1, 2]", ValueError, "is not a valid tokenizer.json"),
+    (b"", ValueError, "is not a valid tokenizer.json"),
+    (b"\xff\xfe{}", ValueError, "is not UTF-8 text"),
+])
+def test_load_tokenizer_file_names_a_bad_file(tmp_path, content, error, match):
+    """Before: tokenizers' bare Exception named no file."""
+    (tmp_path / "tokenizer.json").write_bytes(content)
+    with pytest.raises(error, match=f"^path: '.*tokenizer.json' {match}"):
+        load_tokenizer_file(tmp_path / "tokenizer.json")
+    with pytest.raises(FileNotFoundError, match="^path: no file"):
+        load_tokenizer_file(tmp_path)  # a folder
+    with pytest.raises(TypeError, match="^path"):
+        load_tokenizer_file(None)
+    good = load_tokenizer_file(data.minilm_dir() / "tokenizer.json")
+    assert good.encode("Hello").tokens[:4] == ["[CLS]", "hello", "[SEP]", "[PAD]"]  # as saved
 
 
 @pytest.mark.parametrize("damage", ["truncated", "wrong vocabulary"])

@@ -201,6 +201,35 @@ def test_no_process_wide_side_effects():
     assert torch.get_num_threads() == threads
 
 
+def test_an_eval_fn_returning_a_tensor_fails_before_the_first_step(tmp_path):
+    """Before: the steps ran and the run failed at the checkpoint write (JSON header)."""
+    calls = []
+
+    def loss(model, batch):
+        calls.append(1)
+        return loss_fn(model, batch)
+
+    with pytest.raises(TypeError, match="^eval_fn: returned a Tensor"):
+        train(make_model(), loss, batches, TrainConfig(steps=3), device="cpu",
+              eval_fn=lambda m: loss_fn(m, (X, Y)), checkpoint=tmp_path / "c.safetensors")
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_the_eval_check_leaves_the_run_unchanged(tmp_path):
+    """The call before the first step draws its random numbers in a fork: the steps before the
+    first scheduled evaluation (dropout draws from the run's stream) are those of a run without
+    eval_fn."""
+    def eval_fn(model):  # draws from the run's own stream
+        return float(torch.rand(()))
+
+    config = TrainConfig(steps=4, eval_every=2)
+    a = train(make_model(0.2), loss_fn, batches, config, device="cpu", eval_fn=eval_fn)
+    b = train(make_model(0.2), loss_fn, batches, config, device="cpu")
+    assert a.losses[:2] == b.losses[:2] and a.losses[2:] != b.losses[2:]
+    c = train(make_model(0.2), loss_fn, batches, config, device="cpu", eval_fn=eval_fn)
+    assert a.evals == c.evals and a.losses == c.losses
+
+
 def test_evaluation_schedule_and_mode():
     seen = []
 
@@ -211,7 +240,7 @@ def test_evaluation_schedule_and_mode():
     config = TrainConfig(steps=12, eval_every=5)
     result = train(make_model(), loss_fn, batches, config, device="cpu", eval_fn=eval_fn)
     assert [s for s, _ in result.evals] == [5, 10, 12]
-    assert seen == [(False, False)] * 3
+    assert seen == [(False, False)] * 4  # a check before the first step, then 5, 10, 12
     assert result.evals[-1][1]["mse"] < result.evals[0][1]["mse"]
 
 
@@ -294,7 +323,12 @@ def test_iterable_batches_equal_the_callable():
     train(b, loss_fn, iter(listed), TrainConfig(steps=8), device="cpu")
     assert_equal_params(a, b)
     with pytest.raises(ValueError, match="batches: the iterable ran out after 8"):
-        train(make_model(), loss_fn, listed, TrainConfig(steps=9), device="cpu")
+        train(make_model(), loss_fn, iter(listed), TrainConfig(steps=9), device="cpu")
+    model = make_model()
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="batches: holds 8 batches; the run needs 9"):
+        train(model, loss_fn, listed, TrainConfig(steps=9), device="cpu")  # before any step
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
 
 
 def test_nan_loss_is_reported_with_its_step():
@@ -430,6 +464,11 @@ def test_config_presets_and_round_trip():
     assert TrainConfig.gpt2(steps=100).warmup_steps == 100
     with pytest.raises(ValueError, match="values: unknown TrainConfig fields"):
         TrainConfig.from_dict({"steps": 3, "learning_rate": 1.0})
+    with pytest.raises(TypeError, match="^values: expected a mapping"):
+        TrainConfig.from_dict([("steps", 3)])  # type: ignore[arg-type]
+    for preset in (TrainConfig.small, TrainConfig.gpt2):
+        with pytest.raises(ValueError, match=r"^overrides: unknown TrainConfig fields"):
+            preset(lerning_rate=1.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrainConfig().steps = 3  # type: ignore[misc]
 
@@ -453,7 +492,19 @@ def test_train_rejects_bad_arguments(tmp_path):
         (dict(batches="abc"), TypeError, "batches"),
         (dict(batches=torch.zeros(3)), TypeError, "batches"),
         (dict(config={"steps": 2}), TypeError, "config"),
-        (dict(device="tpu"), ValueError, "prefer"),
+        (dict(device="tpu"), ValueError, "device"),
+        (dict(device=3), TypeError, "device"),
+        (dict(batches=(X, Y)), TypeError, "batches: got a tuple holding tensors"),
+        (dict(batches={"x": X}), TypeError, "batches"),
+        (dict(batches=[(X, Y)]), ValueError, "batches: holds 1 batches"),
+        (dict(eval_fn=lambda model: loss_fn(model, (X, Y))), TypeError,
+         "eval_fn: returned a Tensor"),
+        (dict(eval_fn=lambda model: {"loss": X.sum()}), TypeError, "eval_fn: returned a dict"),
+        (dict(model=nn.Linear(2, 1, device="meta")), ValueError, "model: 'weight' is on the meta"),
+        (dict(batches=lambda step, g: "text"), TypeError, "batches: a batch must be a tensor"),
+        (dict(batches=lambda step, g: (X.to("meta"), Y)), ValueError,
+         "batches: a batch holds a meta tensor"),
+        (dict(checkpoint=tmp_path), ValueError, "checkpoint: .* is a folder"),
         (dict(eval_fn="x"), TypeError, "eval_fn"),
         (dict(on_log=1), TypeError, "on_log"),
         (dict(checkpoint=3), TypeError, "checkpoint"),

@@ -53,6 +53,8 @@ def read_state(path: str | os.PathLike[str], max_id: int) -> tuple[
         compiled = regex.compile(pattern)
     except regex.error as err:
         raise bad(f"has an invalid pattern ({err})") from err
+    if compiled.groups:
+        raise bad("has a pattern with capturing groups")
 
     def is_id(x: object) -> bool:
         return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < max_id

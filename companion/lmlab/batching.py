@@ -21,13 +21,23 @@ import torch
 from lmlab._checks import check_int
 from lmlab.bow import Vocabulary
 
-__all__ = ["Batch", "encode_sources", "make_batch", "pair_batches"]
+__all__ = ["Batch", "check_vocabs", "encode_sources", "make_batch", "pair_batches"]
 
 _NEEDS = {"src_vocab": ("pad_token", "eos_token"),
           "tgt_vocab": ("pad_token", "bos_token", "eos_token")}
 
 
-def _check_vocabs(src_vocab: object, tgt_vocab: object | None = None) -> None:
+def check_vocabs(src_vocab: object, tgt_vocab: object | None = None) -> None:
+    """Check the two vocabularies of a sequence-to-sequence model.
+
+    The source vocabulary needs a padding and an end token, the target vocabulary padding,
+    start and end tokens, and in each the special tokens must be different tokens (a start
+    token that is also the end token would end every output before it begins).
+
+    Raises:
+        TypeError: a vocabulary is not an :class:`lmlab.bow.Vocabulary`.
+        ValueError: a needed special token is unset, or two special tokens coincide.
+    """
     for name, vocab in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):
         if name == "tgt_vocab" and tgt_vocab is None:
             continue
@@ -37,6 +47,13 @@ def _check_vocabs(src_vocab: object, tgt_vocab: object | None = None) -> None:
         missing = [n for n in _NEEDS[name] if getattr(vocab, n) is None]
         if missing:
             raise ValueError(f"{name}: the vocabulary needs {', '.join(missing)} set")
+        specials = [(n, getattr(vocab, n)) for n in ("unk_token", *_NEEDS[name])
+                    if getattr(vocab, n) is not None]
+        for i, (a, token) in enumerate(specials):
+            for b, other in specials[i + 1:]:
+                if token == other:
+                    raise ValueError(f"{name}: {a} and {b} are both {token!r}; expected "
+                                     "different tokens")
 
 
 @dataclass
@@ -55,6 +72,9 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         """The same batch on ``device``."""
+        from lmlab.device import get_device
+
+        device = get_device(device, name="device")
         return Batch(*(t.to(device) for t in (self.src, self.src_lengths, self.tgt_in,
                                               self.tgt_out)))
 
@@ -89,13 +109,14 @@ def _symbols(name: str, value: object, vocab: Vocabulary) -> list[int]:
         raise ValueError(f"{name}: {err}") from None
 
 
-def encode_sources(sources: Sequence[str | Sequence[str]], src_vocab: Vocabulary,
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_sources(sources: Sequence[str | Sequence[str]], src_vocab: Vocabulary, *,
+                   name: str = "sources") -> tuple[torch.Tensor, torch.Tensor]:
     """Source ids + the end mark as a padded tensor, and the lengths.
 
     Args:
         sources: sequences of symbols (a str is read as its characters).
         src_vocab: the model's input vocabulary.
+        name: how error messages name ``sources`` (a caller passes its own parameter's name).
 
     Returns:
         ``(src, src_lengths)``.
@@ -103,13 +124,15 @@ def encode_sources(sources: Sequence[str | Sequence[str]], src_vocab: Vocabulary
     Shape:
         ``(B, S)``, ``(B,)``
     """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name: expected a non-empty str, got {name!r}")
     if isinstance(sources, str) or not isinstance(sources, Sequence):
-        raise TypeError(f"sources: expected a list of sequences, got {type(sources).__name__} "
+        raise TypeError(f"{name}: expected a list of sequences, got {type(sources).__name__} "
                         "(wrap a single one in a list)")
     if len(sources) == 0:
-        raise ValueError("sources: expected at least one sequence, got none")
-    _check_vocabs(src_vocab)
-    return _source_ids(sources, src_vocab, "sources[{}]")
+        raise ValueError(f"{name}: expected at least one sequence, got none")
+    check_vocabs(src_vocab)
+    return _source_ids(sources, src_vocab, name + "[{}]")
 
 
 def _source_ids(sources: Sequence[str | Sequence[str]], src_vocab: Vocabulary,
@@ -147,7 +170,7 @@ def make_batch(pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]],
     for i, p in enumerate(pairs):
         if not isinstance(p, (tuple, list)) or len(p) != 2:
             raise TypeError(f"pairs[{i}]: expected a (source, target) pair, got {p!r:.60}")
-    _check_vocabs(src_vocab, tgt_vocab)
+    check_vocabs(src_vocab, tgt_vocab)
     src, src_lengths = _source_ids([s for s, _ in pairs], src_vocab, "pairs[{}][0]")
     tgt = [_symbols(f"pairs[{i}][1]", t, tgt_vocab) for i, (_, t) in enumerate(pairs)]
     tgt_in = _pad([[tgt_vocab.bos_id, *t] for t in tgt], tgt_vocab.pad_id)
@@ -195,6 +218,10 @@ def pair_batches(pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]
         return orders[epoch]
 
     def batches(step: int, generator: torch.Generator | None = None) -> Batch:
+        step = check_int("step", step, minimum=0)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator: expected a torch.Generator or None, got "
+                            f"{type(generator).__name__}")
         start = step * batch_size
         chosen = [pairs[order(i // n)[i % n]] for i in range(start, start + batch_size)]
         return make_batch(chosen, src_vocab, tgt_vocab)

@@ -21,12 +21,14 @@ chunks ("words") that contain the merged pair, never the whole corpus. Encoding 
 near-linear in its length (a heap of candidate merges over a linked list of tokens).
 
 GPT-2's regular expression classifies characters with the Unicode tables of the installed
-``regex`` package (``\\p{L}``, ``\\p{N}``); Hugging Face ``tokenizers`` (and tiktoken) use their
-own. Both agree on every character Unicode 14.0 assigns (tested), but GPT-2's ids for a
-character added later depend on whether the installed ``regex`` knows it. Measured against
-``tokenizers`` 0.23.3 (Unicode 16.0) on every code point: ``regex`` 2024.9.11 to 2025.9.18
-agree everywhere; 2024.7.24 and older differ on 4,382 code points (Unicode 16.0 additions),
-2025.10.22 to 2026.1.14 on 4,657 and 2026.9.29 to 2026.11.19 on 17,480 (later additions).
+``regex`` package (``\\p{L}``, ``\\p{N}``); Hugging Face ``tokenizers`` and tiktoken use their
+own. Both agree on every character Unicode 14.0 assigns, but GPT-2's ids for a character added
+later depend on whether the installed ``regex`` knows it (``X's`` splits as ``X`` + ``'s``
+when ``X`` is a letter, as ``X'`` + ``s`` when it is unassigned). Measured on the ids of every code point
+in three contexts (tests/test_regex_sweep.py) against ``tokenizers`` 0.23.3 and tiktoken 0.14.0
+(both Unicode 16.0): ``regex`` 2024.9.11 to 2025.9.18 agree everywhere; 2024.7.24 and older
+differ on 4,382 code points (Unicode 16.0 additions), 2025.10.22 and later on 4,657 or more
+(newer tables; 17,480 from 2026.9.29). pyproject.toml pins ``regex>=2024.9.11,<2025.10.22``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
 
 import regex
+import torch
 
 from lmlab import _bpe_files
 from lmlab._checks import check_int, check_str, check_strings
@@ -118,6 +121,9 @@ class BPETokenizer:
             compiled = regex.compile(pattern)
         except regex.error as err:
             raise ValueError(f"pattern: not a valid regex ({err})") from err
+        if compiled.groups:
+            raise ValueError(f"pattern: has {compiled.groups} capturing group(s); write groups "
+                             "as (?:...) so that each match is one whole chunk")
         self.pattern = pattern
         self.cache_size = cache_size
         self._compiled = compiled
@@ -181,7 +187,7 @@ class BPETokenizer:
             raise ValueError("text: cannot train on an empty string")
         num_merges = vocab_size - 256 - len(specials)
 
-        chunk_counts = Counter(m.group() for m in self._compiled.finditer(text))
+        chunk_counts = Counter(self._chunks(text))
         try:
             words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
         except UnicodeEncodeError as err:
@@ -261,11 +267,25 @@ class BPETokenizer:
     def _encode_chunk(self, data: bytes) -> list[int]:
         return _merge_ranked([self._byte_ids[b] for b in data], self._ranks, self.merges)
 
+    def _chunks(self, text: str, name: str = "text") -> list[str]:
+        """The pattern's chunks of ``text``, which must cover all of it (no character dropped)."""
+        chunks = self._compiled.findall(text)
+        if sum(map(len, chunks)) != len(text):
+            end = 0
+            for m in self._compiled.finditer(text):
+                if m.start() != end:
+                    break
+                end = m.end()
+            raise ValueError(f"{name}: the pattern leaves {text[end:end + 10]!r} (at position "
+                             f"{end}) out of every chunk; a BPE pattern must cut the whole text "
+                             "into chunks, as GPT2_PATTERN does")
+        return chunks
+
     def _encode_plain(self, text: str) -> list[int]:
         out: list[int] = []
         cache = self._cache
         try:
-            for chunk in self._compiled.findall(text):
+            for chunk in self._chunks(text):
                 ids = cache.get(chunk)
                 if ids is None:
                     ids = self._encode_chunk(chunk.encode("utf-8"))
@@ -403,8 +423,14 @@ class BPETokenizer:
             >>> BPETokenizer().decode([104, 105, 33])
             'hi!'
         """
-        if isinstance(ids, (str, bytes)):
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
             raise TypeError(f"ids: expected a sequence of ints, got {type(ids).__name__}")
+        if isinstance(ids, torch.Tensor):
+            if ids.is_meta or ids.dim() != 1 or ids.is_floating_point() or ids.is_complex() \
+                    or ids.dtype == torch.bool:
+                raise ValueError(f"ids: expected a 1-D integer tensor with data, got shape "
+                                 f"{tuple(ids.shape)}, dtype {ids.dtype} on {ids.device}")
+            ids = ids.tolist()
         parts = []
         vocab, special = self.vocab, self._inverse_special
         for n, i in enumerate(ids):

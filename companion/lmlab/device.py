@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from lmlab._checks import check_bool, check_int
+from lmlab._checks import check_bool, check_int, check_str
 
 __all__ = ["get_device", "seed_everything", "autocast"]
 
@@ -26,7 +26,8 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
-def get_device(prefer: str | torch.device | None = None) -> torch.device:
+def get_device(prefer: str | torch.device | None = None, *, name: str = "prefer",
+               ) -> torch.device:
     """Return the best available device: cuda, then mps, then cpu.
 
     Trainers call ``get_device(device)`` on their ``device=`` argument, so ``None`` there means
@@ -35,6 +36,7 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     Args:
         prefer: force a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``). When ``None``,
             the environment variable ``LMLAB_DEVICE`` is used if set, else the best available.
+        name: how error messages name ``prefer`` (a trainer passes ``"device"``).
 
     Returns:
         The chosen :class:`torch.device`.
@@ -47,7 +49,7 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
         >>> get_device("cpu")
         device(type='cpu')
     """
-    name = "prefer"
+    check_str("name", name, allow_empty=False)
     if prefer is None:
         prefer = os.environ.get("LMLAB_DEVICE") or None
         name = "LMLAB_DEVICE"
@@ -58,7 +60,7 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if not isinstance(prefer, (str, torch.device)):
-        raise TypeError(f"prefer: expected a str, torch.device or None, "
+        raise TypeError(f"{name}: expected a str, torch.device or None, "
                         f"got {type(prefer).__name__}")
     try:
         device = torch.device(prefer)

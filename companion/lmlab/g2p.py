@@ -133,7 +133,7 @@ def encode_words(words: Sequence[str], src_vocab: Vocabulary = GRAPHEME_VOCAB,
         ([[5, 3, 4, 2], [17, 26, 2, 0]], [4, 3])
     """
     check_strings("words", words)
-    return encode_sources(words, src_vocab)
+    return encode_sources(words, src_vocab, name="words")
 
 
 # --------------------------------------------------------------------------- decoding, scoring
@@ -165,7 +165,7 @@ def transcribe(model: Seq2Seq, words: Sequence[str], beam_size: int = 1, max_len
     check_int("max_len", max_len)
     check_int("batch_size", batch_size)
     src_vocab, tgt_vocab = model.config.src_vocab, model.config.tgt_vocab
-    encode_sources(words, src_vocab)  # every word checked before any decoding
+    encode_sources(words, src_vocab, name="words")  # every word checked before any decoding
     device = next(model.parameters()).device
     model.eval()
     order = sorted(range(len(words)), key=lambda i: len(words[i]))  # similar lengths together

@@ -8,6 +8,7 @@ gives an error that names it.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
@@ -23,6 +24,7 @@ from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
 from lmlab._checks import check_file, check_path
+from lmlab.device import get_device
 
 __all__ = ["atomic_write", "save_tensors", "load_tensors", "read_metadata", "save_json",
            "load_json", "load_npz"]
@@ -51,7 +53,16 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w",
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode: expected 'w' or 'wb', got {mode!r}")
+    if "b" not in mode and encoding is not None:
+        if not isinstance(encoding, str):
+            raise TypeError(f"encoding: expected a str, got {type(encoding).__name__}")
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"encoding: unknown text encoding {encoding!r}") from None
     path = check_path("path", path, folder_must_exist=True)
+    if path.is_dir():
+        raise ValueError(f"path: {str(path)!r} is a folder; expected a file to write")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
@@ -91,6 +102,8 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[st
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise TypeError(f"tensors: expected str -> torch.Tensor, got {key!r}: "
                             f"{type(value).__name__}")
+        if value.is_meta:
+            raise ValueError(f"tensors: {key!r} is on the meta device (a shape without data)")
     if metadata is not None:
         if not isinstance(metadata, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
@@ -123,6 +136,7 @@ def load_tensors(path: str | os.PathLike[str],
         ValueError: the file is truncated or not safetensors; the message names it.
     """
     path = check_file("path", path)
+    device = get_device(device, name="device")
     try:
         tensors = _st_load(path.read_bytes())
     except (SafetensorError, ValueError, RuntimeError) as err:

@@ -33,6 +33,7 @@ from lmlab.gguf_file import (
 )
 from lmlab.pretrained import (
     _check_names, _config_reader, _fill, _read_json, _SafetensorsFolder, expand_names,
+    _transformer_config,
 )
 from lmlab.transformer import GPT, TransformerConfig
 
@@ -89,33 +90,54 @@ are stored in llama.cpp's rotary order and put back with
 def llama_config_from_hf(hf: Mapping[str, Any], label: str = "config.json") -> TransformerConfig:
     """The :class:`lmlab.transformer.TransformerConfig` of a Hugging Face Llama ``config.json``.
 
-    Raises:
-        ValueError: another ``model_type``, an activation other than SiLU, rotary scaling,
-            or a head width other than ``hidden_size / num_attention_heads``.
-    """
-    need = _config_reader(hf, label)
+    Args:
+        hf: the parsed ``config.json``.
+        label: how messages name the file.
 
-    if need("model_type") != "llama":
-        raise ValueError(f"path: {label} describes a {hf['model_type']!r} model, not 'llama'")
-    if hf.get("hidden_act", "silu") != "silu":
-        raise ValueError(f"path: {label} uses hidden_act={hf['hidden_act']!r}; only 'silu'")
-    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-    if rope.get("rope_type", rope.get("type", "default")) != "default":
-        raise ValueError(f"path: {label} uses rotary scaling {rope!r}; only plain rotary")
-    base = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
-    heads = need("num_attention_heads")
-    if hf.get("head_dim") not in (None, need("hidden_size") // heads):
-        raise ValueError(f"path: {label} has head_dim={hf['head_dim']}, not hidden_size / "
-                         "num_attention_heads")
-    bias = bool(hf.get("attention_bias", False))
-    return TransformerConfig(
-        vocab_size=need("vocab_size"), context_length=need("max_position_embeddings"),
-        d_model=need("hidden_size"), num_layers=need("num_hidden_layers"), num_heads=heads,
-        num_kv_heads=hf.get("num_key_value_heads") or heads, d_ff=need("intermediate_size"),
-        ffn="swiglu", norm="rmsnorm", norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-        position="rotary", rope_base=float(base), attention_bias=bias,
-        mlp_bias=bool(hf.get("mlp_bias", False)),
-        tie_embeddings=bool(hf.get("tie_word_embeddings", False)))
+    Raises:
+        TypeError: ``hf`` is not a mapping.
+        ValueError: another ``model_type``, an activation other than SiLU, scaled rotary
+            positions (``rope_scaling`` / ``rope_parameters`` other than ``"default"``: lmlab
+            implements plain rotary positions only), a head width other than ``hidden_size /
+            num_attention_heads``, or a missing field or one of the wrong kind or range; the
+            message names ``label``.
+    """
+    read = _config_reader(hf, label)
+    model_type = read("model_type", "str")
+    if model_type != "llama":
+        raise ValueError(f"path: {label} describes a {model_type!r} model, not 'llama'")
+    act = read("hidden_act", "str", "silu")
+    if act != "silu":
+        raise ValueError(f"path: {label} uses hidden_act={act!r}; only 'silu'")
+    base = read("rope_theta", "float", 10000.0, minimum=1.0)
+    for key in ("rope_scaling", "rope_parameters"):
+        rope = hf.get(key)
+        if rope is None:
+            continue
+        if not isinstance(rope, Mapping):
+            raise ValueError(f"path: {label} has {key}={rope!r}; expected a JSON object with "
+                             "a 'rope_type'")
+        kind = rope.get("rope_type", rope.get("type", "default"))
+        if kind != "default":
+            raise ValueError(f"path: {label} has {key} of type {kind!r}: scaled rotary "
+                             "positions are not implemented in lmlab, only plain rotary "
+                             "positions ('default')")
+        if rope.get("rope_theta") is not None:
+            base = _config_reader(rope, f"{label} ({key})")("rope_theta", "float", minimum=1.0)
+    heads = read("num_attention_heads")
+    width = read("hidden_size")
+    head_dim = read("head_dim", "int", None)
+    if head_dim is not None and head_dim * heads != width:
+        raise ValueError(f"path: {label} has head_dim={head_dim}, not hidden_size / "
+                         f"num_attention_heads = {width} / {heads}")
+    return _transformer_config(
+        label, vocab_size=read("vocab_size"), context_length=read("max_position_embeddings"),
+        d_model=width, num_layers=read("num_hidden_layers"), num_heads=heads,
+        num_kv_heads=read("num_key_value_heads", "int", heads), d_ff=read("intermediate_size"),
+        ffn="swiglu", norm="rmsnorm", norm_eps=read("rms_norm_eps", "float", 1e-6, minimum=0.0),
+        position="rotary", rope_base=base, attention_bias=read("attention_bias", "bool", False),
+        mlp_bias=read("mlp_bias", "bool", False),
+        tie_embeddings=read("tie_word_embeddings", "bool", False))
 
 
 def llama_config_from_gguf(file: GGUFFile) -> TransformerConfig:
@@ -123,23 +145,39 @@ def llama_config_from_gguf(file: GGUFFile) -> TransformerConfig:
 
     The head is tied to the embedding when the file has no ``output.weight`` (as
     ``transformers`` decides too).
+
+    Raises:
+        TypeError: ``file`` is not a :class:`lmlab.gguf_file.GGUFFile`.
+        ValueError: another architecture, partial or scaled rotary positions, or a missing
+            metadata entry or one of the wrong kind or range; the message names the file.
     """
+    if not isinstance(file, GGUFFile):
+        raise TypeError(f"file: expected a GGUFFile, got {type(file).__name__}")
+    label = repr(file.path.name)
     arch = file.require("general.architecture")
     if arch != "llama":
-        raise ValueError(f"path: {file.path.name!r} holds a {arch!r} model, not 'llama'")
-    heads = file.require("llama.attention.head_count")
-    width = file.require("llama.embedding_length")
-    rot = file.get("llama.rope.dimension_count", width // heads)
-    if rot != width // heads or file.get("llama.rope.scaling.type", "none") not in ("none",):
-        raise ValueError(f"path: {file.path.name!r} uses partial or scaled rotary positions")
-    vocab = file.get("llama.vocab_size") or len(file.require("tokenizer.ggml.tokens"))
-    return TransformerConfig(
-        vocab_size=vocab, context_length=file.require("llama.context_length"), d_model=width,
-        num_layers=file.require("llama.block_count"), num_heads=heads,
-        num_kv_heads=file.get("llama.attention.head_count_kv") or heads,
-        d_ff=file.require("llama.feed_forward_length"), ffn="swiglu", norm="rmsnorm",
-        norm_eps=float(file.require("llama.attention.layer_norm_rms_epsilon")),
-        position="rotary", rope_base=float(file.get("llama.rope.freq_base", 10000.0)),
+        raise ValueError(f"path: {label} holds a {arch!r} model, not 'llama'")
+    read = _config_reader({k: v for k, v in file.metadata.items() if k.startswith("llama.")},
+                          label)
+    heads = read("llama.attention.head_count")
+    width = read("llama.embedding_length")
+    rot = read("llama.rope.dimension_count", "int", None)
+    scaling = file.get("llama.rope.scaling.type", "none")
+    if (rot is not None and rot * heads != width) or scaling not in ("none",):
+        raise ValueError(f"path: {label} uses partial or scaled rotary positions "
+                         f"(dimension_count={rot}, scaling={scaling!r}); only plain rotary "
+                         "positions over whole heads")
+    vocab = read("llama.vocab_size", "int", None)
+    if vocab is None:
+        tokens = file.require("tokenizer.ggml.tokens")
+        vocab = len(tokens) if isinstance(tokens, (list, tuple)) else 0
+    return _transformer_config(
+        label, vocab_size=vocab, context_length=read("llama.context_length"), d_model=width,
+        num_layers=read("llama.block_count"), num_heads=heads,
+        num_kv_heads=read("llama.attention.head_count_kv", "int", heads),
+        d_ff=read("llama.feed_forward_length"), ffn="swiglu", norm="rmsnorm",
+        norm_eps=read("llama.attention.layer_norm_rms_epsilon", "float", minimum=0.0),
+        position="rotary", rope_base=read("llama.rope.freq_base", "float", 10000.0, minimum=1.0),
         attention_bias=False, mlp_bias=False,
         tie_embeddings="output.weight" not in file.tensor_names)
 
@@ -149,6 +187,11 @@ class HFTokenizer:
     (``encode`` returns ids without added special tokens, ``decode`` keeps special tokens)."""
 
     def __init__(self, tokenizer: tokenizers.Tokenizer) -> None:
+        from tokenizers import Tokenizer
+
+        if not isinstance(tokenizer, Tokenizer):
+            raise TypeError(f"tokenizer: expected a tokenizers.Tokenizer, got "
+                            f"{type(tokenizer).__name__}")
         self.backend = tokenizer
         self.vocab_size = tokenizer.get_vocab_size()
 
@@ -275,7 +318,12 @@ def load_llama(path: str | os.PathLike[str]) -> ChatModel:
 
 
 def _load_llama_folder(folder: Path) -> ChatModel:
-    config = llama_config_from_hf(_read_json(folder / "config.json", str(folder)))
+    config = llama_config_from_hf(_read_json(folder / "config.json", str(folder)),
+                                  f"'config.json' in {str(folder)!r}")
+    tokenizer, template, eos = _folder_tokenizer(folder)  # every file checked first
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(f"path: {folder.name!r}: the tokenizer has {tokenizer.vocab_size} "
+                         f"tokens, the model {config.vocab_size}")
     weights = _SafetensorsFolder(folder)
     table = expand_names(LLAMA_HF_NAMES, config.num_layers)
     label = f"path: {folder.name!r}"
@@ -290,25 +338,40 @@ def _load_llama_folder(folder: Path) -> ChatModel:
             weights.read("lm_head.weight"), model.lm_head.weight):
         raise ValueError(f"{label}: the config ties the head to the embedding but the file's "
                          "lm_head.weight differs from it")
-    tokenizer, template, eos = None, None, None
-    if (folder / "tokenizer.json").is_file():
-        from tokenizers import Tokenizer
+    return ChatModel(model.eval(), tokenizer, template, eos)
 
-        tokenizer = HFTokenizer(Tokenizer.from_file(str(folder / "tokenizer.json")))
+
+def _folder_tokenizer(folder: Path) -> tuple[HFTokenizer, ChatTemplate | None, int | None]:
+    """The tokenizer, chat template and end-of-turn id of a Hugging Face folder."""
+    from lmlab.tokenization import load_tokenizer_file
+
+    if not (folder / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"path: {str(folder)!r} has no tokenizer.json")
+    tokenizer = HFTokenizer(load_tokenizer_file(folder / "tokenizer.json"))
+    template, eos = None, None
     if (folder / "tokenizer_config.json").is_file():
         tc = _read_json(folder / "tokenizer_config.json", str(folder))
         source = tc.get("chat_template")
+        where = f"'tokenizer_config.json' in {str(folder)!r}"
         if source is None and (folder / "chat_template.jinja").is_file():
-            source = (folder / "chat_template.jinja").read_text(encoding="utf-8")
-        if isinstance(source, str) and source:
-            template = ChatTemplate(source, _token_text(tc.get("bos_token")),
-                                    _token_text(tc.get("eos_token")))
+            where = f"'chat_template.jinja' in {str(folder)!r}"
+            try:
+                source = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"path: {where} is not UTF-8 text: {err}") from None
+        if source is not None and not isinstance(source, str):
+            raise ValueError(f"path: {where}: chat_template is {type(source).__name__}; "
+                             "expected a string")
+        if source:
+            try:
+                template = ChatTemplate(source, _token_text(tc.get("bos_token")),
+                                        _token_text(tc.get("eos_token")))
+            except ValueError as err:
+                raise ValueError(f"path: {where}: {err}") from None
         eos_text = _token_text(tc.get("eos_token"))
-        if tokenizer is not None and eos_text is not None:
+        if eos_text is not None:
             eos = tokenizer.token_to_id(eos_text)
-    if tokenizer is None:
-        raise FileNotFoundError(f"path: {str(folder)!r} has no tokenizer.json")
-    return ChatModel(model.eval(), tokenizer, template, eos)
+    return tokenizer, template, eos
 
 
 def _token_text(value: object) -> str | None:

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lmlab._checks import check_file
+from lmlab._checks import check_file, check_instance
+from lmlab.device import get_device
 from lmlab.io import load_tensors, read_metadata, save_tensors
 from lmlab.transformer import GPT, Encoder, EncoderDecoder, TransformerConfig
 
@@ -48,24 +49,16 @@ def save_model(model: nn.Module, path: str | os.PathLike[str],
         model: a :class:`~lmlab.transformer.GPT`, :class:`~lmlab.transformer.Encoder` or
             :class:`~lmlab.transformer.EncoderDecoder`.
         path: the ``.safetensors`` file to write.
-        metadata: extra strings to store (e.g. the training command); the keys
-            ``lmlab_model`` and ``lmlab_config`` are this function's.
-
-    Raises:
-        TypeError: ``model`` is not one of the three, or ``metadata`` is not a dict of str.
-        ValueError: ``model`` has weights on the meta device, or ``metadata`` uses a reserved
-            key.
+        metadata: extra strings to store (e.g. the training command).
     """
     configs = _configs_of(model)
     if metadata is not None:
         if not isinstance(metadata, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-            raise TypeError(f"metadata: expected a dict of str to str, got "
-                            f"{type(metadata).__name__}")
-        reserved = sorted({"lmlab_model", "lmlab_config"} & set(metadata))
-        if reserved:
-            raise ValueError(f"metadata: the key {reserved[0]!r} is reserved for the model's "
-                             "class and config")
+            raise TypeError("metadata: expected a dict of str to str")
+        taken = sorted({"lmlab_model", "lmlab_config"} & set(metadata))
+        if taken:
+            raise ValueError(f"metadata: {taken} are lmlab's own entries; use other names")
     if any(t.is_meta for t in model.state_dict().values()):
         raise ValueError("model: has tensors on the meta device (no values to save)")
     meta = {**(metadata or {}), "lmlab_model": type(model).__name__,
@@ -81,12 +74,12 @@ def _tied(model: nn.Module, key: str) -> bool:
     return isinstance(owner, GPT) and owner.config.tie_embeddings
 
 
-# the keys of the stored JSON config, for each model class
-_LAYOUT = {"GPT": ("config", "cross_d_model"), "Encoder": ("config",),
-           "EncoderDecoder": ("encoder", "decoder")}
+_HEADER_KEYS = {"GPT": ("config", "cross_d_model"), "Encoder": ("config",),
+                "EncoderDecoder": ("encoder", "decoder")}
 
 
 def _read_header(path: Path) -> tuple[str, dict[str, Any]]:
+    """The model class and its configs, every entry checked (the configs stay dicts)."""
     meta = read_metadata(path)  # a truncated or corrupted file raises, naming it
     if "lmlab_model" not in meta or "lmlab_config" not in meta:
         raise ValueError(f"{path}: no lmlab model config in the file's metadata")
@@ -97,34 +90,37 @@ def _read_header(path: Path) -> tuple[str, dict[str, Any]]:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: the model config is not valid JSON ({err})") from None
     name = meta["lmlab_model"]
-    if not isinstance(configs, dict):
-        raise ValueError(f"{path}: the model config is not a JSON object")
-    fields = [f.name for f in dataclasses.fields(TransformerConfig)]
-    for key in _LAYOUT[name]:
-        if key not in configs:
-            raise ValueError(f"{path}: the {name} config has no field {key!r}")
+    keys = _HEADER_KEYS[name]
+    if not isinstance(configs, dict) or set(configs) != set(keys):
+        got = sorted(configs) if isinstance(configs, dict) else type(configs).__name__
+        raise ValueError(f"{path}: the model config of a {name} must hold {list(keys)}, "
+                         f"got {got}")
+    fields = {f.name for f in dataclasses.fields(TransformerConfig)}
+    for key in keys:
         if key == "cross_d_model":
+            value = configs[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"{path}: cross_d_model is {value!r}; expected null or an "
+                                 "int >= 1")
             continue
         if not isinstance(configs[key], dict):
-            raise ValueError(f"{path}: the config's {key!r} is not a JSON object")
-        missing = [f for f in fields if f not in configs[key]]
-        if missing:
-            raise ValueError(f"{path}: the config's {key!r} has no field {missing[0]!r}"
-                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            raise ValueError(f"{path}: the model config {key!r} is not a JSON object")
+        missing = sorted(fields - set(configs[key]))
+        unknown = sorted(set(configs[key]) - fields)
+        if missing or unknown:
+            what = "; ".join(([f"lacks {missing}"] if missing else [])
+                             + ([f"has unknown fields {unknown}"] if unknown else []))
+            raise ValueError(f"{path}: the model config {key!r} {what}; was the file written "
+                             "by save_model?")
     return name, configs
 
 
-def _build(path: Path, name: str, configs: dict[str, Any]) -> nn.Module:
-    """The model the stored config describes; an invalid value is an error naming the file."""
+def _transformer_config(path: Path, values: dict[str, Any]) -> TransformerConfig:
     try:
-        if name == "EncoderDecoder":
-            return EncoderDecoder(TransformerConfig.from_dict(configs["encoder"]),
-                                  TransformerConfig.from_dict(configs["decoder"]))
-        if name == "GPT":
-            return GPT(TransformerConfig.from_dict(configs["config"]), configs["cross_d_model"])
-        return Encoder(TransformerConfig.from_dict(configs["config"]))
+        return TransformerConfig.from_dict(values)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: the stored config is invalid ({err})") from None
+        raise ValueError(f"{path}: the model config is invalid: {err}") from None
 
 
 def load_model(path: str | os.PathLike[str], expected: nn.Module | None = None,
@@ -139,22 +135,11 @@ def load_model(path: str | os.PathLike[str], expected: nn.Module | None = None,
 
     Returns:
         The model (``expected`` itself when given), in eval mode.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the file is truncated, corrupted or not an lmlab model file; its stored
-            config lacks a field or holds an invalid value; a tensor is missing, unexpected or
-            of the wrong shape; or ``expected`` differs from it. The message names the file.
     """
     path = check_file("path", path)
-    if expected is not None and not isinstance(expected, (GPT, Encoder, EncoderDecoder)):
-        raise TypeError(f"expected: a GPT, Encoder or EncoderDecoder (or None), got "
-                        f"{type(expected).__name__}")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device: expected a torch device such as 'cpu' or 'cuda', got "
-                         f"{device!r} ({err})") from None
+    if expected is not None:
+        check_instance("expected", expected, (GPT, Encoder, EncoderDecoder))
+    device = get_device(device, name="device")
     name, configs = _read_header(path)
     if expected is not None:
         if type(expected).__name__ != name:
@@ -164,8 +149,13 @@ def load_model(path: str | os.PathLike[str], expected: nn.Module | None = None,
             diffs = _diff(configs, mine)
             raise ValueError(f"{path}: config does not match the model's: {diffs}")
         model = expected
+    elif name == "EncoderDecoder":
+        model = EncoderDecoder(_transformer_config(path, configs["encoder"]),
+                               _transformer_config(path, configs["decoder"]))
+    elif name == "GPT":
+        model = GPT(_transformer_config(path, configs["config"]), configs["cross_d_model"])
     else:
-        model = _build(path, name, configs)
+        model = Encoder(_transformer_config(path, configs["config"]))
     try:
         state = load_tensors(path)
     except Exception as err:

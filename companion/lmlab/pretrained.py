@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from lmlab._checks import check_int, check_str, check_strings, check_tensor
+from lmlab._checks import (
+    check_bool,
+    check_float,
+    check_instance,
+    check_int,
+    check_str,
+    check_strings,
+    check_tensor,
+)
 from lmlab.sublayers import MultiHeadAttention
 from lmlab.transformer import Encoder, TransformerConfig
 
@@ -69,6 +78,7 @@ BERT_NAMES: dict[str, str] = {
 _BERT_UNUSED = ("embeddings.position_ids",  # a buffer older checkpoints store: 0, 1, 2, ...
                 "pooler.dense.weight", "pooler.dense.bias")  # the [CLS] classifier head
 _BERT_UNUSED_PREFIXES = ("cls.",)  # masked-LM / next-sentence heads of BertForPreTraining
+_FIELDS = re.compile(r"\{[^{}]*\}")  # str.format fields of a name-table entry
 
 
 # ---------------------------------------------------------------------- loading by table (shared)
@@ -77,10 +87,32 @@ _BERT_UNUSED_PREFIXES = ("cls.",)  # masked-LM / next-sentence heads of BertForP
 def expand_names(table: Mapping[str, str], num_layers: int) -> dict[str, str]:
     """Write out a name table for ``num_layers`` layers (``{i}`` -> 0, 1, ...).
 
+    Args:
+        table: file name -> model name, ``{i}`` standing for the layer on both sides of a
+            per-layer entry (and on neither side of the others).
+        num_layers: the number of layers (>= 1).
+
+    Raises:
+        TypeError: ``table`` is not a mapping of str to str, or ``num_layers`` not an int.
+        ValueError: ``num_layers`` < 1, or an entry has ``{i}`` on one side only or another
+            ``{...}`` field.
+
     Example:
         >>> expand_names({"a.{i}.w": "b.{i}.w", "c": "d"}, 2)
         {'a.0.w': 'b.0.w', 'a.1.w': 'b.1.w', 'c': 'd'}
     """
+    if not isinstance(table, Mapping):
+        raise TypeError(f"table: expected a mapping of str to str, got {type(table).__name__}")
+    check_int("num_layers", num_layers)
+    for source, target in table.items():
+        if not isinstance(source, str) or not isinstance(target, str) or not source \
+                or not target:
+            raise TypeError(f"table: expected non-empty str -> str entries, got "
+                            f"{source!r}: {target!r}")
+        fields = [set(_FIELDS.findall(name)) for name in (source, target)]
+        if any(f - {"{i}"} for f in fields) or fields[0] != fields[1]:
+            raise ValueError(f"table: entry {source!r}: {target!r} must hold {{i}} on both "
+                             "sides or on neither, and no other {...} field")
     out: dict[str, str] = {}
     for source, target in table.items():
         if "{i}" in source:
@@ -239,39 +271,81 @@ def _folder(path: object) -> Path:
 # ---------------------------------------------------------------------- BERT / MiniLM
 
 
-def _config_reader(hf: Mapping[str, Any], label: str) -> Callable[[str], Any]:
-    """``need(key)``: the config's value for ``key``, or a ``ValueError`` naming ``label``."""
-    def need(key: str) -> Any:
-        if key not in hf:
-            raise ValueError(f"path: {label} has no {key!r}")
-        return hf[key]
-    return need
+_REQUIRED = object()
+
+
+def _config_reader(hf: object, label: object) -> Callable[..., Any]:
+    """``read(key, kind, default, minimum)``: the config's value for ``key``, checked.
+
+    ``kind`` is ``"int"`` (>= ``minimum``), ``"float"`` (finite, > ``minimum``), ``"bool"`` or
+    ``"str"``; a missing (or ``null``) key gives ``default``, or without one a ``ValueError``
+    naming ``label``. A value of the wrong kind raises naming ``label`` and the key.
+    """
+    if not isinstance(hf, Mapping):
+        raise TypeError(f"hf: expected the parsed config.json (a mapping), got "
+                        f"{type(hf).__name__}")
+    label = check_str("label", label)
+
+    def read(key: str, kind: str = "int", default: Any = _REQUIRED,
+             minimum: float | None = 1) -> Any:
+        value = hf.get(key)
+        if value is None:
+            if default is _REQUIRED:
+                raise ValueError(f"path: {label} has no {key!r}")
+            return default
+        try:
+            if kind == "int":
+                return check_int(key, value, minimum=None if minimum is None else int(minimum))
+            if kind == "float":
+                return check_float(key, value, minimum, min_inclusive=False)
+            if kind == "bool":
+                return check_bool(key, value)
+            return check_str(key, value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"path: {label}: {err}") from None
+    return read
+
+
+def _transformer_config(label: str, **fields: Any) -> TransformerConfig:
+    """``TransformerConfig(**fields)``, its errors naming ``label``."""
+    try:
+        return TransformerConfig(**fields)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"path: {label} gives an invalid model: {err}") from None
 
 
 def bert_config(hf: Mapping[str, Any], label: str = "config.json") -> TransformerConfig:
     """The :class:`lmlab.transformer.TransformerConfig` of a Hugging Face BERT ``config.json``.
 
-    Raises:
-        ValueError: the config is not a plain BERT (another ``model_type``, activation or
-            position type); the message names ``label``.
-    """
-    need = _config_reader(hf, label)
+    Args:
+        hf: the parsed ``config.json``.
+        label: how messages name the file.
 
-    if need("model_type") != "bert":
-        raise ValueError(f"path: {label} describes a {hf['model_type']!r} model, not 'bert'")
-    if hf.get("hidden_act", "gelu") != "gelu":
-        raise ValueError(f"path: {label} uses hidden_act={hf['hidden_act']!r}; only 'gelu'")
-    if hf.get("position_embedding_type", "absolute") != "absolute":
-        raise ValueError(f"path: {label} uses position_embedding_type="
-                         f"{hf['position_embedding_type']!r}; only 'absolute'")
-    return TransformerConfig(
-        vocab_size=need("vocab_size"), context_length=need("max_position_embeddings"),
-        d_model=need("hidden_size"), num_layers=need("num_hidden_layers"),
-        num_heads=need("num_attention_heads"), d_ff=need("intermediate_size"), ffn="gelu",
-        norm="layernorm", norm_placement="post", norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
-        final_norm=False, position="learned", attention_bias=True, mlp_bias=True,
-        tie_embeddings=False, type_vocab_size=hf.get("type_vocab_size", 2),
-        embedding_norm=True)
+    Raises:
+        TypeError: ``hf`` is not a mapping.
+        ValueError: the config is not a plain BERT (another ``model_type``, activation or
+            position type), lacks a field or holds one of the wrong kind or range; the message
+            names ``label``.
+    """
+    read = _config_reader(hf, label)
+    model_type = read("model_type", "str")
+    if model_type != "bert":
+        raise ValueError(f"path: {label} describes a {model_type!r} model, not 'bert'")
+    act = read("hidden_act", "str", "gelu")
+    if act != "gelu":
+        raise ValueError(f"path: {label} uses hidden_act={act!r}; only 'gelu'")
+    position = read("position_embedding_type", "str", "absolute")
+    if position != "absolute":
+        raise ValueError(f"path: {label} uses position_embedding_type={position!r}; only "
+                         "'absolute'")
+    return _transformer_config(
+        label, vocab_size=read("vocab_size"), context_length=read("max_position_embeddings"),
+        d_model=read("hidden_size"), num_layers=read("num_hidden_layers"),
+        num_heads=read("num_attention_heads"), d_ff=read("intermediate_size"), ffn="gelu",
+        norm="layernorm", norm_placement="post",
+        norm_eps=read("layer_norm_eps", "float", 1e-12, minimum=0.0), final_norm=False,
+        position="learned", attention_bias=True, mlp_bias=True, tie_embeddings=False,
+        type_vocab_size=read("type_vocab_size", "int", 2, minimum=0), embedding_norm=True)
 
 
 def mean_pool(hidden: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
@@ -283,6 +357,11 @@ def mean_pool(hidden: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
 
     Returns:
         One vector per sequence.
+
+    Raises:
+        TypeError: not tensors of these kinds.
+        ValueError: shapes that do not fit, meta tensors, two devices, or a sequence without
+            a real token.
 
     Shape:
         hidden ``(B, T, C)``, padding_mask ``(B, T)`` -> ``(B, C)``
@@ -297,6 +376,15 @@ def mean_pool(hidden: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
     if padding_mask.shape != hidden.shape[:2]:
         raise ValueError(f"padding_mask: expected shape {tuple(hidden.shape[:2])}, got "
                          f"{tuple(padding_mask.shape)}")
+    for name, t in (("hidden", hidden), ("padding_mask", padding_mask)):
+        if t.is_meta:
+            raise ValueError(f"{name}: a meta tensor (a shape without data)")
+    if padding_mask.device != hidden.device:
+        raise ValueError(f"padding_mask: on {padding_mask.device}, hidden on {hidden.device}; "
+                         "expected one device")
+    if not bool(padding_mask.any(dim=1).all()):  # one check per batch, not per token
+        raise ValueError("padding_mask: a row has no real token; the mean of nothing is "
+                         "undefined (every text has at least [CLS] and [SEP])")
     weights = padding_mask.to(hidden.dtype)[..., None]  # (B, T, 1)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, C)
 
@@ -308,38 +396,75 @@ class SentenceEncoder:
     Sentence embeddings are sentence-transformers' recipe for all-MiniLM-L6-v2: the mean of the
     last layer's vectors over the real tokens (``[CLS]`` and ``[SEP]`` included), scaled to
     length 1, so the dot product of two embeddings is their cosine similarity.
+
+    A text longer than ``max_length`` tokens is cut as sentence-transformers and
+    ``transformers`` cut it: the text's own tokens are shortened so that they fit with the
+    special tokens, which are then added (``[CLS] ... [SEP]``, ``max_length`` in all).
+
+    Raises:
+        TypeError: ``model`` is not an :class:`lmlab.transformer.Encoder`, ``tokenizer`` not a
+            ``tokenizers.Tokenizer`` or ``max_length`` not an int.
+        ValueError: ``max_length`` leaves no room for a token besides the special ones or
+            exceeds the model's ``context_length``; the tokenizer pads or truncates on its own.
     """
 
     model: lmlab.transformer.Encoder  # holds the pretrained weights (eval mode)
     tokenizer: tokenizers.Tokenizer  # WordPiece, wraps each text in [CLS] ... [SEP]
     max_length: int  # longer texts are cut to this many tokens (sentence-transformers: 256)
 
+    def __post_init__(self) -> None:
+        from tokenizers import Tokenizer
+
+        check_instance("model", self.model, Encoder)
+        check_instance("tokenizer", self.tokenizer, Tokenizer)
+        for setting in ("padding", "truncation"):
+            if getattr(self.tokenizer, setting) is not None:
+                raise ValueError(f"tokenizer: has {setting} switched on; the encoder pads and "
+                                 f"cuts texts to max_length itself (call tokenizer.no_"
+                                 f"{setting}() first)")
+        check_int("max_length", self.max_length, minimum=self._num_special() + 1,
+                  maximum=self.model.config.context_length)
+
+    def _num_special(self) -> int:
+        processor = self.tokenizer.post_processor
+        return 0 if processor is None else processor.num_special_tokens_to_add(False)
+
+    def _encodings(self, texts: list[str]) -> list[tokenizers.Encoding]:
+        """Each text's tokens cut to leave room for the special tokens, which are then added."""
+        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        room = self.max_length - self._num_special()
+        for e in encodings:
+            if len(e.ids) > room:
+                e.truncate(room)
+        return [self.tokenizer.post_process(e) for e in encodings]
+
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Token ids, token types and padding mask of a batch, padded on the right.
 
         Returns:
             ``{"ids", "token_type_ids", "padding_mask"}``, each ``(B, T)`` on the model's
-            device; the padding mask is ``True`` on real tokens.
+            device, ``T <= max_length``; the padding mask is ``True`` on real tokens.
         """
         texts = check_strings("texts", texts)
-        encodings = self.tokenizer.encode_batch(texts)
-        T = max(min(len(e.ids), self.max_length) for e in encodings)
+        encodings = self._encodings(texts)
+        T = max(len(e.ids) for e in encodings)
         pad = self.tokenizer.token_to_id("[PAD]") or 0
         device = self.model.embed.tok_emb.weight.device
         ids = torch.full((len(texts), T), pad, dtype=torch.long)
         types = torch.zeros((len(texts), T), dtype=torch.long)
         mask = torch.zeros((len(texts), T), dtype=torch.bool)
         for row, e in enumerate(encodings):
-            n = min(len(e.ids), self.max_length)
-            ids[row, :n] = torch.tensor(e.ids[:n])
-            types[row, :n] = torch.tensor(e.type_ids[:n])
+            n = len(e.ids)
+            ids[row, :n] = torch.tensor(e.ids)
+            types[row, :n] = torch.tensor(e.type_ids)
             mask[row, :n] = True
         return {"ids": ids.to(device), "token_type_ids": types.to(device),
                 "padding_mask": mask.to(device)}
 
     def tokens(self, text: str) -> list[str]:
-        """The WordPiece tokens of one text, ``[CLS]`` and ``[SEP]`` included."""
-        return self.tokenizer.encode(check_str("text", text)).tokens[:self.max_length]
+        """The WordPiece tokens of one text, ``[CLS]`` and ``[SEP]`` included (cut as
+        :meth:`tokenize` cuts)."""
+        return self._encodings([check_str("text", text)])[0].tokens
 
     def hidden_states(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """The last layer's vector for every token: ``(hidden (B, T, C), padding_mask (B, T))``."""
@@ -363,6 +488,44 @@ class SentenceEncoder:
         return torch.cat(rows)
 
 
+def _bert_tokenizer(folder: Path, config: TransformerConfig,
+                    ) -> tuple[tokenizers.Tokenizer, int]:
+    """The folder's tokenizer (``tokenizer.json`` or ``vocab.txt``) and longest input (the
+    model's context, or ``max_seq_length`` of ``sentence_bert_config.json`` when shorter)."""
+    from lmlab.tokenization import load_bert_tokenizer, load_tokenizer_file
+
+    if (folder / "tokenizer.json").is_file():
+        tokenizer = load_tokenizer_file(folder / "tokenizer.json")
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+    elif (folder / "vocab.txt").is_file():
+        lower = True
+        if (folder / "tokenizer_config.json").is_file():
+            lower = _read_json(folder / "tokenizer_config.json", str(folder)).get(
+                "do_lower_case", True)
+            if not isinstance(lower, bool):
+                raise ValueError(f"path: 'tokenizer_config.json' in {str(folder)!r} has "
+                                 f"do_lower_case={lower!r}; expected true or false")
+        tokenizer = load_bert_tokenizer(folder / "vocab.txt", lowercase=lower)
+    else:
+        raise FileNotFoundError(f"path: {str(folder)!r} has neither tokenizer.json nor vocab.txt")
+    if tokenizer.get_vocab_size() > config.vocab_size:
+        raise ValueError(f"path: {folder.name!r}: the tokenizer has {tokenizer.get_vocab_size()} "
+                         f"tokens, the model {config.vocab_size}")
+    max_length = config.context_length
+    st_config = folder / "sentence_bert_config.json"
+    if st_config.is_file():
+        value = _read_json(st_config, str(folder)).get("max_seq_length")
+        post = tokenizer.post_processor
+        low = 1 + (0 if post is None else post.num_special_tokens_to_add(False))
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"path: 'sentence_bert_config.json' in {str(folder)!r} has "
+                                 f"max_seq_length={value!r}; expected an int >= {low}")
+            max_length = min(max_length, value)  # sentence-transformers: at most the model's
+    return tokenizer, max_length
+
+
 def load_bert(path: str | os.PathLike[str]) -> SentenceEncoder:
     """A BERT checkpoint folder (``config.json``, ``model.safetensors``, ``tokenizer.json`` or
     ``vocab.txt``) as a :class:`SentenceEncoder` on lmlab's :class:`~lmlab.transformer.Encoder`.
@@ -373,10 +536,10 @@ def load_bert(path: str | os.PathLike[str]) -> SentenceEncoder:
         ValueError: the config is not BERT's, a tensor is missing, unexpected or of the wrong
             shape, or a file is corrupted; the message names the file.
     """
-    from lmlab.tokenization import load_bert_tokenizer
-
     folder = _folder(path)
-    config = bert_config(_read_json(folder / "config.json", str(folder)))
+    config = bert_config(_read_json(folder / "config.json", str(folder)),
+                         f"'config.json' in {str(folder)!r}")
+    tokenizer, max_length = _bert_tokenizer(folder, config)  # every file checked first
     weights = _SafetensorsFolder(folder)
     names = weights.names()
     prefix = "bert." if any(n.startswith("bert.embeddings.") for n in names) else ""
@@ -387,27 +550,6 @@ def load_bert(path: str | os.PathLike[str]) -> SentenceEncoder:
     model = Encoder(config)
     _fill(model, table, weights.read, weights.shape, label)
     model.eval()
-
-    max_length = config.context_length
-    st_config = folder / "sentence_bert_config.json"
-    if st_config.is_file():
-        max_length = min(max_length, int(_read_json(st_config, str(folder))
-                                          .get("max_seq_length", max_length)))
-    if (folder / "tokenizer.json").is_file():
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
-    elif (folder / "vocab.txt").is_file():
-        lower = _read_json(folder / "tokenizer_config.json", str(folder)).get(
-            "do_lower_case", True) if (folder / "tokenizer_config.json").is_file() else True
-        tokenizer = load_bert_tokenizer(folder / "vocab.txt", lowercase=bool(lower))
-    else:
-        raise FileNotFoundError(f"path: {str(folder)!r} has neither tokenizer.json nor vocab.txt")
-    if tokenizer.get_vocab_size() > config.vocab_size:
-        raise ValueError(f"{label}: the tokenizer has {tokenizer.get_vocab_size()} tokens, the "
-                         f"model {config.vocab_size}")
     return SentenceEncoder(model, tokenizer, max_length)
 
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from lmlab._checks import check_bool, check_choice, check_float, check_int, check_tensor
 from lmlab.attention import padding_mask
-from lmlab.batching import Batch, _check_vocabs, pair_batches
+from lmlab.batching import Batch, check_vocabs, pair_batches
 from lmlab.bow import Vocabulary
 from lmlab.rnn import ATTENTIONS, CELLS, AttentionDecoder, Decoder, Encoder, State
 
@@ -63,7 +63,7 @@ class Seq2SeqConfig:
     attention: str | None = None  # None: plain decoder; "dot", "scaled_dot", "additive"
 
     def __post_init__(self) -> None:
-        _check_vocabs(self.src_vocab, self.tgt_vocab)
+        check_vocabs(self.src_vocab, self.tgt_vocab)
         check_int("d_model", self.d_model)
         check_int("hidden_size", self.hidden_size)
         check_choice("cell", self.cell, CELLS)
@@ -144,6 +144,14 @@ class Seq2SeqConfig:
 # --------------------------------------------------------------------------- the model
 
 
+def _no_meta(**tensors: object) -> None:
+    """Meta tensors carry shapes but no ids: refuse them before the model reads any."""
+    for name, t in tensors.items():
+        if isinstance(t, torch.Tensor) and t.is_meta:
+            raise ValueError(f"{name}: a meta tensor (a shape without data); expected ids on "
+                             "the model's device")
+
+
 def _select_state(state: State, index: torch.Tensor) -> State:
     if isinstance(state, tuple):
         return tuple(s[:, index] for s in state)  # type: ignore[return-value]
@@ -186,6 +194,7 @@ class Seq2Seq(nn.Module):
         Shape:
             src ``(B, S)`` -> memory ``(B, S, R)``, src_mask ``(B, S)`` (``True`` = real symbol)
         """
+        _no_meta(src=src, src_lengths=src_lengths)
         memory, state = self.encoder(src, src_lengths)
         return memory, state, padding_mask(src_lengths.to(src.device), src.shape[1])
 
@@ -201,6 +210,7 @@ class Seq2Seq(nn.Module):
         Returns:
             ``(logits, weights)``; ``weights`` is ``None`` for the plain decoder.
         """
+        _no_meta(tgt_in=tgt_in)
         memory, state, src_mask = self.encode(src, src_lengths)
         if isinstance(tgt_in, torch.Tensor) and tgt_in.dim() == 2 and tgt_in.shape[0] != src.shape[0]:
             raise ValueError(f"tgt_in: expected {src.shape[0]} sequences like src, "
@@ -402,7 +412,7 @@ def save_checkpoint(model: Seq2Seq, path: str | Path, metadata: dict[str, Any] |
     if metadata is not None and not isinstance(metadata, dict):
         raise TypeError(f"metadata: expected a dict, got {type(metadata).__name__}")
     try:
-        meta = json.dumps(metadata or {})
+        meta = json.dumps(metadata or {}, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"metadata: not JSON-serialisable ({err})") from None
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
@@ -430,9 +440,12 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
     """
     from lmlab.io import load_tensors, read_metadata
 
+    from lmlab.device import get_device
+
     if not isinstance(path, (str, Path)):
         raise TypeError(f"path: expected a path (str or pathlib.Path), got {type(path).__name__}")
     path = Path(path)
+    device = get_device(device, name="device")
     header = read_metadata(path)  # errors name the file
     tensors = load_tensors(path)
     if "config" not in header:

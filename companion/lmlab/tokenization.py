@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "train_hf_bpe", "load_gpt2_reference", "BERT_SPECIAL_TOKENS", "train_wordpiece",
-    "load_bert_tokenizer", "load_minilm_tokenizer", "tokens_html",
+    "load_bert_tokenizer", "load_tokenizer_file", "load_minilm_tokenizer", "tokens_html",
 ]
 
 
@@ -239,22 +239,42 @@ def load_bert_tokenizer(vocab_file: str | os.PathLike[str] | None = None,
     return _bert_pipeline(Tokenizer(model), lowercase)
 
 
+def load_tokenizer_file(path: str | os.PathLike[str]) -> tokenizers.Tokenizer:
+    """A Hugging Face ``tokenizer.json``, read with ``tokenizers.Tokenizer``.
+
+    Args:
+        path: the ``tokenizer.json`` file.
+
+    Raises:
+        TypeError: ``path`` is not a path.
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not UTF-8 text or not a valid ``tokenizer.json`` (truncated or
+            corrupted); the message names it.
+    """
+    from tokenizers import Tokenizer
+
+    path = check_file("path", path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"path: {str(path)!r} is not UTF-8 text: {err}") from None
+    try:
+        return Tokenizer.from_str(text)
+    except Exception as err:  # tokenizers raises a bare Exception on a bad file
+        raise ValueError(f"path: {str(path)!r} is not a valid tokenizer.json (truncated or "
+                         f"corrupted?): {err}") from None
+
+
 def load_minilm_tokenizer() -> tokenizers.Tokenizer:
     """all-MiniLM-L6-v2's ``tokenizer.json`` (bert-base-uncased), without its padding to 128.
 
     Its truncation to 128 tokens is kept: that is the model's context length. A corrupted or
     truncated file raises ``ValueError`` naming it.
     """
-    from tokenizers import Tokenizer
-
     from lmlab.data import minilm_dir
 
     path = minilm_dir() / "tokenizer.json"
-    try:
-        tok = Tokenizer.from_file(str(path))
-    except Exception as err:  # tokenizers raises a bare Exception on a bad file
-        raise ValueError(f"path: {str(path)!r} is not a valid tokenizer.json (truncated or "
-                         f"corrupted?): {err}") from err
+    tok = load_tokenizer_file(path)
     if tok.get_vocab_size() != _BERT_VOCAB_SIZE:
         raise ValueError(f"path: {str(path)!r} has {tok.get_vocab_size():,} tokens, expected "
                          f"{_BERT_VOCAB_SIZE:,}")

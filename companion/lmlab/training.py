@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -58,6 +59,13 @@ log = logging.getLogger(__name__)
 # Fields that may differ between a checkpoint and the config resuming it (they do not change
 # the arithmetic of a step).
 _COSMETIC = ("eval_every", "checkpoint_every", "log_every", "desc", "compile")
+
+
+def _check_fields(name: str, values: Mapping[str, Any]) -> None:
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    unknown = sorted(map(str, set(values) - set(known)))
+    if unknown:
+        raise ValueError(f"{name}: unknown TrainConfig fields {unknown}; allowed: {known}")
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,7 @@ class TrainConfig:
             >>> TrainConfig.small(steps=200).warmup_steps
             10
         """
+        _check_fields("overrides", overrides)
         steps = overrides.get("steps", 500)
         base = {"steps": steps, "lr": 3e-3, "warmup_steps": steps // 20, "decay": "cosine",
                 "min_lr_ratio": 0.1, "grad_clip": 1.0}
@@ -139,6 +148,7 @@ class TrainConfig:
             >>> TrainConfig.gpt2(steps=5000).betas
             (0.9, 0.95)
         """
+        _check_fields("overrides", overrides)
         base = {"steps": 600_000, "lr": 6e-4, "warmup_steps": 2000, "decay": "cosine",
                 "min_lr_ratio": 0.1, "weight_decay": 0.1, "betas": (0.9, 0.95),
                 "grad_clip": 1.0}
@@ -155,10 +165,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """The inverse of :meth:`to_dict`; unknown keys are an error that names them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"values: unknown TrainConfig fields {unknown}")
+        if not isinstance(values, Mapping):
+            raise TypeError(f"values: expected a mapping of field names, got "
+                            f"{type(values).__name__}")
+        _check_fields("values", values)
         return cls(**values)
 
 
@@ -251,6 +261,19 @@ def _split(batch: Any, parts: int, why: str) -> list[Any]:
         raise TypeError(f"batches: cannot split a {type(batch).__name__} into {parts} parts "
                         f"({why}); return tensors in a tuple, list, dict or dataclass")
     return [_map_tensors(batch, lambda t, i=i: t.chunk(parts)[i]) for i in range(parts)]
+
+
+def _check_batch(batch: Any) -> None:
+    """A batch must hold a tensor (in a tuple, list, dict or dataclass) or move itself."""
+    found: list[torch.Tensor] = []
+    _map_tensors(batch, lambda t: found.append(t) or t)
+    if not found and not (hasattr(batch, "to") and callable(batch.to)):
+        raise TypeError(f"batches: a batch must be a tensor, or hold tensors in a tuple, list, "
+                        f"dict or dataclass, or have a .to(device) method; got "
+                        f"{type(batch).__name__} {batch!r:.60}")
+    meta = [t for t in found if t.is_meta]
+    if meta:
+        raise ValueError("batches: a batch holds a meta tensor (a shape without data)")
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -352,6 +375,28 @@ def _check_loss(loss: object) -> torch.Tensor:
     return loss
 
 
+def _check_eval(value: object) -> object:
+    """``eval_fn``'s value, which the checkpoint's JSON header must be able to hold."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as err:
+        kind = type(value).__name__
+        raise TypeError(f"eval_fn: returned a {kind}, which JSON cannot hold ({err}); return "
+                        "a float (e.g. loss.item()) or a dict of floats") from None
+    return value
+
+
+def _evaluate(model: nn.Module, eval_fn: Callable[[nn.Module], Any], device: torch.device,
+              use_amp: bool) -> object:
+    """``eval_fn(model)`` in eval mode without gradients, its value checked."""
+    model.eval()
+    try:
+        with torch.no_grad(), autocast(device, enabled=use_amp, dtype=torch.bfloat16):
+            return _check_eval(eval_fn(model))
+    finally:
+        model.train()
+
+
 def _mixed_precision(config: TrainConfig, device: torch.device) -> bool:
     if not config.mixed_precision or device.type != "cuda":
         return False
@@ -408,7 +453,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
         device: where to train; ``None`` picks :func:`lmlab.device.get_device`.
         eval_fn: ``eval_fn(model) -> value`` (a float or a dict of floats: JSON), run under
             ``torch.no_grad()`` in eval mode every ``config.eval_every`` steps and after the
-            last step, on every rank.
+            last step, on every rank; also once before the first step, to check that its value
+            is JSON (a tensor is refused there, before any training).
         checkpoint: a ``.safetensors`` path, written atomically every
             ``config.checkpoint_every`` steps and after the last step: the model, the
             optimizer, the step, the random states, the loss history and the config.
@@ -426,7 +472,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
         The :class:`TrainResult`: the loss of every step, the evaluations, the step count.
 
     Raises:
-        TypeError, ValueError: a bad argument, before any work is done.
+        TypeError, ValueError: a bad argument (``batches`` a tuple of tensors, which would
+            read as a sequence of batches, or too short a list; ``eval_fn`` returning what JSON
+            cannot hold), before any step is taken.
         FloatingPointError: the loss became NaN or infinite (the message gives the step).
 
     Example:
@@ -447,25 +495,38 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
     check_instance("model", model, nn.Module)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model: has no trainable parameters")
+    meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if meta:
+        raise ValueError(f"model: {meta[0]!r} is on the meta device (a shape without data); "
+                         "materialise the model (to_empty() and initialise, or load weights)")
     check_callable("loss_fn", loss_fn)
     if not callable(batches) and not isinstance(batches, Iterable):
         raise TypeError(f"batches: expected a callable (step, generator) or an iterable, got "
                         f"{type(batches).__name__}")
-    if isinstance(batches, (str, bytes, torch.Tensor)):
+    if isinstance(batches, (str, bytes, torch.Tensor, Mapping)):
         raise TypeError(f"batches: expected a callable (step, generator) or an iterable of "
                         f"batches, got {type(batches).__name__}")
+    if isinstance(batches, tuple) and any(isinstance(b, torch.Tensor) for b in batches):
+        raise TypeError(f"batches: got a tuple holding tensors, which reads as one batch "
+                        f"(x, y), not as {len(batches)} batches; pass a function (step, "
+                        f"generator) -> batch, or a list of batches ([batch] * steps)")
     check_instance("config", config, TrainConfig)
     check_callable("eval_fn", eval_fn, allow_none=True)
     check_callable("on_log", on_log, allow_none=True)
     check_bool("resume", resume)
     path = None if checkpoint is None else check_path("checkpoint", checkpoint,
                                                       folder_must_exist=True)
+    if path is not None and path.is_dir():
+        raise ValueError(f"checkpoint: {str(path)!r} is a folder; expected a .safetensors file")
     if resume and path is None:
         raise ValueError("resume: True needs a checkpoint path to resume from")
-    device = get_device(device)
+    device = get_device(device, name="device")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     stop = config.steps if until is None else check_int("until", until, maximum=config.steps)
+    if hasattr(batches, "__len__") and not callable(batches) and len(batches) < stop:
+        raise ValueError(f"batches: holds {len(batches)} batches; the run needs {stop} "
+                         "(config.steps, or until)")
     rank, world_size = world()
     header = None
     if resume:
@@ -497,6 +558,12 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
             losses = _checkpoint.restore(path, header, model, optimizer, generator, device)
             result = TrainResult(losses, [tuple(e) for e in header["evals"]], header["step"],
                                  header["step"])
+        if eval_fn is not None and result.start_step < stop:
+            # One call before the first step checks what eval_fn returns, so that a value the
+            # checkpoint cannot hold fails now, not after the run; its random numbers do not
+            # count (the run's stream is forked again and left as it was).
+            with _fork_rng(device):
+                _evaluate(model, eval_fn, device, use_amp)
         source = _Batches(batches, result.start_step, generator, config.steps)
         net: nn.Module = model
         if world_size > 1:
@@ -529,6 +596,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 batch = source.get(step)
+                if step == result.start_step:
+                    _check_batch(batch)
                 batch = _split(batch, world_size, f"one share per process of {world_size}")[rank]
                 micro = _split(batch, config.accumulate, f"accumulate={config.accumulate}")
                 loss = torch.zeros((), device=device)
@@ -558,11 +627,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
                 if eval_fn is not None and (done == config.steps or (
                         config.eval_every and done % config.eval_every == 0)):
                     flush()
-                    model.eval()
-                    with torch.no_grad(), autocast(device, enabled=use_amp,
-                                                   dtype=torch.bfloat16):
-                        result.evals.append((done, eval_fn(model)))
-                    model.train()
+                    result.evals.append((done, _evaluate(model, eval_fn, device, use_amp)))
                 if path is not None and (last or (config.checkpoint_every
                                                   and done % config.checkpoint_every == 0)):
                     flush()
