@@ -3,6 +3,10 @@
 The rule: a value of the wrong *type* raises :class:`TypeError`, a value of the right type but
 outside what is allowed raises :class:`ValueError`. Every message starts with the parameter's
 name and says what is allowed. Checks run before any work is done.
+
+A private module, and the one exception to the package's rule that no module imports another
+module's private names: every module imports its checks from here (``tests/test_imports.py``
+holds the rule).
 """
 
 from __future__ import annotations
