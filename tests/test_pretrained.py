@@ -179,7 +179,7 @@ def test_minilm_long_texts_match_sentence_transformers(minilm, long_texts):
 
 
 def test_sentence_encoder_checks_its_parts(minilm):
-    from lmlab.tokenization import load_minilm_tokenizer
+    from lmlab.wordpiece import load_minilm_tokenizer
 
     model, tok = minilm.model, minilm.tokenizer
     short = SentenceEncoder(model, tok, 8)

@@ -24,13 +24,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lmlab._checks import check_str
-from lmlab.gguf_file import (
-    ChatTemplate,
-    GGUFFile,
-    GGUFTokenizer,
-    smollm2_gguf_file,
-    unpermute_rotary,
-)
+from lmlab.chat_template import ChatTemplate
+from lmlab.gguf_file import GGUFFile, smollm2_gguf_file, unpermute_rotary
+from lmlab.gguf_tokenizer import GGUFTokenizer
 from lmlab.transformer import GPT, TransformerConfig
 from lmlab.weights import (SafetensorsFolder, check_names, config_reader, expand_names,
                            fill_weights, read_json, transformer_config)
@@ -181,7 +177,7 @@ def llama_config_from_gguf(file: GGUFFile) -> TransformerConfig:
 
 
 class HFTokenizer:
-    """A Hugging Face ``tokenizer.json`` with :class:`lmlab.gguf_file.GGUFTokenizer`'s methods
+    """A Hugging Face ``tokenizer.json`` with :class:`lmlab.gguf_tokenizer.GGUFTokenizer`'s methods
     (``encode`` returns ids without added special tokens, ``decode`` keeps special tokens)."""
 
     def __init__(self, tokenizer: tokenizers.Tokenizer) -> None:
@@ -341,7 +337,7 @@ def _load_llama_folder(folder: Path) -> ChatModel:
 
 def _folder_tokenizer(folder: Path) -> tuple[HFTokenizer, ChatTemplate | None, int | None]:
     """The tokenizer, chat template and end-of-turn id of a Hugging Face folder."""
-    from lmlab.tokenization import load_tokenizer_file
+    from lmlab.hf_tokenizers import load_tokenizer_file
 
     if not (folder / "tokenizer.json").is_file():
         raise FileNotFoundError(f"path: {str(folder)!r} has no tokenizer.json")

@@ -253,7 +253,8 @@ def _bert_tokenizer(folder: Path, config: TransformerConfig,
                     ) -> tuple[tokenizers.Tokenizer, int]:
     """The folder's tokenizer (``tokenizer.json`` or ``vocab.txt``) and longest input (the
     model's context, or ``max_seq_length`` of ``sentence_bert_config.json`` when shorter)."""
-    from lmlab.tokenization import load_bert_tokenizer, load_tokenizer_file
+    from lmlab.hf_tokenizers import load_tokenizer_file
+    from lmlab.wordpiece import load_bert_tokenizer
 
     if (folder / "tokenizer.json").is_file():
         tokenizer = load_tokenizer_file(folder / "tokenizer.json")
