@@ -596,3 +596,17 @@ def test_a_file_whose_pattern_has_groups_is_refused(tmp_path):
     (tmp_path / "t.json").write_text(json.dumps(state), encoding="utf-8")
     with pytest.raises(ValueError, match="^path: .*t.json' has a pattern with capturing groups"):
         BPETokenizer.from_file(tmp_path / "t.json")
+
+
+def test_training_progress_counts_the_merges(capsys):
+    tok = BPETokenizer()
+    tok.train("ab ab ab cd cd", 260, show_progress=True)
+    err = capsys.readouterr().err
+    assert "bpe" in err and "4/4" in err
+    BPETokenizer().train("ab ab ab cd cd", 260, show_progress=False)
+    assert capsys.readouterr().err == ""
+    short = BPETokenizer()
+    short.train("ab", 300, show_progress=True)  # stops after 1 merge: no pairs left
+    assert "1/44" in capsys.readouterr().err and short.vocab_size == 257
+    with pytest.raises(TypeError, match="^show_progress"):
+        BPETokenizer().train("ab", 300, show_progress=1)

@@ -45,9 +45,10 @@ import regex
 import torch
 
 from lmlab import bpe_files
-from lmlab._checks import check_int, check_str, check_strings
+from lmlab._checks import check_bool, check_int, check_str, check_strings
 from lmlab.byte_pairs import bytes_to_unicode, merge, merge_ranked, tie_key
 from lmlab.io import save_json
+from lmlab.progress import progress
 
 __all__ = ["GPT2_PATTERN", "MAX_VOCAB_SIZE", "BPETokenizer", "PRETRAINED_TOKENIZERS"]
 
@@ -160,7 +161,7 @@ class BPETokenizer:
 
     # ------------------------------------------------------------------ training
 
-    def train(self, text: str, vocab_size: int) -> None:
+    def train(self, text: str, vocab_size: int, *, show_progress: bool | None = None) -> None:
         """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
 
         The text is cut into chunks by the ``pattern`` regex and the distinct chunks are counted
@@ -174,9 +175,12 @@ class BPETokenizer:
             text: the training text (non-empty).
             vocab_size: the size of the final vocabulary, from 256 plus the number of special
                 tokens up to :data:`MAX_VOCAB_SIZE`.
+            show_progress: a progress bar over the merges (``"bpe"``); ``None`` follows the
+                global switch (:func:`lmlab.progress.set_progress`).
 
         Raises:
-            TypeError: ``text`` is not a string or ``vocab_size`` not an int.
+            TypeError: ``text`` is not a string, ``vocab_size`` not an int or
+                ``show_progress`` not a bool.
             ValueError: ``text`` is empty or not valid Unicode, or ``vocab_size`` is out of
                 range.
         """
@@ -185,6 +189,8 @@ class BPETokenizer:
         check_int("vocab_size", vocab_size, minimum=256 + len(specials), maximum=MAX_VOCAB_SIZE)
         if not text:
             raise ValueError("text: cannot train on an empty string")
+        if show_progress is not None:
+            check_bool("show_progress", show_progress)
         num_merges = vocab_size - 256 - len(specials)
 
         chunk_counts = Counter(self._chunks(text))
@@ -204,6 +210,7 @@ class BPETokenizer:
         heapq.heapify(heap)
 
         merges: list[tuple[int, int, int]] = []
+        bar = progress(total=num_merges, desc="bpe", enabled=show_progress)
         for step in range(num_merges):
             while heap:  # pop until an entry is current (stale ones carry old counts)
                 neg, _key, pair = heapq.heappop(heap)
@@ -237,6 +244,8 @@ class BPETokenizer:
                     else:
                         del counts[p]
             logger.debug("merge %d: %r -> %d (%d)", step, pair, new, -neg)
+            bar.update(1)
+        bar.close()
         first = 256 + len(merges)
         self._set_model(list(range(256)), merges, {s: first + i for i, s in enumerate(specials)})
 
