@@ -604,6 +604,7 @@ def test_training_progress_counts_the_merges(capsys):
     err = capsys.readouterr().err
     assert "bpe" in err and "4/4" in err
     BPETokenizer().train("ab ab ab cd cd", 260, show_progress=False)
+    BPETokenizer().train("ab ab ab cd cd", 260)  # off by default
     assert capsys.readouterr().err == ""
     short = BPETokenizer()
     short.train("ab", 300, show_progress=True)  # stops after 1 merge: no pairs left

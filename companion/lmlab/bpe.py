@@ -161,7 +161,7 @@ class BPETokenizer:
 
     # ------------------------------------------------------------------ training
 
-    def train(self, text: str, vocab_size: int, *, show_progress: bool | None = None) -> None:
+    def train(self, text: str, vocab_size: int, *, show_progress: bool = False) -> None:
         """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
 
         The text is cut into chunks by the ``pattern`` regex and the distinct chunks are counted
@@ -175,8 +175,9 @@ class BPETokenizer:
             text: the training text (non-empty).
             vocab_size: the size of the final vocabulary, from 256 plus the number of special
                 tokens up to :data:`MAX_VOCAB_SIZE`.
-            show_progress: a progress bar over the merges (``"bpe"``); ``None`` follows the
-                global switch (:func:`lmlab.progress.set_progress`).
+            show_progress: a progress bar over the merges (``"bpe"``; pass
+                :func:`lmlab.progress.progress_enabled()` to follow the global switch). Off by
+                default: a small vocabulary trains in a moment.
 
         Raises:
             TypeError: ``text`` is not a string, ``vocab_size`` not an int or
@@ -189,8 +190,7 @@ class BPETokenizer:
         check_int("vocab_size", vocab_size, minimum=256 + len(specials), maximum=MAX_VOCAB_SIZE)
         if not text:
             raise ValueError("text: cannot train on an empty string")
-        if show_progress is not None:
-            check_bool("show_progress", show_progress)
+        check_bool("show_progress", show_progress)
         num_merges = vocab_size - 256 - len(specials)
 
         chunk_counts = Counter(self._chunks(text))

@@ -34,7 +34,7 @@ from lmlab.gguf_tokenizer import GGUFTokenizer
 from lmlab.transformer import GPT
 from lmlab.transformer_config import TransformerConfig
 from lmlab.data import pretrained_path
-from lmlab.model_files import placement
+from lmlab.model_files import move, placement
 from lmlab.weights import (SafetensorsFolder, check_names, config_reader, expand_names,
                            fill_weights, read_json, transformer_config)
 
@@ -272,13 +272,10 @@ class ChatModel:
         """Move the model to ``device`` and/or cast its weights to ``dtype``; return ``self``.
 
         Raises:
-            ValueError, TypeError, RuntimeError: as :func:`lmlab.model_files.placement` (an
-                unknown or unavailable device, a dtype that is not floating point).
+            ValueError, TypeError, RuntimeError: as :func:`lmlab.model_files.move` (an unknown
+                or unavailable device, a dtype that is not floating point).
         """
-        if device is not None:
-            device = placement(device, None)[0]
-        placement(None, dtype)
-        self.model.to(device=device, dtype=dtype)
+        move(self.model, device, dtype)
         return self
 
     def prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> torch.Tensor:

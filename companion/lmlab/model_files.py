@@ -36,7 +36,7 @@ from lmlab.device import get_device
 from lmlab.io import load_tensors, read_metadata, save_tensors
 
 __all__ = ["FORMAT", "MODEL_KINDS", "ModelFile", "write_model_file", "read_model_file",
-           "check_metadata", "check_dtype", "placement", "ModelFileMixin", "load"]
+           "check_metadata", "check_dtype", "placement", "move", "ModelFileMixin", "load"]
 
 FORMAT = "lmlab.model/1"
 """The ``"format"`` entry of a model file's header."""
@@ -162,6 +162,21 @@ def placement(device: str | torch.device | None, dtype: torch.dtype | None,
     """
     check_dtype(dtype)
     return (torch.device("cpu") if device is None else get_device(device, name="device")), dtype
+
+
+def move(module: nn.Module, device: str | torch.device | None = None,
+         dtype: torch.dtype | None = None) -> nn.Module:
+    """Move ``module`` to ``device`` and/or cast its floating-point weights to ``dtype``, both
+    checked first (``None``: leave as is); return it.
+
+    Raises:
+        ValueError, TypeError, RuntimeError: as :func:`placement`.
+    """
+    check_instance("module", module, nn.Module)
+    if device is not None:
+        device = placement(device, None)[0]
+    check_dtype(dtype)
+    return module.to(device=device, dtype=dtype)
 
 
 def _checksum(tensors: Mapping[str, torch.Tensor]) -> str:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from lmlab._checks import check_instance, check_int, check_str, check_strings, check_tensor
 from lmlab.data import pretrained_path
-from lmlab.model_files import placement
+from lmlab.model_files import move, placement
 from lmlab.transformer import Encoder
 from lmlab.transformer_config import TransformerConfig
 from lmlab.weights import (SafetensorsFolder, check_names, checkpoint_folder, config_reader,
@@ -232,13 +232,10 @@ class SentenceEncoder:
         """Move the model to ``device`` and/or cast its weights to ``dtype``; return ``self``.
 
         Raises:
-            ValueError, TypeError, RuntimeError: as :func:`lmlab.model_files.placement` (an
-                unknown or unavailable device, a dtype that is not floating point).
+            ValueError, TypeError, RuntimeError: as :func:`lmlab.model_files.move` (an unknown
+                or unavailable device, a dtype that is not floating point).
         """
-        if device is not None:
-            device = placement(device, None)[0]
-        placement(None, dtype)
-        self.model.to(device=device, dtype=dtype)
+        move(self.model, device, dtype)
         return self
 
     def _num_special(self) -> int:
