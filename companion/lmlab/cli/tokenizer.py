@@ -1,0 +1,128 @@
+"""``lmlab tokenizer train|encode|decode``: byte-level BPE (chapter 5) or WordPiece on your text."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from typing import Any
+
+from lmlab.cli.common import (EOT, RUN_FILE, CLIError, OutputFolder, check_inputs, echo,
+                              load_tokenizer, read_documents, write_json)
+
+KINDS = ("bpe", "wordpiece")
+
+TRAIN_EXAMPLE = """example:
+  lmlab tokenizer train my_texts/ --out tok --vocab-size 2000
+  (my_texts/: every *.txt under it, sorted; writes tok/tokenizer.json and tok/run.json)"""
+ENCODE_EXAMPLE = """example:
+  lmlab tokenizer encode tok "Hello world"          # prints the ids
+  lmlab tokenizer encode tok --tokens "Hello world" # prints the tokens"""
+DECODE_EXAMPLE = """example:
+  lmlab tokenizer decode tok 72 101 108 108 111"""
+
+
+def add_parser(sub: Any) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    group = sub.add_parser("tokenizer", help="train, use and inspect a tokenizer",
+                           description="Byte-level BPE (lmlab.bpe) or WordPiece tokenizers.",
+                           epilog=TRAIN_EXAMPLE, formatter_class=fmt)
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    train = actions.add_parser("train", help="learn a vocabulary from text files",
+                               description="Learn a tokenizer from UTF-8 text files or folders.",
+                               epilog=TRAIN_EXAMPLE, formatter_class=fmt)
+    train.add_argument("inputs", nargs="+", metavar="TEXT",
+                       help="UTF-8 text files, or folders (every *.txt under them)")
+    train.add_argument("--out", required=True, help="the folder to write (must not exist)")
+    train.add_argument("--kind", choices=KINDS, default="bpe",
+                       help="bpe: byte-level BPE as GPT-2 (default); wordpiece: as BERT")
+    train.add_argument("--vocab-size", type=int, default=1024,
+                       help="tokens in the vocabulary, special tokens included (default 1024; "
+                            "BPE: at least 257)")
+    train.add_argument("--cased", action="store_true",
+                       help="wordpiece: keep upper case (default: lower-case the text)")
+    train.add_argument("--force", action="store_true", help="replace --out if it exists")
+    train.set_defaults(run=run_train)
+
+    encode = actions.add_parser("encode", help="text -> token ids",
+                                description="Print the ids (or tokens) of a text.",
+                                epilog=ENCODE_EXAMPLE, formatter_class=fmt)
+    encode.add_argument("tokenizer", help="a tokenizer folder or tokenizer.json file")
+    encode.add_argument("text", nargs="?", help="the text (or --file)")
+    encode.add_argument("--file", help="encode this UTF-8 file instead")
+    encode.add_argument("--tokens", action="store_true", help="print tokens, not ids")
+    encode.set_defaults(run=run_encode)
+
+    decode = actions.add_parser("decode", help="token ids -> text",
+                                description="Print the text of token ids.",
+                                epilog=DECODE_EXAMPLE, formatter_class=fmt)
+    decode.add_argument("tokenizer", help="a tokenizer folder or tokenizer.json file")
+    decode.add_argument("ids", nargs="+", type=int, metavar="ID", help="token ids")
+    decode.set_defaults(run=run_decode)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from lmlab.bpe import MAX_VOCAB_SIZE
+    from lmlab.progress import progress_enabled
+
+    low = 256 + 1 if args.kind == "bpe" else 6
+    if not low <= args.vocab_size <= MAX_VOCAB_SIZE:
+        raise CLIError(f"--vocab-size {args.vocab_size}: a {args.kind} vocabulary holds from "
+                       f"{low} to {MAX_VOCAB_SIZE} tokens")
+    files = check_inputs(args.inputs)
+    out = OutputFolder(args.out, args.force)
+    docs = read_documents(files)
+    chars = sum(len(d.text) for d in docs)
+    with out:
+        if args.kind == "bpe":
+            from lmlab.bpe import BPETokenizer
+
+            tok = BPETokenizer(special_tokens=[EOT])
+            text = "\n\n".join(d.text for d in docs)
+            if "show_progress" in inspect.signature(tok.train).parameters:
+                tok.train(text, args.vocab_size, show_progress=progress_enabled())
+            else:
+                tok.train(text, args.vocab_size)
+            tok.save(out.path("tokenizer.json"))
+            size = tok.vocab_size
+        else:
+            from lmlab.wordpiece import train_wordpiece
+
+            tok = train_wordpiece([d.text for d in docs], args.vocab_size,
+                                  lowercase=not args.cased)
+            tok.save(str(out.path("tokenizer.json")))
+            size = tok.get_vocab_size()
+        write_json(out.path(RUN_FILE), {
+            "command": "lmlab tokenizer train", "kind": args.kind, "vocab_size": size,
+            "requested_vocab_size": args.vocab_size, "lowercase": not args.cased,
+            "files": [str(d.path) for d in docs], "characters": chars})
+        where = out.commit()
+    echo(f"read {len(docs)} file{'s' * (len(docs) != 1)}, {chars:,} characters")
+    note = "" if size == args.vocab_size else f" (no pair left to merge before {args.vocab_size})"
+    echo(f"trained a {args.kind} tokenizer of {size:,} tokens{note}")
+    echo(f"wrote {where / 'tokenizer.json'}")
+    return 0
+
+
+def _text(args: argparse.Namespace) -> str:
+    if (args.text is None) == (args.file is None):
+        raise CLIError("give the text to encode, or --file, not both")
+    if args.file is not None:
+        return read_documents(check_inputs([args.file]))[0].text
+    return args.text
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    tok = load_tokenizer(args.tokenizer)
+    text = _text(args)
+    if args.tokens:
+        echo(" ".join(tok.tokens(text)))
+    else:
+        echo(" ".join(map(str, tok.encode(text))))
+    return 0
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    tok = load_tokenizer(args.tokenizer)
+    echo(tok.decode(args.ids))
+    return 0
