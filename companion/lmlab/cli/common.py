@@ -23,6 +23,7 @@ __all__ = ["CLIError", "Document", "read_documents", "check_inputs", "OutputFold
 
 EOT = "<|endoftext|>"  # the end-of-text token of lmlab's byte-level BPE tokenizers
 RUN_FILE = "run.json"  # what a command wrote and how (in every output folder)
+READ_BAR_BYTES = 50_000_000  # reading this much text shows a progress bar
 
 
 class CLIError(Exception):
@@ -91,7 +92,8 @@ def read_documents(files: Sequence[Path]) -> list[Document]:
     from lmlab.progress import progress
 
     docs = []
-    with progress(files, desc="read", enabled=None if len(files) > 1 else False) as bar:
+    big = sum(f.stat().st_size for f in files) >= READ_BAR_BYTES
+    with progress(files, desc="read", enabled=None if big else False) as bar:
         for f in bar:
             docs.append(Document(f, _decode(f)))
     return docs

@@ -16,7 +16,8 @@ TRAIN_EXAMPLE = """example:
   (my_texts/: every *.txt under it, sorted; writes tok/tokenizer.json and tok/run.json)"""
 ENCODE_EXAMPLE = """example:
   lmlab tokenizer encode tok "Hello world"          # prints the ids
-  lmlab tokenizer encode tok --tokens "Hello world" # prints the tokens"""
+  lmlab tokenizer encode tok --tokens "Hello world" # prints the tokens
+  lmlab tokenizer encode tok --file notes.txt"""
 DECODE_EXAMPLE = """example:
   lmlab tokenizer decode tok 72 101 108 108 111"""
 
@@ -48,8 +49,8 @@ def add_parser(sub: Any) -> None:
                                 description="Print the ids (or tokens) of a text.",
                                 epilog=ENCODE_EXAMPLE, formatter_class=fmt)
     encode.add_argument("tokenizer", help="a tokenizer folder or tokenizer.json file")
-    encode.add_argument("text", nargs="?", help="the text (or --file)")
-    encode.add_argument("--file", help="encode this UTF-8 file instead")
+    encode.add_argument("text", help="the text (with --file: a UTF-8 file to encode)")
+    encode.add_argument("--file", action="store_true", help="TEXT names a file to encode")
     encode.add_argument("--tokens", action="store_true", help="print tokens, not ids")
     encode.set_defaults(run=run_encode)
 
@@ -105,10 +106,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _text(args: argparse.Namespace) -> str:
-    if (args.text is None) == (args.file is None):
-        raise CLIError("give the text to encode, or --file, not both")
-    if args.file is not None:
-        return read_documents(check_inputs([args.file]))[0].text
+    if args.file:
+        return read_documents(check_inputs([args.text]))[0].text
     return args.text
 
 
