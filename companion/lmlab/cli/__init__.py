@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        return int(args.run(args) or 0)
+        return int(args.handler(args) or 0)
     except _UsageError as err:
         print(f"lmlab: error: {err}", file=sys.stderr)
         return 2
@@ -98,8 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("lmlab: interrupted; nothing was written", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError,
-            ArithmeticError) as err:
+    except (CLIError, ValueError, OSError, ImportError, RuntimeError, ArithmeticError) as err:
         # OSError covers missing files and TimeoutError (a torchrun world that did not form);
         # ImportError covers lmlab.data.MissingDataError (weights or data not installed);
         # RuntimeError covers devices that are not there and running out of memory.

@@ -35,7 +35,7 @@ def add_parser(sub: Any) -> None:
                    "probability p")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_device_option(p)
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def _turns(args: argparse.Namespace) -> Any:

@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
     add_device_option(p)
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def _texts(args: argparse.Namespace) -> list[tuple[str, str]]:

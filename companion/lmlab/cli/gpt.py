@@ -68,7 +68,7 @@ def add_parser(sub: Any) -> None:
     train.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
                        help="under torchrun: how long to wait for every process (default 300)")
     add_device_option(train)
-    train.set_defaults(run=_run_train)
+    train.set_defaults(handler=_run_train)
 
     gen = actions.add_parser("generate", help="continue a prompt with a trained GPT",
                              description="Sample text from a GPT trained by 'lmlab gpt "
@@ -87,7 +87,7 @@ def add_parser(sub: Any) -> None:
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument("--samples", type=int, default=1, help="how many continuations")
     add_device_option(gen)
-    gen.set_defaults(run=run_generate)
+    gen.set_defaults(handler=run_generate)
 
 
 def _run_train(args: argparse.Namespace) -> int:

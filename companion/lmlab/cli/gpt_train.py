@@ -56,8 +56,9 @@ def _read_run(folder: str) -> dict[str, Any]:
         raise CLIError(f"{path}: unreadable ({err})") from None
     kind = run.get("kind") if isinstance(run, dict) else None
     if kind != "gpt":
-        raise CLIError(f"--resume {folder}: holds a {kind!r} model (from "
-                       f"'{run.get('command') if isinstance(run, dict) else '?'}'), not a gpt")
+        made_by = run.get("command") if isinstance(run, dict) else None
+        raise CLIError(f"--resume {folder}: holds a {kind!r} (from '{made_by}'), not a gpt "
+                       "run")
     if run["step"] >= run["settings"]["steps"]:
         raise CLIError(f"--resume {folder}: the run finished all its {run['step']} steps; "
                        "start a new run with more --steps")

@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
                        "the extras and the pretrained weights are installed.",
                        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_device_option(p)
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def _version(dist: str) -> str | None:

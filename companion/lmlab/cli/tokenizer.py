@@ -43,7 +43,7 @@ def add_parser(sub: Any) -> None:
     train.add_argument("--cased", action="store_true",
                        help="wordpiece: keep upper case (default: lower-case the text)")
     train.add_argument("--force", action="store_true", help="replace --out if it exists")
-    train.set_defaults(run=run_train)
+    train.set_defaults(handler=run_train)
 
     encode = actions.add_parser("encode", help="text -> token ids",
                                 description="Print the ids (or tokens) of a text.",
@@ -52,14 +52,14 @@ def add_parser(sub: Any) -> None:
     encode.add_argument("text", help="the text (with --file: a UTF-8 file to encode)")
     encode.add_argument("--file", action="store_true", help="TEXT names a file to encode")
     encode.add_argument("--tokens", action="store_true", help="print tokens, not ids")
-    encode.set_defaults(run=run_encode)
+    encode.set_defaults(handler=run_encode)
 
     decode = actions.add_parser("decode", help="token ids -> text",
                                 description="Print the text of token ids.",
                                 epilog=DECODE_EXAMPLE, formatter_class=fmt)
     decode.add_argument("tokenizer", help="a tokenizer folder or tokenizer.json file")
     decode.add_argument("ids", nargs="+", type=int, metavar="ID", help="token ids")
-    decode.set_defaults(run=run_decode)
+    decode.set_defaults(handler=run_decode)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -47,7 +47,7 @@ def add_parser(sub: Any) -> None:
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_device_option(train)
     train.add_argument("--force", action="store_true", help="replace --out if it exists")
-    train.set_defaults(run=run_train)
+    train.set_defaults(handler=run_train)
 
     similar = actions.add_parser("similar", help="nearest words by cosine similarity",
                                  description="The nearest words to each word given.",
@@ -55,7 +55,7 @@ def add_parser(sub: Any) -> None:
     similar.add_argument("vectors", help="a folder of 'lmlab word2vec train' (or its file)")
     similar.add_argument("words", nargs="+", metavar="WORD")
     similar.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
-    similar.set_defaults(run=run_similar)
+    similar.set_defaults(handler=run_similar)
 
     analogy = actions.add_parser("analogy", help="a is to b as c is to ?",
                                  description="Answer 'a is to b as c is to ?' (b - a + c).",
@@ -65,7 +65,7 @@ def add_parser(sub: Any) -> None:
     analogy.add_argument("b")
     analogy.add_argument("c")
     analogy.add_argument("-k", type=int, default=5, help="how many answers (default 5)")
-    analogy.set_defaults(run=run_analogy)
+    analogy.set_defaults(handler=run_analogy)
 
 
 def _config(args: argparse.Namespace) -> Any:
