@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from lmlab.cli import main
-from lmlab.cli.common import OutputFolder, TextStream
+from lmlab.cli.common import OutputFolder
+from lmlab.cli.tokenizer import TextStream
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,6 @@ the one line ``lmlab: error: ...`` that :func:`lmlab.cli.main` prints.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -18,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["CLIError", "Document", "read_documents", "check_inputs", "OutputFolder",
-           "resolve_device", "add_device_option", "Tokenizer", "load_tokenizer", "TextStream",
-           "write_json", "write_out", "model_file", "EOT", "echo"]
+           "resolve_device", "add_device_option", "write_json", "write_out", "model_file",
+           "echo"]
 
-EOT = "<|endoftext|>"  # the end-of-text token of lmlab's byte-level BPE tokenizers
 RUN_FILE = "run.json"  # what a command wrote and how (in every output folder)
 READ_BAR_BYTES = 50_000_000  # reading this much text shows a progress bar
 
@@ -226,106 +224,6 @@ def resolve_device(name: str) -> Any:
                        "or auto") from None
     except ValueError as err:
         raise CLIError(str(err)) from None
-
-
-# --------------------------------------------------------------------------- tokenizers
-
-
-class Tokenizer:
-    """A tokenizer file of ``lmlab tokenizer train``: byte-level BPE (lmlab's JSON) or
-    WordPiece (a Hugging Face ``tokenizers`` JSON file), behind one small interface."""
-
-    def __init__(self, path: Path, kind: str, backend: Any) -> None:
-        self.path = path
-        self.kind = kind  # "bpe" or "wordpiece"
-        self.backend = backend
-
-    @property
-    def vocab_size(self) -> int:
-        if self.kind == "bpe":
-            return self.backend.vocab_size
-        return self.backend.get_vocab_size()
-
-    @property
-    def eot_id(self) -> int | None:
-        """The id of ``<|endoftext|>`` (BPE), or ``None``."""
-        return self.backend.special_tokens.get(EOT) if self.kind == "bpe" else None
-
-    def encode(self, text: str) -> list[int]:
-        """Ids of ``text``: BPE without special tokens; WordPiece with ``[CLS] ... [SEP]``."""
-        if self.kind == "bpe":
-            return self.backend.encode_ordinary(text)
-        return self.backend.encode(text).ids
-
-    def tokens(self, text: str) -> list[str]:
-        if self.kind == "bpe":
-            return [self.backend.id_to_token(i) for i in self.encode(text)]
-        return self.backend.encode(text).tokens
-
-    def decode(self, ids: Sequence[int]) -> str:
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
-            raise CLIError(f"id {bad[0]} is not in {self.path}'s vocabulary (0 to "
-                           f"{self.vocab_size - 1})")
-        return self.backend.decode(list(ids))
-
-
-def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
-    """The tokenizer in ``path`` (a ``tokenizer.json`` file, or a folder holding one)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "tokenizer.json"
-        if not p.is_file():
-            raise CLIError(f"{path}: no tokenizer.json in this folder; expected the --out "
-                           "folder of 'lmlab tokenizer train'")
-    elif not p.is_file():
-        raise CLIError(f"{path}: no such file or folder")
-    try:
-        state = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CLIError(f"{p}: not a tokenizer file (not UTF-8 JSON: {err})") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        from tokenizers import Tokenizer as HFTokenizer
-
-        try:
-            backend = HFTokenizer.from_file(str(p))
-        except Exception as err:  # tokenizers raises a bare Exception naming no file
-            raise CLIError(f"{p}: not a readable tokenizers file ({err})") from None
-        kind = str(state["model"].get("type", "")).lower()
-        if kind != "wordpiece":
-            raise CLIError(f"{p}: a {state['model'].get('type')} tokenizer; lmlab reads its "
-                           "own BPE files and WordPiece")
-        return Tokenizer(p, "wordpiece", backend)
-    from lmlab.bpe import BPETokenizer
-
-    return Tokenizer(p, "bpe", BPETokenizer.from_file(p))
-
-
-class TextStream:
-    """Text of a growing list of ids, given out piece by piece as it becomes whole.
-
-    A byte-level token can end inside a multi-byte character; its text is held back until the
-    character is complete (while the decoded text ends in U+FFFD).
-    """
-
-    def __init__(self, decode: Any) -> None:
-        self.decode = decode
-        self.ids: list[int] = []
-        self.shown = ""
-
-    def push(self, token: int) -> str:
-        self.ids.append(token)
-        text = self.decode(self.ids)
-        if text.endswith("\ufffd") or not text.startswith(self.shown):
-            return ""
-        new, self.shown = text[len(self.shown):], text
-        return new
-
-    def flush(self) -> str:
-        text = self.decode(self.ids)
-        new = text[len(self.shown):] if text.startswith(self.shown) else ""
-        self.shown = text
-        return new
 
 
 def write_out(piece: str) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lmlab.cli.common import (CLIError, TextStream, add_device_option, echo, load_tokenizer,
-                              model_file, resolve_device, write_out)
+from lmlab.cli.common import (CLIError, add_device_option, model_file, resolve_device,
+                              write_out)
+from lmlab.cli.tokenizer import TextStream, load_tokenizer
 
 COMMAND = "lmlab gpt train"
 # TransformerConfig's presets of a decoder (minilm is an encoder's shape)

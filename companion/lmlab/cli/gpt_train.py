@@ -20,8 +20,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lmlab.cli.common import (EOT, RUN_FILE, CLIError, OutputFolder, check_inputs, echo,
-                              load_tokenizer, read_documents, resolve_device, write_json)
+from lmlab.cli.common import (RUN_FILE, CLIError, OutputFolder, check_inputs, echo,
+                              read_documents, resolve_device, write_json)
+from lmlab.cli.tokenizer import EOT, Tokenizer, load_tokenizer
 from lmlab.cli.gpt import COMMAND
 
 # The options that define a run: a resumed run keeps them (passing another value is an error).
@@ -147,7 +148,6 @@ def run_train(args: argparse.Namespace) -> int:
         tok = load_tokenizer(args.tokenizer)
     else:
         from lmlab.bpe import BPETokenizer
-        from lmlab.cli.common import Tokenizer
 
         tok = Tokenizer(Path("bytes"), "bpe", BPETokenizer(special_tokens=[EOT]))
     if tok.kind != "bpe":

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from lmlab.cli.common import (EOT, RUN_FILE, CLIError, OutputFolder, check_inputs, echo,
-                              load_tokenizer, read_documents, write_json)
+from lmlab.cli.common import (RUN_FILE, CLIError, OutputFolder, check_inputs, echo,
+                              read_documents, write_json)
 
+__all__ = ["add_parser", "Tokenizer", "load_tokenizer", "TextStream", "EOT"]
+
+EOT = "<|endoftext|>"  # the end-of-text token of lmlab's byte-level BPE tokenizers
 KINDS = ("bpe", "wordpiece")
 
 TRAIN_EXAMPLE = """example:
@@ -20,6 +27,103 @@ ENCODE_EXAMPLE = """example:
   lmlab tokenizer encode tok --file notes.txt"""
 DECODE_EXAMPLE = """example:
   lmlab tokenizer decode tok 72 101 108 108 111"""
+
+
+class Tokenizer:
+    """A tokenizer file of ``lmlab tokenizer train``: byte-level BPE (lmlab's JSON) or
+    WordPiece (a Hugging Face ``tokenizers`` JSON file), behind one small interface."""
+
+    def __init__(self, path: Path, kind: str, backend: Any) -> None:
+        self.path = path
+        self.kind = kind  # "bpe" or "wordpiece"
+        self.backend = backend
+
+    @property
+    def vocab_size(self) -> int:
+        if self.kind == "bpe":
+            return self.backend.vocab_size
+        return self.backend.get_vocab_size()
+
+    @property
+    def eot_id(self) -> int | None:
+        """The id of ``<|endoftext|>`` (BPE), or ``None``."""
+        return self.backend.special_tokens.get(EOT) if self.kind == "bpe" else None
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of ``text``: BPE without special tokens; WordPiece with ``[CLS] ... [SEP]``."""
+        if self.kind == "bpe":
+            return self.backend.encode_ordinary(text)
+        return self.backend.encode(text).ids
+
+    def tokens(self, text: str) -> list[str]:
+        if self.kind == "bpe":
+            return [self.backend.id_to_token(i) for i in self.encode(text)]
+        return self.backend.encode(text).tokens
+
+    def decode(self, ids: Sequence[int]) -> str:
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise CLIError(f"id {bad[0]} is not in {self.path}'s vocabulary (0 to "
+                           f"{self.vocab_size - 1})")
+        return self.backend.decode(list(ids))
+
+
+def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
+    """The tokenizer in ``path`` (a ``tokenizer.json`` file, or a folder holding one)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "tokenizer.json"
+        if not p.is_file():
+            raise CLIError(f"{path}: no tokenizer.json in this folder; expected the --out "
+                           "folder of 'lmlab tokenizer train'")
+    elif not p.is_file():
+        raise CLIError(f"{path}: no such file or folder")
+    try:
+        state = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CLIError(f"{p}: not a tokenizer file (not UTF-8 JSON: {err})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        from tokenizers import Tokenizer as HFTokenizer
+
+        try:
+            backend = HFTokenizer.from_file(str(p))
+        except Exception as err:  # tokenizers raises a bare Exception naming no file
+            raise CLIError(f"{p}: not a readable tokenizers file ({err})") from None
+        kind = str(state["model"].get("type", "")).lower()
+        if kind != "wordpiece":
+            raise CLIError(f"{p}: a {state['model'].get('type')} tokenizer; lmlab reads its "
+                           "own BPE files and WordPiece")
+        return Tokenizer(p, "wordpiece", backend)
+    from lmlab.bpe import BPETokenizer
+
+    return Tokenizer(p, "bpe", BPETokenizer.from_file(p))
+
+
+class TextStream:
+    """Text of a growing list of ids, given out piece by piece as it becomes whole.
+
+    A byte-level token can end inside a multi-byte character; its text is held back until the
+    character is complete (while the decoded text ends in U+FFFD).
+    """
+
+    def __init__(self, decode: Any) -> None:
+        self.decode = decode
+        self.ids: list[int] = []
+        self.shown = ""
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.decode(self.ids)
+        if text.endswith("\ufffd") or not text.startswith(self.shown):
+            return ""
+        new, self.shown = text[len(self.shown):], text
+        return new
+
+    def flush(self) -> str:
+        text = self.decode(self.ids)
+        new = text[len(self.shown):] if text.startswith(self.shown) else ""
+        self.shown = text
+        return new
 
 
 def add_parser(sub: Any) -> None:
