@@ -33,7 +33,8 @@ import time
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from lmlab.gguf_file import GGUFFile, GGUFTokenizer, smollm2_gguf_file  # noqa: E402
+from lmlab.gguf_file import GGUFFile, smollm2_gguf_file  # noqa: E402
+from lmlab.gguf_tokenizer import GGUFTokenizer  # noqa: E402
 
 
 def reference_tokenizer(file: GGUFFile):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lmlab import data
 from lmlab.bpe import BPETokenizer
-from lmlab.tokenization import load_gpt2_reference, train_hf_bpe
+from lmlab.hf_tokenizers import load_gpt2_reference, train_hf_bpe
 
 REPEATS = 2
 VOCAB_SIZE = 8192

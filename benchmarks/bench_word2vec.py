@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python benchmarks/bench_word2vec.py [--epochs 3] [--workers 2]``
 (wrap it in ``flock /tmp/lmlab-cpu.lock`` on a shared machine).
 
-Corpus: the State of the Union sentences, lower-cased words (``lmlab.bow.tokenize``), 2.0M words.
+Corpus: the State of the Union sentences, lower-cased words (``lmlab.vocab.tokenize``), 2.0M words.
 Settings for both: skip-gram, 5 negatives, window 5, min_count 5, sample 1e-3, 100 dimensions,
 ``--workers`` threads, linear learning-rate decay 0.025 -> 0.0001.
 
@@ -25,7 +25,7 @@ import torch
 from gensim.models import Word2Vec
 
 from lmlab import data
-from lmlab.bow import tokenize
+from lmlab.vocab import tokenize
 from lmlab.vectors import WordVectors
 from lmlab.word2vec import Word2VecConfig, train_word2vec
 

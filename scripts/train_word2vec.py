@@ -4,7 +4,7 @@ Three files, each written by :meth:`lmlab.vectors.WordVectors.save` (float16 vec
 vocabulary and counts, a checksum, and how the vectors were made in the header):
 
 - ``word2vec_sotu.safetensors``: lmlab's skip-gram with negative sampling on the State of the
-  Union sentences (``lmlab.bow.tokenize``), ``Word2VecConfig.base()``: gensim's skip-gram
+  Union sentences (``lmlab.vocab.tokenize``), ``Word2VecConfig.base()``: gensim's skip-gram
   defaults (100 wide, window 5, 5 negatives, min_count 5, sample 1e-3) and 3 epochs; the
   header keeps the config and the training history (loss curve) as JSON;
 - ``word2vec_pieces.safetensors``: the same model on the WordPiece pieces of the same sentences
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from lmlab import data
-from lmlab.bow import tokenize
+from lmlab.vocab import tokenize
 from lmlab.vectors import WordVectors
 from lmlab.word2vec import TrainingHistory, Word2VecConfig, train_word2vec
 
@@ -122,11 +122,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
                                   args.record_every)
         elif name == "words":
             sentences = [tokenize(s) for s in raw]
-            vectors = train_lmlab(sentences, config, corpus + ", lmlab.bow.tokenize words",
+            vectors = train_lmlab(sentences, config, corpus + ", lmlab.vocab.tokenize words",
                                   args.record_every)
         else:
             sentences = [tokenize(s) for s in raw]
-            vectors = train_gensim(sentences, config, corpus + ", lmlab.bow.tokenize words")
+            vectors = train_gensim(sentences, config, corpus + ", lmlab.vocab.tokenize words")
         path = args.out / FILES[name]
         vectors.save(path, dtype=getattr(torch, args.dtype))
         logging.getLogger(__name__).info("wrote %s (%d words)", path, len(vectors))

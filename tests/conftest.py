@@ -1,6 +1,7 @@
 """Shared test set-up: the ``gpu`` marker skips where no CUDA or MPS device is present; the
 ``one_thread`` fixture runs a test on one PyTorch thread; ``load_script`` imports a script of
-``scripts/`` or ``benchmarks/`` as a module."""
+``scripts/`` or ``benchmarks/`` as a module; ``smol_gguf`` and ``gguf_hf_tok`` are SmolLM2's GGUF
+file and transformers' tokenizer read from it (the reference of the GGUF tests)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,19 @@ def load_script() -> Callable[[str], ModuleType]:
             sys.path.remove(str(path.parent))
         return module
     return load
+
+
+@pytest.fixture(scope="session")
+def smol_gguf():
+    """SmolLM2-135M-Instruct's GGUF file (lmlab.gguf_file.GGUFFile)."""
+    from lmlab.gguf_file import GGUFFile, smollm2_gguf_file
+
+    return GGUFFile(smollm2_gguf_file())
+
+
+@pytest.fixture(scope="session")
+def gguf_hf_tok(smol_gguf):
+    """transformers' tokenizer built from the same GGUF file (the reference)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(smol_gguf.path.parent), gguf_file=smol_gguf.path.name)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lmlab import batching, g2p
-from lmlab.bow import Vocabulary
+from lmlab.vocab import Vocabulary
 
 SRC, TGT = g2p.GRAPHEME_VOCAB, g2p.PHONEME_VOCAB
 PAIRS = [("a", ("EY1",))]

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 from lmlab import data
-from lmlab.bow import (Vocabulary, cosine_similarity, count_vectors, inverse_document_frequency,
-                       tfidf_vectors, tokenize, top_k_similar)
+from lmlab.bow import (cosine_similarity, count_vectors, inverse_document_frequency, tfidf_vectors,
+                       top_k_similar)
+from lmlab.vocab import Vocabulary, tokenize
 
 DOCS = [
     "The dog bites the man.",
@@ -30,52 +31,6 @@ def speeches() -> list[str]:
 def sklearn_columns(vectorizer, vocab: Vocabulary) -> np.ndarray:
     """Column order of sklearn's matrix re-arranged to the vocabulary's ids 1..V-1."""
     return np.array([vectorizer.vocabulary_[w] for w in vocab.tokens[1:]])
-
-
-def test_tokenize():
-    assert tokenize("The dog doesn't bite, 3 times.") == ["the", "dog", "doesn't", "bite", "3", "times"]
-    assert tokenize("Hello World", lowercase=False) == ["Hello", "World"]
-    assert tokenize("naïve café—déjà vu") == ["naïve", "café", "déjà", "vu"]
-    assert tokenize("  ... !!! ") == []
-    with pytest.raises(TypeError, match="text"):
-        tokenize(42)  # type: ignore[arg-type]
-
-
-def test_vocabulary_order_min_count_and_max_size():
-    v = Vocabulary.from_documents(DOCS)
-    assert v.tokens[0] == "<unk>" and v.tokens[1] == "the"
-    counts = dict(zip(v.tokens, v.counts))
-    assert counts["the"] == 7 and counts["dog"] == 3
-    v2 = Vocabulary.from_documents(DOCS, min_count=2)
-    assert set(v2.tokens[1:]) == {"the", "dog", "man", "bites", "a", "cat"}
-    assert v2.counts[0] == sum(v.counts) - sum(v2.counts[1:])  # unknown collects the rest
-    v3 = Vocabulary.from_documents(DOCS, max_size=3)
-    assert v3.tokens == ("<unk>", "the", "dog", "man")
-    assert v3.token_to_id("zebra") is None and v3.encode("the zebra") == [1, 0]
-    assert v3.unk_id == 0 and v3.decode([1, 0, 2]) == ["the", "<unk>", "dog"]
-    assert v3.id_to_token(2) == "dog" and "dog" in v3 and "zebra" not in v3
-
-
-@pytest.mark.parametrize("kwargs, match, error", [
-    ({"min_count": 0}, "min_count", ValueError),
-    ({"min_count": 1.5}, "min_count", TypeError),
-    ({"max_size": 0}, "max_size", ValueError),
-    ({"min_count": 100}, "min_count", ValueError),
-])
-def test_vocabulary_bad_parameters(kwargs, match, error):
-    with pytest.raises(error, match=match):
-        Vocabulary.from_documents(DOCS, **kwargs)
-
-
-def test_vocabulary_needs_words():
-    with pytest.raises(ValueError, match="documents"):
-        Vocabulary.from_documents([])
-    with pytest.raises(ValueError, match="no words"):
-        Vocabulary.from_documents(["...", "!!"])
-    with pytest.raises(TypeError, match="documents"):
-        Vocabulary.from_documents("a single string")
-    with pytest.raises(ValueError, match="id"):
-        Vocabulary.from_documents(DOCS).id_to_token(10_000)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
@@ -218,67 +173,6 @@ def test_cosine_similarity_keeps_the_dtype(dtype, sparse):
 # --------------------------------------------------------------------------- bad input
 
 
-def test_vocabulary_constructor_bad_input():
-    with pytest.raises(TypeError, match="tokens"):
-        Vocabulary("abc")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="tokens"):
-        Vocabulary(())
-    with pytest.raises(ValueError, match="unique"):
-        Vocabulary(("a", "b", "a"))
-    with pytest.raises(TypeError, match=r"tokens\[1\]"):
-        Vocabulary(("a", 3))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"tokens\[0\]"):  # a str, but empty: a bad value
-        Vocabulary(("", "a"))
-    with pytest.raises(ValueError, match="counts"):
-        Vocabulary(("a", "b"), counts=(1,))
-    with pytest.raises(ValueError, match=r"counts\[1\]"):
-        Vocabulary(("a", "b"), counts=(1, -1))
-    for name in ("unk_token", "pad_token", "bos_token", "eos_token"):
-        with pytest.raises(ValueError, match=name):
-            Vocabulary(("a", "b"), **{name: "<x>"})
-    with pytest.raises(TypeError, match="min_count"):
-        Vocabulary.from_documents(DOCS, min_count=2.0)
-    with pytest.raises(TypeError, match="documents"):
-        Vocabulary.from_documents(42)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="documents"):
-        Vocabulary.from_documents([["dog", 3]])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="unk_token"):
-        Vocabulary.from_documents(DOCS, unk_token="")
-
-
-def test_vocabulary_methods_bad_input():
-    v = Vocabulary(("<pad>", "</s>", "a", "b"), pad_token="<pad>", eos_token="</s>")
-    with pytest.raises(ValueError, match=r"tokens: \['c'\] not in the vocabulary"):
-        v.encode(["a", "c"])  # no unk_token: an unknown symbol is an error, not a silent id
-    with pytest.raises(TypeError, match=r"tokens\[1\]"):
-        v.encode(["a", 1])  # type: ignore[list-item]
-    with pytest.raises(TypeError, match="tokens"):
-        v.encode(42)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="add_special_tokens"):
-        v.encode(["a"], add_special_tokens=1)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="token"):
-        v.token_to_id(1)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="id"):
-        v.id_to_token(1.0)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="id"):
-        v.id_to_token(-1)
-    with pytest.raises(ValueError, match=r"ids\[1\]"):
-        v.decode([2, 4])
-    with pytest.raises(TypeError, match=r"ids\[0\]"):
-        v.decode([2.0])  # type: ignore[list-item]
-    with pytest.raises(TypeError, match="ids"):
-        v.decode("ab")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="ids"):
-        v.decode(torch.tensor([1.0]))
-    with pytest.raises(ValueError, match="data"):
-        Vocabulary.from_dict({"words": []})
-    assert Vocabulary.from_dict(v.to_dict()) == v
-    assert v.decode(torch.tensor([2, 3, 1, 0])) == ["a", "b"]
-    assert v.decode([2, 1], skip_special_tokens=False) == ["a", "</s>"]
-    assert v.encode(["b"], add_special_tokens=True) == [3, 1]
-    assert v.token_to_id("b") == 3 and "b" in v and "c" not in v and len(v) == 4
-
-
 @pytest.mark.parametrize("call, error, match", [
     (lambda c: count_vectors(DOCS, "vocab"), TypeError, "vocab"),
     (lambda c: count_vectors([], VOCAB), ValueError, "documents"),
@@ -315,14 +209,6 @@ def test_vocabulary_methods_bad_input():
     (lambda c: top_k_similar(c[0], c[:0]), ValueError, "vectors: expected at least one vector"),
     (lambda c: inverse_document_frequency(c[:0]), ValueError, "counts: expected at least one"),
     (lambda c: count_vectors(DOCS, VOCAB, device="tpu"), ValueError, "device: expected a device"),
-    (lambda c: tokenize("The Dog", lowercase=None), TypeError, "lowercase: expected True or False"),
-    (lambda c: tokenize("The Dog", lowercase=1), TypeError, "lowercase"),
-    (lambda c: Vocabulary(("a", "b"), counts=3), TypeError, "counts: expected a tuple of ints"),
-    (lambda c: Vocabulary(("a", "")), ValueError, r"tokens\[1\]: expected a non-empty str"),
-    (lambda c: Vocabulary.from_dict({"tokens": 3}), TypeError, "tokens: expected a tuple of str"),
-    (lambda c: Vocabulary.from_dict({"tokens": ["a"], "counts": "1"}), TypeError, "counts"),
-    (lambda c: VOCAB.decode(torch.tensor([1], device="meta")), ValueError,
-     "ids: expected a tensor with values, got a meta tensor"),
 ])
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=f"^{match}"):

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmlab import g2p
-from lmlab.bow import Vocabulary
+from lmlab.vocab import Vocabulary
 from lmlab.device import seed_everything
 from lmlab.progress import set_progress
 from lmlab.seq2seq import Seq2Seq, Seq2SeqConfig

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from lmlab.data import minilm_dir
 from lmlab.generation import generate
 from lmlab.gguf_file import smollm2_gguf_file
+from lmlab.weights import expand_names
 from lmlab.llama import (
     LLAMA_GGUF_NAMES,
     LLAMA_HF_NAMES,
@@ -28,7 +29,6 @@ from lmlab.pretrained import (
     BERT_NAMES,
     SentenceEncoder,
     bert_config,
-    expand_names,
     load_bert,
     load_minilm,
     mean_pool,
@@ -179,7 +179,7 @@ def test_minilm_long_texts_match_sentence_transformers(minilm, long_texts):
 
 
 def test_sentence_encoder_checks_its_parts(minilm):
-    from lmlab.tokenization import load_minilm_tokenizer
+    from lmlab.wordpiece import load_minilm_tokenizer
 
     model, tok = minilm.model, minilm.tokenizer
     short = SentenceEncoder(model, tok, 8)
@@ -574,22 +574,6 @@ def test_gguf_of_another_architecture_is_refused(tmp_path):
     w.close()
     with pytest.raises(ValueError, match="'bert.gguf' holds a 'bert' model, not 'llama'"):
         load_llama(path)
-
-
-@pytest.mark.parametrize("table, layers, error, match", [
-    ({"a.{i}": "b.{i}"}, -1, ValueError, "^num_layers: expected an int >= 1, got -1"),
-    ({"a.{i}": "b.{i}"}, 0, ValueError, "^num_layers"),
-    ({"a.{i}": "b.{i}"}, True, TypeError, "^num_layers"),
-    ({"a.{i}": "b.{i}"}, 2.0, TypeError, "^num_layers"),
-    ([("a", "b")], 2, TypeError, "^table"),
-    ({"a.{i}": "b"}, 2, ValueError, r"^table: entry 'a.\{i\}': 'b'"),
-    ({"a.{j}": "b.{j}"}, 2, ValueError, "^table"),
-    ({"a": 3}, 2, TypeError, "^table"),
-])
-def test_expand_names_bad_input(table, layers, error, match):
-    """Before: -1 layers silently dropped every per-layer entry."""
-    with pytest.raises(error, match=match):
-        expand_names(table, layers)
 
 
 _BERT = {"model_type": "bert", "vocab_size": 30522, "max_position_embeddings": 64,

@@ -34,7 +34,7 @@ import regex
 
 from lmlab.bpe import BPETokenizer
 from lmlab.data import gpt2_files
-from lmlab.tokenization import load_gpt2_reference
+from lmlab.hf_tokenizers import load_gpt2_reference
 
 CONTEXTS = {"after a space": " {}", "after a letter": " a{}'s", "after a digit": " 1{}'s"}
 PIECE = 32768  # segments per encoded piece (tokenizers is fastest on long texts)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lmlab import batching, g2p, seq2seq
-from lmlab.bow import Vocabulary
+from lmlab.vocab import Vocabulary
 from lmlab.device import seed_everything
 from lmlab.progress import set_progress
 from lmlab.seq2seq import Seq2Seq, Seq2SeqConfig

@@ -71,7 +71,7 @@ def test_dynamic_window_uses_near_words_more_often() -> None:
 
 
 def test_vocabulary_and_subsampling_match_gensim(small_corpus: list[str]) -> None:
-    from lmlab.bow import tokenize
+    from lmlab.vocab import tokenize
     tokens = [tokenize(s) for s in small_corpus]
     words, counts = word_counts(tokens, min_count=3)
     model = Word2Vec(min_count=3, sample=1e-3, sg=1, vector_size=8, workers=1, seed=0)
@@ -95,7 +95,7 @@ def test_keep_probability_formula() -> None:
 
 
 def test_negatives_follow_unigram_to_the_three_quarters(small_corpus: list[str]) -> None:
-    from lmlab.bow import tokenize
+    from lmlab.vocab import tokenize
     tokens = [tokenize(s) for s in small_corpus]
     words, counts = word_counts(tokens, min_count=3)
     probs = noise_distribution(counts, 0.75)

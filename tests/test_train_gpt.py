@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from lmlab.generation import generate
 from lmlab.io import read_metadata
 from lmlab.model_files import load_model
-from lmlab.tokenization import BPETokenizer
+from lmlab.bpe import BPETokenizer
 from lmlab.transformer import GPT, EncoderDecoder, TransformerConfig
 
 TINY = ["--steps", "30", "--d-model", "32", "--num-layers", "1", "--num-heads", "2",

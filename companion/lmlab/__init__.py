@@ -67,11 +67,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("device", "data", "io", "progress", "parallel", "training", "bow", "vectors",
-               "skipgram", "word2vec", "attention", "rnn", "batching", "seq2seq", "g2p",
-               "byte_pairs", "bpe", "tokenization", "embedding", "positions", "sublayers",
-               "transformer", "model_files", "generation", "gguf_file", "pretrained", "llama",
-               "gqa", "blockwise", "sparse", "ring")
+_SUBMODULES = ("device", "data", "io", "model_files", "progress", "parallel", "training_state",
+               "training", "vocab", "bow", "vectors", "skipgram", "word2vec", "attention", "rnn",
+               "batching", "seq2seq", "g2p", "byte_pairs", "bpe_files", "bpe", "hf_tokenizers",
+               "wordpiece", "display", "embedding", "positions", "sublayers", "transformer",
+               "generation", "weights", "gguf_file", "gguf_tokenizer", "chat_template",
+               "pretrained", "llama", "gqa", "blockwise", "sparse", "ring", "exercises")
 
 __all__ = ["__version__", *_SUBMODULES]
 

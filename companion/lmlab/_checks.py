@@ -3,6 +3,10 @@
 The rule: a value of the wrong *type* raises :class:`TypeError`, a value of the right type but
 outside what is allowed raises :class:`ValueError`. Every message starts with the parameter's
 name and says what is allowed. Checks run before any work is done.
+
+A private module, and the one exception to the package's rule that no module imports another
+module's private names: every module imports its checks from here (``tests/test_imports.py``
+holds the rule).
 """
 
 from __future__ import annotations
@@ -100,6 +104,35 @@ def check_strings(name: str, value: object, *, allow_empty: bool = False) -> lis
     if not allow_empty and len(value) == 0:
         raise ValueError(f"{name}: expected at least one string, got an empty list")
     return list(value)
+
+
+def check_texts(name: str, value: object) -> list[str]:
+    """Check that ``value`` is a string or an iterable of strings holding some text, all of
+    valid Unicode (no lone surrogates), and return it as a list (a training corpus).
+
+    Example:
+        >>> check_texts("text", ["a", ""])
+        ['a', '']
+        >>> check_texts("text", ["", ""])
+        Traceback (most recent call last):
+        ...
+        ValueError: text: cannot train on empty text
+    """
+    if isinstance(value, str):
+        texts = [value]
+    elif isinstance(value, bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"{name}: expected a str or an iterable of str, got {_type_name(value)}")
+    else:
+        texts = check_strings(name, list(value), allow_empty=True)
+    if not any(texts):
+        raise ValueError(f"{name}: cannot train on empty text")
+    for i, t in enumerate(texts):
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"{name}: document {i} holds a lone surrogate ({err.reason}); text "
+                             "must be valid Unicode") from err
+    return texts
 
 
 def check_tensor(name: str, value: object, *, ndim: int | Sequence[int] | None = None,

@@ -1,7 +1,7 @@
 """Batches of sequence pairs for encoder-decoder models: ``(source, target)`` symbols as ids.
 
 A pair such as ``("cab", ("K", "AE1", "B"))`` becomes ids of the model's two vocabularies
-(:class:`lmlab.bow.Vocabulary`): the source with the end mark, and the target twice for teacher
+(:class:`lmlab.vocab.Vocabulary`): the source with the end mark, and the target twice for teacher
 forcing, once after the start mark (the decoder's inputs) and once before the end mark (what it
 must predict), each padded to the longest in the batch (:func:`make_batch`, :class:`Batch`).
 :func:`pair_batches` serves the batches of an epoch-wise shuffled pass as a function of the
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from lmlab._checks import check_int
-from lmlab.bow import Vocabulary
+from lmlab.vocab import Vocabulary
 
 __all__ = ["Batch", "check_vocabs", "encode_sources", "make_batch", "pair_batches"]
 
@@ -35,14 +35,14 @@ def check_vocabs(src_vocab: object, tgt_vocab: object | None = None) -> None:
     token that is also the end token would end every output before it begins).
 
     Raises:
-        TypeError: a vocabulary is not an :class:`lmlab.bow.Vocabulary`.
+        TypeError: a vocabulary is not an :class:`lmlab.vocab.Vocabulary`.
         ValueError: a needed special token is unset, or two special tokens coincide.
     """
     for name, vocab in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):
         if name == "tgt_vocab" and tgt_vocab is None:
             continue
         if not isinstance(vocab, Vocabulary):
-            raise TypeError(f"{name}: expected an lmlab.bow.Vocabulary, got "
+            raise TypeError(f"{name}: expected an lmlab.vocab.Vocabulary, got "
                             f"{type(vocab).__name__}")
         missing = [n for n in _NEEDS[name] if getattr(vocab, n) is None]
         if missing:

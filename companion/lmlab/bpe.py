@@ -43,10 +43,9 @@ from collections.abc import Collection, Iterable, Sequence
 import regex
 import torch
 
-from lmlab import _bpe_files
+from lmlab import bpe_files
 from lmlab._checks import check_int, check_str, check_strings
-from lmlab.byte_pairs import (bytes_to_unicode, merge as _merge, merge_ranked as _merge_ranked,
-                              tie_key as _tie_key)
+from lmlab.byte_pairs import bytes_to_unicode, merge, merge_ranked, tie_key
 from lmlab.io import save_json
 
 __all__ = ["GPT2_PATTERN", "MAX_VOCAB_SIZE", "BPETokenizer"]
@@ -200,7 +199,7 @@ class BPETokenizer:
             for pair in zip(word, word[1:]):
                 counts[pair] += freq
                 where[pair].add(wi)
-        heap = [(-c, _tie_key(pair), pair) for pair, c in counts.items()]
+        heap = [(-c, tie_key(pair), pair) for pair, c in counts.items()]
         heapq.heapify(heap)
 
         merges: list[tuple[int, int, int]] = []
@@ -217,7 +216,7 @@ class BPETokenizer:
             delta: dict[tuple[int, int], int] = defaultdict(int)
             for wi in where.pop(pair):
                 word = words[wi]
-                merged = _merge(word, pair, new)
+                merged = merge(word, pair, new)
                 if len(merged) == len(word):
                     continue  # the pair left this word in an earlier merge
                 freq = freqs[wi]
@@ -233,7 +232,7 @@ class BPETokenizer:
                     c = counts[p] + d
                     if c > 0:
                         counts[p] = c
-                        heapq.heappush(heap, (-c, _tie_key(p), p))
+                        heapq.heappush(heap, (-c, tie_key(p), p))
                     else:
                         del counts[p]
             logger.debug("merge %d: %r -> %d (%d)", step, pair, new, -neg)
@@ -265,7 +264,7 @@ class BPETokenizer:
     # ------------------------------------------------------------------ encoding
 
     def _encode_chunk(self, data: bytes) -> list[int]:
-        return _merge_ranked([self._byte_ids[b] for b in data], self._ranks, self.merges)
+        return merge_ranked([self._byte_ids[b] for b in data], self._ranks, self.merges)
 
     def _chunks(self, text: str, name: str = "text") -> list[str]:
         """The pattern's chunks of ``text``, which must cover all of it (no character dropped)."""
@@ -466,7 +465,7 @@ class BPETokenizer:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
         merges = [[a, b, new] for (a, b), new in self.merges.items()]
-        state = {"format": _bpe_files.FORMAT, "version": _bpe_files.FORMAT_VERSION,
+        state = {"format": bpe_files.FORMAT, "version": bpe_files.FORMAT_VERSION,
                  "pattern": self.pattern,
                  "byte_ids": self._byte_ids, "merges": merges,
                  "special_tokens": self.special_tokens}
@@ -478,7 +477,7 @@ class BPETokenizer:
         The file is checked completely before anything changes; a truncated or corrupted file
         raises ``ValueError`` naming it.
         """
-        pattern, compiled, byte_ids, merges, specials = _bpe_files.read_state(
+        pattern, compiled, byte_ids, merges, specials = bpe_files.read_state(
             path, MAX_VOCAB_SIZE)
         self.pattern, self._compiled = pattern, compiled
         self._set_model(byte_ids, merges, specials)
@@ -516,7 +515,7 @@ class BPETokenizer:
             default_encoder, default_merges = gpt2_files()
             encoder_json = default_encoder if encoder_json is None else encoder_json
             vocab_bpe = default_merges if vocab_bpe is None else vocab_bpe
-        byte_ids, merges, specials = _bpe_files.read_gpt2(encoder_json, vocab_bpe,
+        byte_ids, merges, specials = bpe_files.read_gpt2(encoder_json, vocab_bpe,
                                                          bytes_to_unicode())
         tok = cls()
         tok._set_model(byte_ids, merges, specials)

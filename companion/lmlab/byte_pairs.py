@@ -6,7 +6,7 @@ frequent one (:func:`merge`), breaking ties between equally frequent pairs by :f
 encoding applies the learned merges in the order they were learned (:func:`merge_ranked`, in
 time near-linear in the chunk's length). Byte tokens are *shown* with GPT-2's printable
 characters (:func:`bytes_to_unicode`: a space is ``Ġ``). Both byte-level tokenizers,
-:class:`lmlab.bpe.BPETokenizer` and :class:`lmlab.gguf_file.GGUFTokenizer`, build on these
+:class:`lmlab.bpe.BPETokenizer` and :class:`lmlab.gguf_tokenizer.GGUFTokenizer`, build on these
 functions::
 
     >>> get_stats([1, 2, 3, 1, 2])

@@ -27,7 +27,7 @@ import torch
 
 from lmlab._checks import check_float, check_int, check_strings
 from lmlab.batching import encode_sources
-from lmlab.bow import Vocabulary
+from lmlab.vocab import Vocabulary
 from lmlab.seq2seq import Seq2Seq, Seq2SeqConfig
 
 __all__ = [

@@ -8,7 +8,7 @@ RMSNorm, rotary positions, SwiGLU, tied embeddings; Apache-2.0) ships in ``llm-s
 :func:`load_llama` takes any Llama GGUF file or local Hugging Face folder of the family, so a
 reader with the Hub in reach can load other Llama-family checkpoints the same way.
 
-Loading follows :mod:`lmlab.pretrained`'s rule: an explicit table from the file's tensor names
+Loading follows :mod:`lmlab.weights`' rule: an explicit table from the file's tensor names
 to lmlab's (:data:`LLAMA_HF_NAMES`, :data:`LLAMA_GGUF_NAMES`), every shape checked, and a
 missing or unexpected tensor is an error naming it and the file.
 """
@@ -24,18 +24,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lmlab._checks import check_str
-from lmlab.gguf_file import (
-    ChatTemplate,
-    GGUFFile,
-    GGUFTokenizer,
-    smollm2_gguf_file,
-    unpermute_rotary,
-)
-from lmlab.pretrained import (
-    _check_names, _config_reader, _fill, _read_json, _SafetensorsFolder, expand_names,
-    _transformer_config,
-)
+from lmlab.chat_template import ChatTemplate
+from lmlab.gguf_file import GGUFFile, smollm2_gguf_file, unpermute_rotary
+from lmlab.gguf_tokenizer import GGUFTokenizer
 from lmlab.transformer import GPT, TransformerConfig
+from lmlab.weights import (SafetensorsFolder, check_names, config_reader, expand_names,
+                           fill_weights, read_json, transformer_config)
 
 if TYPE_CHECKING:
     import tokenizers
@@ -102,7 +96,7 @@ def llama_config_from_hf(hf: Mapping[str, Any], label: str = "config.json") -> T
             num_attention_heads``, or a missing field or one of the wrong kind or range; the
             message names ``label``.
     """
-    read = _config_reader(hf, label)
+    read = config_reader(hf, label)
     model_type = read("model_type", "str")
     if model_type != "llama":
         raise ValueError(f"path: {label} describes a {model_type!r} model, not 'llama'")
@@ -123,14 +117,14 @@ def llama_config_from_hf(hf: Mapping[str, Any], label: str = "config.json") -> T
                              "positions are not implemented in lmlab, only plain rotary "
                              "positions ('default')")
         if rope.get("rope_theta") is not None:
-            base = _config_reader(rope, f"{label} ({key})")("rope_theta", "float", minimum=1.0)
+            base = config_reader(rope, f"{label} ({key})")("rope_theta", "float", minimum=1.0)
     heads = read("num_attention_heads")
     width = read("hidden_size")
     head_dim = read("head_dim", "int", None)
     if head_dim is not None and head_dim * heads != width:
         raise ValueError(f"path: {label} has head_dim={head_dim}, not hidden_size / "
                          f"num_attention_heads = {width} / {heads}")
-    return _transformer_config(
+    return transformer_config(
         label, vocab_size=read("vocab_size"), context_length=read("max_position_embeddings"),
         d_model=width, num_layers=read("num_hidden_layers"), num_heads=heads,
         num_kv_heads=read("num_key_value_heads", "int", heads), d_ff=read("intermediate_size"),
@@ -157,7 +151,7 @@ def llama_config_from_gguf(file: GGUFFile) -> TransformerConfig:
     arch = file.require("general.architecture")
     if arch != "llama":
         raise ValueError(f"path: {label} holds a {arch!r} model, not 'llama'")
-    read = _config_reader({k: v for k, v in file.metadata.items() if k.startswith("llama.")},
+    read = config_reader({k: v for k, v in file.metadata.items() if k.startswith("llama.")},
                           label)
     heads = read("llama.attention.head_count")
     width = read("llama.embedding_length")
@@ -171,7 +165,7 @@ def llama_config_from_gguf(file: GGUFFile) -> TransformerConfig:
     if vocab is None:
         tokens = file.require("tokenizer.ggml.tokens")
         vocab = len(tokens) if isinstance(tokens, (list, tuple)) else 0
-    return _transformer_config(
+    return transformer_config(
         label, vocab_size=vocab, context_length=read("llama.context_length"), d_model=width,
         num_layers=read("llama.block_count"), num_heads=heads,
         num_kv_heads=read("llama.attention.head_count_kv", "int", heads),
@@ -183,7 +177,7 @@ def llama_config_from_gguf(file: GGUFFile) -> TransformerConfig:
 
 
 class HFTokenizer:
-    """A Hugging Face ``tokenizer.json`` with :class:`lmlab.gguf_file.GGUFTokenizer`'s methods
+    """A Hugging Face ``tokenizer.json`` with :class:`lmlab.gguf_tokenizer.GGUFTokenizer`'s methods
     (``encode`` returns ids without added special tokens, ``decode`` keeps special tokens)."""
 
     def __init__(self, tokenizer: tokenizers.Tokenizer) -> None:
@@ -305,7 +299,7 @@ def load_llama(path: str | os.PathLike[str]) -> ChatModel:
     if config.tie_embeddings:
         del table["output.weight"]
     label = f"path: {path.name!r}"
-    _check_names(file.tensor_names, table, label)
+    check_names(file.tensor_names, table, label)
     tokenizer = GGUFTokenizer.from_gguf(file)
     if tokenizer.vocab_size != config.vocab_size:
         raise ValueError(f"{label}: {tokenizer.vocab_size} tokens but vocab_size="
@@ -313,27 +307,27 @@ def load_llama(path: str | os.PathLike[str]) -> ChatModel:
     template = (ChatTemplate.from_gguf(file) if file.get("tokenizer.chat_template")
                 else None)
     model = GPT(config)
-    _fill(model, table, _gguf_read(file, config), file.tensor_shape, label)
+    fill_weights(model, table, _gguf_read(file, config), file.tensor_shape, label)
     return ChatModel(model.eval(), tokenizer, template, tokenizer.eos_token_id)
 
 
 def _load_llama_folder(folder: Path) -> ChatModel:
-    config = llama_config_from_hf(_read_json(folder / "config.json", str(folder)),
+    config = llama_config_from_hf(read_json(folder / "config.json", str(folder)),
                                   f"'config.json' in {str(folder)!r}")
     tokenizer, template, eos = _folder_tokenizer(folder)  # every file checked first
     if tokenizer.vocab_size > config.vocab_size:
         raise ValueError(f"path: {folder.name!r}: the tokenizer has {tokenizer.vocab_size} "
                          f"tokens, the model {config.vocab_size}")
-    weights = _SafetensorsFolder(folder)
+    weights = SafetensorsFolder(folder)
     table = expand_names(LLAMA_HF_NAMES, config.num_layers)
     label = f"path: {folder.name!r}"
     unused = []
     if config.tie_embeddings:
         del table["lm_head.weight"]
         unused = ["lm_head.weight"]  # some tied checkpoints store the head anyway
-    _check_names(weights.names(), table, label, unused)
+    check_names(weights.names(), table, label, unused)
     model = GPT(config)
-    _fill(model, table, weights.read, weights.shape, label)
+    fill_weights(model, table, weights.read, weights.shape, label)
     if "lm_head.weight" in unused and "lm_head.weight" in weights.names() and not torch.equal(
             weights.read("lm_head.weight"), model.lm_head.weight):
         raise ValueError(f"{label}: the config ties the head to the embedding but the file's "
@@ -343,14 +337,14 @@ def _load_llama_folder(folder: Path) -> ChatModel:
 
 def _folder_tokenizer(folder: Path) -> tuple[HFTokenizer, ChatTemplate | None, int | None]:
     """The tokenizer, chat template and end-of-turn id of a Hugging Face folder."""
-    from lmlab.tokenization import load_tokenizer_file
+    from lmlab.hf_tokenizers import load_tokenizer_file
 
     if not (folder / "tokenizer.json").is_file():
         raise FileNotFoundError(f"path: {str(folder)!r} has no tokenizer.json")
     tokenizer = HFTokenizer(load_tokenizer_file(folder / "tokenizer.json"))
     template, eos = None, None
     if (folder / "tokenizer_config.json").is_file():
-        tc = _read_json(folder / "tokenizer_config.json", str(folder))
+        tc = read_json(folder / "tokenizer_config.json", str(folder))
         source = tc.get("chat_template")
         where = f"'tokenizer_config.json' in {str(folder)!r}"
         if source is None and (folder / "chat_template.jinja").is_file():

@@ -15,10 +15,8 @@ error naming it and the file.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,22 +24,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from lmlab._checks import (
-    check_bool,
-    check_float,
-    check_instance,
-    check_int,
-    check_str,
-    check_strings,
-    check_tensor,
-)
-from lmlab.sublayers import MultiHeadAttention
+from lmlab._checks import check_instance, check_int, check_str, check_strings, check_tensor
 from lmlab.transformer import Encoder, TransformerConfig
+from lmlab.weights import (SafetensorsFolder, check_names, checkpoint_folder, config_reader,
+                           expand_names, fill_weights, read_json, transformer_config)
 
 if TYPE_CHECKING:
     import tokenizers
 
-__all__ = ["BERT_NAMES", "expand_names", "mean_pool", "SentenceEncoder", "bert_config",
+__all__ = ["BERT_NAMES", "mean_pool", "SentenceEncoder", "bert_config",
            "load_bert", "load_minilm"]
 
 # ---------------------------------------------------------------------- the name tables
@@ -50,7 +41,7 @@ BERT_NAMES: dict[str, str] = {
     # Hugging Face BertModel name -> lmlab Encoder name; {i} is the layer. BERT is post-norm:
     # its "attention.output.LayerNorm" follows the attention residual (our attn_norm), its
     # "output.LayerNorm" the feed-forward residual (our ffn_norm). "qkv_proj.weight[q]": the
-    # query rows of our fused q/k/v projection (see _fill).
+    # query rows of our fused q/k/v projection (see :func:`lmlab.weights.fill_weights`).
     "embeddings.word_embeddings.weight": "embed.tok_emb.weight",
     "embeddings.position_embeddings.weight": "embed.pos_emb.weight",
     "embeddings.token_type_embeddings.weight": "embed.type_emb.weight",
@@ -78,240 +69,10 @@ BERT_NAMES: dict[str, str] = {
 _BERT_UNUSED = ("embeddings.position_ids",  # a buffer older checkpoints store: 0, 1, 2, ...
                 "pooler.dense.weight", "pooler.dense.bias")  # the [CLS] classifier head
 _BERT_UNUSED_PREFIXES = ("cls.",)  # masked-LM / next-sentence heads of BertForPreTraining
-_FIELDS = re.compile(r"\{[^{}]*\}")  # str.format fields of a name-table entry
 
-
-# ---------------------------------------------------------------------- loading by table (shared)
-
-
-def expand_names(table: Mapping[str, str], num_layers: int) -> dict[str, str]:
-    """Write out a name table for ``num_layers`` layers (``{i}`` -> 0, 1, ...).
-
-    Args:
-        table: file name -> model name, ``{i}`` standing for the layer on both sides of a
-            per-layer entry (and on neither side of the others).
-        num_layers: the number of layers (>= 1).
-
-    Raises:
-        TypeError: ``table`` is not a mapping of str to str, or ``num_layers`` not an int.
-        ValueError: ``num_layers`` < 1, or an entry has ``{i}`` on one side only or another
-            ``{...}`` field.
-
-    Example:
-        >>> expand_names({"a.{i}.w": "b.{i}.w", "c": "d"}, 2)
-        {'a.0.w': 'b.0.w', 'a.1.w': 'b.1.w', 'c': 'd'}
-    """
-    if not isinstance(table, Mapping):
-        raise TypeError(f"table: expected a mapping of str to str, got {type(table).__name__}")
-    check_int("num_layers", num_layers)
-    for source, target in table.items():
-        if not isinstance(source, str) or not isinstance(target, str) or not source \
-                or not target:
-            raise TypeError(f"table: expected non-empty str -> str entries, got "
-                            f"{source!r}: {target!r}")
-        fields = [set(_FIELDS.findall(name)) for name in (source, target)]
-        if any(f - {"{i}"} for f in fields) or fields[0] != fields[1]:
-            raise ValueError(f"table: entry {source!r}: {target!r} must hold {{i}} on both "
-                             "sides or on neither, and no other {...} field")
-    out: dict[str, str] = {}
-    for source, target in table.items():
-        if "{i}" in source:
-            out.update({source.format(i=i): target.format(i=i) for i in range(num_layers)})
-        else:
-            out[source] = target
-    return out
-
-
-def _fused_rows(model: torch.nn.Module, target: str, label: str) -> tuple[str, slice]:
-    """``"blocks.0.attn.qkv_proj.weight[k]"`` -> the fused tensor's name and the key rows.
-
-    The owner (``blocks.0.attn``) must be a :class:`~lmlab.sublayers.MultiHeadAttention` with
-    a fused projection: query rows ``[0, HD)``, then key and value rows (``GD`` each)."""
-    name, part = target[:-3], target[-2]
-    owner_name = name.rsplit(".", 2)[0]
-    try:
-        owner = model.get_submodule(owner_name)
-    except AttributeError:
-        owner = None
-    if not isinstance(owner, MultiHeadAttention) or owner.qkv_proj is None:
-        raise ValueError(f"{label}: the table names {target!r}, but {owner_name!r} is not an "
-                         "attention layer with a fused qkv_proj")
-    HD, GD = owner.num_heads * owner.head_dim, owner.num_kv_heads * owner.head_dim
-    start, size = {"q": (0, HD), "k": (HD, GD), "v": (HD + GD, GD)}[part]
-    return name, slice(start, start + size)
-
-
-def _fill(model: torch.nn.Module, names: Mapping[str, str], read: Callable[[str], torch.Tensor],
-          shape_of: Callable[[str], tuple[int, ...]], label: str) -> None:
-    """Copy every tensor of ``names`` (file name -> model name) into ``model``, shapes checked
-    first for all of them; every parameter and persistent buffer must be covered exactly once.
-
-    A model name ending in ``[q]``, ``[k]`` or ``[v]`` is those rows of a fused q/k/v projection
-    (``blocks.0.attn.qkv_proj.weight[q]``); a fused tensor needs all three parts."""
-    state = model.state_dict(keep_vars=True)
-    shared = {id(t): k for k, t in state.items()}  # tied parameters appear under two names
-    targets = {}
-    places: dict[str, tuple[str, slice | None]] = {}  # file name -> (model name, rows)
-    parts: dict[str, set[str]] = {}  # fused model name -> parts filled
-    for source, target in names.items():
-        rows = None
-        name = target
-        if target.endswith(("[q]", "[k]", "[v]")):
-            name, rows = _fused_rows(model, target, label)
-            parts.setdefault(name, set()).add(target[-2])
-        if name not in state:
-            raise ValueError(f"{label}: the table maps {source!r} to {target!r}, which the model "
-                             "does not have")
-        want = tuple(state[name].shape)
-        if rows is not None:
-            want = (rows.stop - rows.start, *want[1:])
-        if shape_of(source) != want:
-            raise ValueError(f"{label}: tensor {source!r} has shape {shape_of(source)}, "
-                             f"expected {want} for {target!r}")
-        targets[id(state[name])] = name
-        places[source] = (name, rows)
-    for name, filled in parts.items():
-        if filled != {"q", "k", "v"}:
-            missing = sorted({"q", "k", "v"} - filled)
-            raise ValueError(f"{label}: nothing in the file fills {name}{missing}")
-    uncovered = [k for k, t in state.items() if id(t) not in targets and shared[id(t)] == k]
-    if uncovered:
-        raise ValueError(f"{label}: nothing in the file fills {uncovered[:5]}")
-    with torch.no_grad():
-        for source, (name, rows) in places.items():
-            (state[name] if rows is None else state[name][rows]).copy_(read(source))
-
-
-def _check_names(present: Iterable[str], expected: Iterable[str], label: str,
-                 unused: Sequence[str] = (), unused_prefixes: tuple[str, ...] = ()) -> None:
-    present, expected = set(present), set(expected)
-    missing = sorted(expected - present)
-    if missing:
-        raise ValueError(f"{label}: missing tensor {missing[0]!r}"
-                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    unexpected = sorted(n for n in present - expected
-                        if n not in unused and not n.startswith(unused_prefixes))
-    if unexpected:
-        raise ValueError(f"{label}: unexpected tensor {unexpected[0]!r}"
-                         + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
-                         + "; is this the model family it claims to be?")
-
-
-# ---------------------------------------------------------------------- Hugging Face folders
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"path: {what} has no {path.name} (looked at {str(path)!r})")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"path: {path.name!r} in {what} is not valid JSON ({err})") from err
-    if not isinstance(value, dict):
-        raise ValueError(f"path: {path.name!r} in {what} is not a JSON object")
-    return value
-
-
-class _SafetensorsFolder:
-    """The tensors of a Hugging Face folder: ``model.safetensors`` or its sharded index."""
-
-    def __init__(self, folder: Path) -> None:
-        from safetensors import safe_open
-
-        self.folder = folder
-        single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
-        if single.is_file():
-            files = [single]
-        elif index.is_file():
-            weight_map = _read_json(index, str(folder)).get("weight_map", {})
-            files = sorted({folder / f for f in weight_map.values()})
-        else:
-            raise FileNotFoundError(f"path: {str(folder)!r} has no model.safetensors")
-        self._where: dict[str, Any] = {}
-        self._handles = []
-        for f in files:
-            try:
-                handle = safe_open(str(f), framework="pt")
-                names = list(handle.keys())
-            except Exception as err:  # SafetensorError, OSError
-                raise ValueError(f"path: {f.name!r} is not a valid safetensors file ({err})") from err
-            self._handles.append(handle)
-            self._where.update({n: (f, handle) for n in names})
-
-    def names(self) -> list[str]:
-        return list(self._where)
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._where[name][1].get_slice(name).get_shape())
-
-    def read(self, name: str) -> torch.Tensor:
-        path, handle = self._where[name]
-        try:
-            t = handle.get_tensor(name)
-        except Exception as err:
-            raise ValueError(f"path: {path.name!r}: tensor {name!r} cannot be read ({err})") from err
-        if not t.is_floating_point():
-            raise ValueError(f"path: {path.name!r}: tensor {name!r} is {t.dtype}, not floating point")
-        t = t.float()
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"path: {path.name!r}: tensor {name!r} holds NaN or infinite values")
-        return t
-
-
-def _folder(path: object) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a folder path (str or os.PathLike), got "
-                        f"{type(path).__name__}")
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"path: no folder at {str(folder)!r}")
-    return folder
 
 
 # ---------------------------------------------------------------------- BERT / MiniLM
-
-
-_REQUIRED = object()
-
-
-def _config_reader(hf: object, label: object) -> Callable[..., Any]:
-    """``read(key, kind, default, minimum)``: the config's value for ``key``, checked.
-
-    ``kind`` is ``"int"`` (>= ``minimum``), ``"float"`` (finite, > ``minimum``), ``"bool"`` or
-    ``"str"``; a missing (or ``null``) key gives ``default``, or without one a ``ValueError``
-    naming ``label``. A value of the wrong kind raises naming ``label`` and the key.
-    """
-    if not isinstance(hf, Mapping):
-        raise TypeError(f"hf: expected the parsed config.json (a mapping), got "
-                        f"{type(hf).__name__}")
-    label = check_str("label", label)
-
-    def read(key: str, kind: str = "int", default: Any = _REQUIRED,
-             minimum: float | None = 1) -> Any:
-        value = hf.get(key)
-        if value is None:
-            if default is _REQUIRED:
-                raise ValueError(f"path: {label} has no {key!r}")
-            return default
-        try:
-            if kind == "int":
-                return check_int(key, value, minimum=None if minimum is None else int(minimum))
-            if kind == "float":
-                return check_float(key, value, minimum, min_inclusive=False)
-            if kind == "bool":
-                return check_bool(key, value)
-            return check_str(key, value)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"path: {label}: {err}") from None
-    return read
-
-
-def _transformer_config(label: str, **fields: Any) -> TransformerConfig:
-    """``TransformerConfig(**fields)``, its errors naming ``label``."""
-    try:
-        return TransformerConfig(**fields)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"path: {label} gives an invalid model: {err}") from None
 
 
 def bert_config(hf: Mapping[str, Any], label: str = "config.json") -> TransformerConfig:
@@ -327,7 +88,7 @@ def bert_config(hf: Mapping[str, Any], label: str = "config.json") -> Transforme
             position type), lacks a field or holds one of the wrong kind or range; the message
             names ``label``.
     """
-    read = _config_reader(hf, label)
+    read = config_reader(hf, label)
     model_type = read("model_type", "str")
     if model_type != "bert":
         raise ValueError(f"path: {label} describes a {model_type!r} model, not 'bert'")
@@ -338,7 +99,7 @@ def bert_config(hf: Mapping[str, Any], label: str = "config.json") -> Transforme
     if position != "absolute":
         raise ValueError(f"path: {label} uses position_embedding_type={position!r}; only "
                          "'absolute'")
-    return _transformer_config(
+    return transformer_config(
         label, vocab_size=read("vocab_size"), context_length=read("max_position_embeddings"),
         d_model=read("hidden_size"), num_layers=read("num_hidden_layers"),
         num_heads=read("num_attention_heads"), d_ff=read("intermediate_size"), ffn="gelu",
@@ -408,7 +169,7 @@ class SentenceEncoder:
             exceeds the model's ``context_length``; the tokenizer pads or truncates on its own.
     """
 
-    model: lmlab.transformer.Encoder  # holds the pretrained weights (eval mode)
+    model: Encoder  # holds the pretrained weights (eval mode)
     tokenizer: tokenizers.Tokenizer  # WordPiece, wraps each text in [CLS] ... [SEP]
     max_length: int  # longer texts are cut to this many tokens (sentence-transformers: 256)
 
@@ -492,7 +253,8 @@ def _bert_tokenizer(folder: Path, config: TransformerConfig,
                     ) -> tuple[tokenizers.Tokenizer, int]:
     """The folder's tokenizer (``tokenizer.json`` or ``vocab.txt``) and longest input (the
     model's context, or ``max_seq_length`` of ``sentence_bert_config.json`` when shorter)."""
-    from lmlab.tokenization import load_bert_tokenizer, load_tokenizer_file
+    from lmlab.hf_tokenizers import load_tokenizer_file
+    from lmlab.wordpiece import load_bert_tokenizer
 
     if (folder / "tokenizer.json").is_file():
         tokenizer = load_tokenizer_file(folder / "tokenizer.json")
@@ -501,7 +263,7 @@ def _bert_tokenizer(folder: Path, config: TransformerConfig,
     elif (folder / "vocab.txt").is_file():
         lower = True
         if (folder / "tokenizer_config.json").is_file():
-            lower = _read_json(folder / "tokenizer_config.json", str(folder)).get(
+            lower = read_json(folder / "tokenizer_config.json", str(folder)).get(
                 "do_lower_case", True)
             if not isinstance(lower, bool):
                 raise ValueError(f"path: 'tokenizer_config.json' in {str(folder)!r} has "
@@ -515,7 +277,7 @@ def _bert_tokenizer(folder: Path, config: TransformerConfig,
     max_length = config.context_length
     st_config = folder / "sentence_bert_config.json"
     if st_config.is_file():
-        value = _read_json(st_config, str(folder)).get("max_seq_length")
+        value = read_json(st_config, str(folder)).get("max_seq_length")
         post = tokenizer.post_processor
         low = 1 + (0 if post is None else post.num_special_tokens_to_add(False))
         if value is not None:
@@ -536,19 +298,19 @@ def load_bert(path: str | os.PathLike[str]) -> SentenceEncoder:
         ValueError: the config is not BERT's, a tensor is missing, unexpected or of the wrong
             shape, or a file is corrupted; the message names the file.
     """
-    folder = _folder(path)
-    config = bert_config(_read_json(folder / "config.json", str(folder)),
+    folder = checkpoint_folder(path)
+    config = bert_config(read_json(folder / "config.json", str(folder)),
                          f"'config.json' in {str(folder)!r}")
     tokenizer, max_length = _bert_tokenizer(folder, config)  # every file checked first
-    weights = _SafetensorsFolder(folder)
+    weights = SafetensorsFolder(folder)
     names = weights.names()
     prefix = "bert." if any(n.startswith("bert.embeddings.") for n in names) else ""
     table = {prefix + k: v for k, v in expand_names(BERT_NAMES, config.num_layers).items()}
     label = f"path: {folder.name!r}"
-    _check_names(names, table, label, [prefix + n for n in _BERT_UNUSED],
+    check_names(names, table, label, [prefix + n for n in _BERT_UNUSED],
                  (prefix + "pooler.", *_BERT_UNUSED_PREFIXES))
     model = Encoder(config)
-    _fill(model, table, weights.read, weights.shape, label)
+    fill_weights(model, table, weights.read, weights.shape, label)
     model.eval()
     return SentenceEncoder(model, tokenizer, max_length)
 

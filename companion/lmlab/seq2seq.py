@@ -7,7 +7,7 @@ Chapter 3's model, on any pair of vocabularies::
     losses = train_seq2seq(model, pairs, steps=1000)        # pairs: (source, target) tokens
     ids, _ = model.greedy_decode(src, src_lengths)          # or model.beam_search(...)
 
-The config holds both vocabularies (:class:`lmlab.bow.Vocabulary`), so the special ids (padding,
+The config holds both vocabularies (:class:`lmlab.vocab.Vocabulary`), so the special ids (padding,
 start and end marks) come from them and a checkpoint carries the symbols it was trained on.
 Pairs become padded batches in :mod:`lmlab.batching`. :mod:`lmlab.g2p` uses this for
 spelling -> pronunciation.
@@ -31,7 +31,7 @@ from torch import nn
 from lmlab._checks import check_bool, check_choice, check_float, check_int, check_tensor
 from lmlab.attention import padding_mask
 from lmlab.batching import Batch, check_vocabs, pair_batches
-from lmlab.bow import Vocabulary
+from lmlab.vocab import Vocabulary
 from lmlab.rnn import ATTENTIONS, CELLS, AttentionDecoder, Decoder, Encoder, State
 
 __all__ = ["Seq2SeqConfig", "Seq2Seq", "train_seq2seq", "save_checkpoint", "load_checkpoint"]

@@ -24,32 +24,25 @@ import torch
 from lmlab._checks import (
     check_finite, check_float, check_generator, check_int, check_int_values, check_tensor,
 )
-from lmlab.bow import tokenize
+from lmlab.vocab import as_documents
 
 __all__ = [
-    "word_counts", "keep_probabilities", "noise_distribution", "sample_negatives",
-    "skipgram_windows", "skipgram_pairs",
+    "MAX_GRID", "as_sentences", "word_counts", "keep_probabilities", "noise_distribution",
+    "sample_negatives", "skipgram_windows", "skipgram_pairs",
 ]
 
-_MAX_GRID = 2**26  # cells of one (N, 2 * window) window grid: about 0.5 GB per int64 tensor
+MAX_GRID = 2**26
+"""The most cells of one ``(N, 2 * window)`` window grid: about 0.5 GB per int64 tensor."""
 
 
-def _as_sentences(sentences: object) -> list[Sequence[str]]:
-    if isinstance(sentences, (str, bytes)):
-        raise TypeError("sentences: expected a list of sentences, got a single string "
-                        "(wrap it in a list)")
-    if not isinstance(sentences, Iterable):
-        raise TypeError(f"sentences: expected a list of str or of lists of words, got "
-                        f"{type(sentences).__name__}")
-    out: list[Sequence[str]] = []
-    for i, s in enumerate(sentences):
-        if isinstance(s, str):
-            out.append(tokenize(s))
-        elif isinstance(s, (list, tuple)) and all(isinstance(w, str) for w in s):
-            out.append(s)
-        else:
-            raise TypeError(f"sentences[{i}]: expected a str or a list of word strings, got "
-                            f"{type(s).__name__}")
+def as_sentences(sentences: object) -> list[Sequence[str]]:
+    """A corpus as lists of words (:func:`lmlab.vocab.as_documents`), at least one word in all.
+
+    Raises:
+        TypeError: as :func:`lmlab.vocab.as_documents`, naming ``sentences``.
+        ValueError: no sentence holds a word.
+    """
+    out = as_documents(sentences, "sentences")
     if not any(len(s) for s in out):
         raise ValueError("sentences: the corpus is empty (no sentence contains a word)")
     return out
@@ -59,11 +52,11 @@ def word_counts(sentences: Iterable[str | Sequence[str]], min_count: int = 5
                 ) -> tuple[tuple[str, ...], torch.Tensor]:
     """The vocabulary of a corpus: words seen at least ``min_count`` times, most frequent first.
 
-    Ties are sorted alphabetically, as in :class:`lmlab.bow.Vocabulary`, but there is no unknown
+    Ties are sorted alphabetically, as in :class:`lmlab.vocab.Vocabulary`, but there is no unknown
     token: word2vec skips rare words instead of mapping them to one id.
 
     Args:
-        sentences: strings (split with :func:`lmlab.bow.tokenize`) or lists of words.
+        sentences: strings (split with :func:`lmlab.vocab.tokenize`) or lists of words.
         min_count: keep words seen at least this often (>= 1).
 
     Returns:
@@ -82,7 +75,7 @@ def word_counts(sentences: Iterable[str | Sequence[str]], min_count: int = 5
         (('the', 'cat'), [3, 2])
     """
     check_int("min_count", min_count)
-    counter = Counter(w for s in _as_sentences(sentences) for w in s)
+    counter = Counter(w for s in as_sentences(sentences) for w in s)
     kept = sorted(((w, c) for w, c in counter.items() if c >= min_count),
                   key=lambda wc: (-wc[1], wc[0]))
     if not kept:
@@ -241,8 +234,8 @@ def skipgram_windows(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,
     # -1 marks "no context word" in the result: a negative id would pass for one
     check_int_values("ids", ids, 0, None, what="word ids")
     N, device = ids.shape[0], ids.device
-    if N * 2 * window > _MAX_GRID:
-        raise ValueError(f"window: N * 2 * window must be at most {_MAX_GRID:,}, got N={N}, "
+    if N * 2 * window > MAX_GRID:
+        raise ValueError(f"window: N * 2 * window must be at most {MAX_GRID:,}, got N={N}, "
                          f"window={window}; pass the text in shorter stretches")
     offsets = torch.cat([torch.arange(-window, 0, device=device),
                          torch.arange(1, window + 1, device=device)])  # (2W,)

@@ -44,7 +44,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lmlab import _checkpoint
+from lmlab import training_state
 from lmlab._checks import (check_bool, check_callable, check_choice, check_float, check_instance,
                            check_int, check_path, check_str)
 from lmlab.device import autocast, get_device
@@ -335,14 +335,14 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module) -> Checkpoin
     check_instance("model", model, nn.Module)
     path = check_path("path", path)
     header = _read_header(path)
-    tensors = _checkpoint.load_model(path, model)
+    tensors = training_state.load_model_state(path, model)
     losses = tensors.get("history.losses", torch.zeros(0)).tolist()
     return CheckpointInfo(header["step"], header["config"], losses,
                           [tuple(e) for e in header["evals"]])
 
 
 def _read_header(path: Path) -> dict[str, Any]:
-    header = _checkpoint.read_header(path)
+    header = training_state.read_header(path)
     try:
         header["config"] = TrainConfig.from_dict(header["config"])
     except (ValueError, TypeError) as err:
@@ -555,7 +555,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
         result = TrainResult(losses=[])
         if header is not None:
             assert path is not None
-            losses = _checkpoint.restore(path, header, model, optimizer, generator, device)
+            losses = training_state.restore(path, header, model, optimizer, generator, device)
             result = TrainResult(losses, [tuple(e) for e in header["evals"]], header["step"],
                                  header["step"])
         if eval_fn is not None and result.start_step < stop:
@@ -631,7 +631,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
                 if path is not None and (last or (config.checkpoint_every
                                                   and done % config.checkpoint_every == 0)):
                     flush()
-                    _checkpoint.write(path, model, optimizer, generator,
+                    training_state.write(path, model, optimizer, generator,
                                       config=config.to_dict(), step=result.step,
                                       losses=result.losses, evals=result.evals, device=device)
                 bar.update(1)

@@ -25,7 +25,7 @@ import torch
 
 from lmlab._checks import (check_file, check_finite, check_int, check_str, check_strings,
                            check_tensor)
-from lmlab.bow import tokenize
+from lmlab.vocab import tokenize
 from lmlab.io import save_tensors
 
 __all__ = ["WordVectors", "AnalogyResult", "SimilarityResult", "pearson", "spearman"]
@@ -457,7 +457,7 @@ class WordVectors:
 
         Args:
             text: a string (split with ``split``) or a list of words.
-            split: the tokenizer for strings (default :func:`lmlab.bow.tokenize`).
+            split: the tokenizer for strings (default :func:`lmlab.vocab.tokenize`).
 
         Returns:
             The mean vector; the zero vector when no word is known (its cosine similarity with

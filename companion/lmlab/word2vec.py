@@ -40,8 +40,8 @@ from lmlab._checks import (
 from lmlab.device import get_device
 from lmlab.progress import progress
 from lmlab.skipgram import (
-    _MAX_GRID,
-    _as_sentences,
+    MAX_GRID,
+    as_sentences,
     keep_probabilities,
     noise_distribution,
     sample_negatives,
@@ -102,8 +102,8 @@ class Word2VecConfig:
         check_float("ns_exponent", self.ns_exponent)
         check_float("lr", self.lr, minimum=0.0, min_inclusive=False)
         check_float("min_lr", self.min_lr, minimum=0.0, maximum=self.lr)
-        if 2 * self.window * self.chunk_words > _MAX_GRID:
-            raise ValueError(f"window: 2 * window * chunk_words must be at most {_MAX_GRID:,} (the "
+        if 2 * self.window * self.chunk_words > MAX_GRID:
+            raise ValueError(f"window: 2 * window * chunk_words must be at most {MAX_GRID:,} (the "
                              f"window grid of one chunk), got window={self.window}, "
                              f"chunk_words={self.chunk_words}; lower chunk_words")
 
@@ -433,7 +433,7 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
     worker runs.
 
     Args:
-        sentences: strings (split with :func:`lmlab.bow.tokenize`) or lists of words.
+        sentences: strings (split with :func:`lmlab.vocab.tokenize`) or lists of words.
         config: hyper-parameters (default :class:`Word2VecConfig`).
         device: where to train (default: the best available, :func:`lmlab.device.get_device`).
         show_progress: show a progress bar over chunks with the loss (default: the global switch).
@@ -465,7 +465,7 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
         raise ValueError(f"device: expected 'cpu', 'cuda' or 'mps' (or None: the best "
                          f"available), got {device!r}")
     device = get_device(wanted)
-    sents = _as_sentences(sentences)
+    sents = as_sentences(sentences)
     words, counts = word_counts(sents, config.min_count)
     ids, sentence_ids = _encode(sents, words)
     generator = torch.Generator().manual_seed(config.seed)

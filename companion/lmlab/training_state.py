@@ -1,5 +1,5 @@
-"""The file format of :mod:`lmlab.training`'s checkpoints (private: use ``train(resume=True)``
-and ``load_checkpoint``).
+"""The file format of :mod:`lmlab.training`'s resumable checkpoints (to resume a run, use
+``lmlab.training.train(..., resume=True)``; to read one, ``lmlab.training.load_checkpoint``).
 
 One safetensors file holds the whole state of a run, so a resumed run is bit-identical to a
 straight one:
@@ -24,11 +24,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from lmlab._checks import check_instance
 from lmlab.io import load_tensors, read_metadata, save_tensors
 from lmlab.parallel import world
 
-FORMAT = "lmlab.training/1"  # the header's "format" entry
-META_KEY = "lmlab.training"  # the safetensors metadata key holding the JSON header
+FORMAT = "lmlab.training/1"
+"""The header's ``"format"`` entry."""
+META_KEY = "lmlab.training"
+"""The safetensors metadata key holding the JSON header."""
 
 
 def _gather_rng(device: torch.device, world_size: int) -> list[torch.Tensor]:
@@ -55,7 +58,22 @@ def _set_rng(state: torch.Tensor, device: torch.device) -> None:
 def write(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
           generator: torch.Generator, *, config: dict[str, Any], step: int,
           losses: list[float], evals: list[Any], device: torch.device) -> None:
-    """Write the checkpoint atomically from rank 0; every process must call it (a collective)."""
+    """Write the checkpoint atomically from rank 0; every process must call it (a collective).
+
+    Args:
+        path: the file to write.
+        model: the model being trained.
+        optimizer: its optimizer.
+        generator: the generator that draws the batches.
+        config: the run's config, as JSON-able data.
+        step: the steps done.
+        losses: the loss of every step done.
+        evals: the evaluations so far (JSON-able).
+        device: the device of the run (its random state is saved too).
+    """
+    check_instance("model", model, nn.Module)
+    check_instance("optimizer", optimizer, torch.optim.Optimizer)
+    check_instance("generator", generator, torch.Generator)
     rank, world_size = world()
     rng = _gather_rng(device, world_size)
     if rank == 0:
@@ -79,7 +97,12 @@ def write(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
 
 
 def read_header(path: Path) -> dict[str, Any]:
-    """The JSON header, checked for its format and entries (the config is left a dict)."""
+    """The JSON header, checked for its format and entries (the config is left a dict).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a training checkpoint, or a corrupted one; the message names it.
+    """
     raw = read_metadata(path).get(META_KEY)
     if raw is None:
         raise ValueError(f"{path}: not a training checkpoint (no {META_KEY!r} header)")
@@ -98,8 +121,14 @@ def read_header(path: Path) -> dict[str, Any]:
     return header
 
 
-def load_model(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
-    """Load the model's tensors (names, shapes and dtypes checked first); return all tensors."""
+def load_model_state(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Load the model's tensors (names, shapes and dtypes checked first); return all tensors.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file's model tensors do not fit ``model``; the message names the file.
+    """
+    check_instance("model", model, nn.Module)
     tensors = load_tensors(path)
     saved = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     expected = model.state_dict()
@@ -127,9 +156,19 @@ def restore(path: Path, header: dict[str, Any], model: nn.Module,
             optimizer: torch.optim.Optimizer, generator: torch.Generator,
             device: torch.device) -> list[float]:
     """Put the model, optimizer, batch generator and this process's random state back as
-    they were; return the loss history."""
+    they were; return the loss history.
+
+    Args:
+        path: the checkpoint.
+        header: its header (:func:`read_header`).
+        model, optimizer, generator: the run's, to restore in place.
+        device: the device of the run.
+
+    Raises:
+        ValueError: the file does not fit the run, or is corrupted; the message names it.
+    """
     rank, _ = world()
-    tensors = load_model(path, model)
+    tensors = load_model_state(path, model)
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):
