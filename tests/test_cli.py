@@ -204,7 +204,7 @@ def test_tokenizer_wordpiece(capsys, corpus, tmp_path):
 
 
 def test_word2vec_equals_the_api(capsys, corpus, tmp_path):
-    from lmlab.bow import tokenize
+    from lmlab.vocab import tokenize
     from lmlab.data import split_sentences
     from lmlab.vectors import WordVectors
     from lmlab.word2vec import Word2VecConfig, train_word2vec

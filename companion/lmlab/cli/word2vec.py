@@ -92,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
     out = OutputFolder(args.out, args.force)
     docs = read_documents(files)
     sentences = [s for d in docs for s in split_sentences(d.text)]
-    from lmlab.bow import tokenize
+    from lmlab.vocab import tokenize
     from lmlab.word2vec import train_word2vec
 
     words = sum(len(tokenize(s)) for s in sentences)
@@ -137,7 +137,7 @@ def _load(path: str) -> Any:
 
 def _word(vectors: Any, word: str, path: str) -> str:
     """``word`` as training saw it (lower case), checked to be in the vocabulary."""
-    from lmlab.bow import tokenize
+    from lmlab.vocab import tokenize
 
     pieces = tokenize(word)
     if len(pieces) != 1:
