@@ -413,7 +413,7 @@ def test_gpt_resume_equals_a_straight_run(capsys, corpus, tok_dir, tmp_path):
         (["--resume", tmp_path / "part", "--steps", 7], "--steps 7: the run in"),
         (["--resume", tmp_path / "full"], "finished all its 6 steps"),
         (["--resume", tmp_path / "part", "--tokenizer", tok_dir], "keeps its own tokenizer"),
-        (["--resume", tok_dir], "holds a 'bpe' (from 'lmlab tokenizer train'), not a gpt"),
+        (["--resume", tok_dir], "holds a 'tokenizer' (from 'lmlab tokenizer train'), not a GPT"),
         (["--resume", tmp_path], "no run.json there"),
     ]
     for extra, fragment in cases:
@@ -430,10 +430,10 @@ def test_a_model_of_another_kind(capsys, corpus, tmp_path):
     assert run(capsys, "word2vec", "train", corpus, "--preset", "tiny", "--out",
                tmp_path / "vec")[0] == 0
     code, _, err = run(capsys, "gpt", "generate", tmp_path / "vec")
-    assert_one_line_error(code, err, "model.safetensors", "'vectors'", "'gpt'")
+    assert_one_line_error(code, err, "model.safetensors", "'WordVectors'", "'GPT'")
     code, _, err = run(capsys, "gpt", "train", corpus, "--resume", tmp_path / "vec",
                        "--out", tmp_path / "x")
-    assert_one_line_error(code, err, "holds a 'vectors' (from 'lmlab word2vec train')")
+    assert_one_line_error(code, err, "holds a 'WordVectors' (from 'lmlab word2vec train')")
     code, _, err = run(capsys, "word2vec", "similar", tmp_path / "nothing", "king")
     assert_one_line_error(code, err, "nothing: no such file or folder")
 

@@ -56,9 +56,9 @@ def _read_run(folder: str) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CLIError(f"{path}: unreadable ({err})") from None
     kind = run.get("kind") if isinstance(run, dict) else None
-    if kind != "gpt":
+    if kind != "GPT":
         made_by = run.get("command") if isinstance(run, dict) else None
-        raise CLIError(f"--resume {folder}: holds a {kind!r} (from '{made_by}'), not a gpt "
+        raise CLIError(f"--resume {folder}: holds a {kind!r} (from '{made_by}'), not a GPT "
                        "run")
     if run["step"] >= run["settings"]["steps"]:
         raise CLIError(f"--resume {folder}: the run finished all its {run['step']} steps; "
@@ -222,7 +222,7 @@ def run_train(args: argparse.Namespace) -> int:
             summary = {"train_loss": sum(recent) / len(recent),
                        "val_loss": result.evals[-1][1] if result.evals else None}
             write_json(out.path(RUN_FILE), {
-                "command": COMMAND, "kind": "gpt", "settings": settings,
+                "command": COMMAND, "kind": "GPT", "settings": settings,
                 "model": config.to_dict(), "train": tconfig.to_dict(),
                 "step": result.step, "world_size": world_size, "device": str(device),
                 "files": [str(d.path) for d in docs], "tokens": len(stream),

@@ -198,7 +198,8 @@ def run_train(args: argparse.Namespace) -> int:
             tok.save(str(out.path("tokenizer.json")))
             size = tok.get_vocab_size()
         write_json(out.path(RUN_FILE), {
-            "command": "lmlab tokenizer train", "kind": args.kind, "vocab_size": size,
+            "command": "lmlab tokenizer train", "kind": "tokenizer",
+            "tokenizer": args.kind, "vocab_size": size,
             "requested_vocab_size": args.vocab_size, "lowercase": not args.cased,
             "files": [str(d.path) for d in docs], "characters": chars})
         where = out.commit()

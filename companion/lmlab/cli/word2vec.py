@@ -112,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
         vectors.save(out.path("model.safetensors"),
                      metadata={"command": COMMAND, "config": _json(dataclasses.asdict(config))})
         write_json(out.path(RUN_FILE), {
-            "command": COMMAND, "kind": "vectors", "config": dataclasses.asdict(config),
+            "command": COMMAND, "kind": "WordVectors", "config": dataclasses.asdict(config),
             "files": [str(d.path) for d in docs], "sentences": len(sentences), "words": words,
             "vocabulary": len(vectors), "device": str(device),
             "final_loss": history.loss[-1] if history.loss else None})
