@@ -16,7 +16,8 @@ import time
 import torch
 
 from lmlab.generation import generate
-from lmlab.transformer import GPT, TransformerConfig, kv_cache_bytes_per_token
+from lmlab.transformer import GPT
+from lmlab.transformer_config import TransformerConfig, kv_cache_bytes_per_token
 
 
 def timed(fn):

@@ -3,7 +3,7 @@
 B = 4, H = 8 query heads of D = 64, cache S = 2048, float32, one thread, attention only (no
 projections). For G = 8 (MHA), 2 (GQA-2) and 1 (MQA) key/value heads, four ways:
 
-* ``lmlab``: the fast path of :class:`lmlab.transformer.MultiHeadAttention` (what its decode
+* ``lmlab``: the fast path of :class:`lmlab.sublayers.MultiHeadAttention` (what its decode
   step runs), on the same q, k, v;
 * ``sdpa gqa``: ``scaled_dot_product_attention(..., enable_gqa=True)``;
 * ``grouped``: a plain grouped matrix product, queries viewed as ``(B, G, H / G, D)`` against
@@ -22,7 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from lmlab.transformer import MultiHeadAttention
+from lmlab.sublayers import MultiHeadAttention
 
 B, H, D, S = 4, 8, 64, 2048
 REPEATS, CALLS = 5, 50

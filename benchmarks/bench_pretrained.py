@@ -30,7 +30,7 @@ import torch
 from lmlab import data
 from lmlab.generation import generate
 from lmlab.gguf_file import smollm2_gguf_file
-from lmlab.llama import load_smollm2
+from lmlab.llama import ChatModel
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:
@@ -49,12 +49,12 @@ def agreement(chat, theirs) -> None:
     from transformers import BertModel
 
     from lmlab.data import minilm_dir
-    from lmlab.pretrained import load_minilm
+    from lmlab.pretrained import SentenceEncoder
 
     sentences = ["The cat sat on the mat.", "A dog bites a man.", "A man bites a dog.",
                  "Transformers read the whole sentence at once, then every word looks at "
                  "the others.", "it"]
-    minilm = load_minilm()
+    minilm = SentenceEncoder.from_pretrained()
     batch = minilm.tokenize(sentences)
     hidden, mask = minilm.hidden_states(sentences)
     with torch.no_grad():
@@ -95,7 +95,7 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    chat = load_smollm2()
+    chat = ChatModel.from_pretrained()
     ours = chat.model
     path = smollm2_gguf_file()
     theirs = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name).eval()

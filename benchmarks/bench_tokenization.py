@@ -67,8 +67,11 @@ def main() -> None:
         path = Path(folder) / "sotu-8k.json"
         ours.save(path)
         gpt2 = load_gpt2_reference()
-        cases = (("GPT-2 vocabulary (50,257)", "documents", docs, BPETokenizer.from_gpt2, gpt2),
-                 ("GPT-2 vocabulary (50,257)", "lines", lines, BPETokenizer.from_gpt2, gpt2),
+        def gpt2_ours() -> BPETokenizer:
+            return BPETokenizer.from_pretrained("gpt2")
+
+        cases = (("GPT-2 vocabulary (50,257)", "documents", docs, gpt2_ours, gpt2),
+                 ("GPT-2 vocabulary (50,257)", "lines", lines, gpt2_ours, gpt2),
                  (f"trained vocabulary ({VOCAB_SIZE})", "documents", docs,
                   lambda: BPETokenizer.from_file(path), hf))
         for name, unit, batch, make_ours, theirs in cases:
@@ -96,12 +99,12 @@ def main() -> None:
 def long_chunks() -> None:
     import random
 
-    gpt2, reference = BPETokenizer.from_gpt2(), load_gpt2_reference()
+    gpt2, reference = BPETokenizer.from_pretrained("gpt2"), load_gpt2_reference()
     rng = random.Random(0)
     print("\none chunk of random letters, GPT-2 vocabulary (cache off: each run re-merges)")
     for n in (16_000, 100_000):
         text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(n))
-        tok = BPETokenizer.from_gpt2()
+        tok = BPETokenizer.from_pretrained("gpt2")
         tok.cache_size = 0
         t_ours, ids = best_of(lambda tok=tok, text=text: tok.encode(text))
         t_theirs, enc = best_of(lambda text=text: reference.encode(text))

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmlab.transformer import GPT, TransformerConfig
+from lmlab.transformer import GPT
+from lmlab.transformer_config import TransformerConfig
 
 
 class TorchReference(nn.Module):

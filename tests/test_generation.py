@@ -12,7 +12,8 @@ from lmlab.generation import (
     apply_temperature, generate, greedy, sample, stream, top_k_filter, top_p_filter,
 )
 from lmlab import generation
-from lmlab.transformer import GPT, Encoder, EncoderDecoder, TransformerConfig
+from lmlab.transformer import GPT, Encoder, EncoderDecoder
+from lmlab.transformer_config import TransformerConfig
 
 # distinct scores, at least 1/8 apart: the properties below are about ranks, not ties
 LOGITS = st.lists(st.integers(-64, 64), min_size=2, max_size=40,

@@ -8,8 +8,8 @@ from torch import nn
 
 from lmlab.device import seed_everything
 from lmlab.gqa import regroup_kv_heads
-from lmlab.model_files import load_model, save_model
-from lmlab.transformer import GPT, Encoder, EncoderDecoder, TransformerConfig
+from lmlab.transformer import GPT, Encoder, EncoderDecoder
+from lmlab.transformer_config import TransformerConfig
 
 ATOL = dict(rtol=1e-5, atol=1e-5)
 CONFIGS = {
@@ -130,8 +130,8 @@ def test_copy_or_in_place() -> None:
 def test_regrouped_model_saves_and_loads(tmp_path) -> None:
     seed_everything(0)
     merged = regroup_kv_heads(GPT(CONFIGS["llama-like"]).eval(), 1)
-    save_model(merged, tmp_path / "mqa.safetensors")
-    loaded = load_model(tmp_path / "mqa.safetensors").eval()
+    merged.save(tmp_path / "mqa.safetensors")
+    loaded = GPT.load(tmp_path / "mqa.safetensors")
     assert loaded.config.num_kv_heads == 1
     torch.testing.assert_close(loaded(_ids()), merged(_ids()))
 

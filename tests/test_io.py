@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -211,3 +214,25 @@ def test_bad_arguments(tmp_path, call, error, message):
     with pytest.raises(error, match=f"^{message}"):
         call(tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_the_same_tensors_and_metadata_give_the_same_bytes_in_every_process(tmp_path):
+    """safetensors writes its metadata in hash-map order, which changes from process to
+    process; save_tensors sorts it, so a script run twice writes the same file."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nfrom lmlab.io import save_tensors\n"
+            "save_tensors({'w': torch.arange(6.0).view(2, 3), 'b': torch.ones(2)}, sys.argv[1],"
+            " metadata={k: 'v' + k + '\\u00e9\"\\\\\\n' for k in 'zyxwvutsrq'})")
+    companion = str(Path(__file__).resolve().parent.parent / "companion")
+    files = []
+    for i in range(4):
+        files.append(tmp_path / f"{i}.safetensors")
+        subprocess.run([sys.executable, "-c", code, str(files[-1])], check=True,
+                       env={"PYTHONPATH": companion, "PATH": "/usr/bin:/bin"})
+    assert len({f.read_bytes() for f in files}) == 1
+    data = files[0].read_bytes()
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    assert list(header["__metadata__"]) == sorted("zyxwvutsrq")
+    assert read_metadata(files[0])["z"] == 'vzé"\\\n'

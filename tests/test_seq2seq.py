@@ -14,6 +14,7 @@ import torch
 from lmlab import batching, g2p, seq2seq
 from lmlab.vocab import Vocabulary
 from lmlab.device import seed_everything
+from lmlab.model_files import read_model_file, write_model_file
 from lmlab.progress import set_progress
 from lmlab.seq2seq import Seq2Seq, Seq2SeqConfig
 
@@ -207,7 +208,6 @@ PAIRS = [("a", ("EY1",))]
     (lambda: MODEL.greedy_decode(SRC_IDS, LENGTHS.to("meta")), ValueError,
      "src_lengths: a meta tensor"),
     (lambda: seq2seq.train_seq2seq(MODEL, PAIRS, steps=1, device="tpu"), ValueError, "device"),
-    (lambda: seq2seq.load_checkpoint("x.safetensors", device="tpu"), ValueError, "device"),
     (lambda: Seq2SeqConfig(Vocabulary(("a",)), TGT), ValueError, "src_vocab"),
     (lambda: Seq2SeqConfig.small(SRC, TGT, heads=2), TypeError, "changes"),
     (lambda: Seq2SeqConfig.from_dict({"src_vocab": SRC.to_dict()}), ValueError, "data"),
@@ -247,65 +247,38 @@ def test_bad_input_names_the_parameter(call, error, match) -> None:
 
 
 @pytest.mark.parametrize("attention", [None, "additive"])
-def test_checkpoint_round_trip(tmp_path: Path, attention: str | None) -> None:
+def test_model_file_round_trip(tmp_path: Path, attention: str | None) -> None:
     seed_everything(0)
     model = Seq2Seq(Seq2SeqConfig(SRC, TGT, d_model=8, hidden_size=16, attention=attention)).eval()
-    seq2seq.save_checkpoint(model, tmp_path / "m.safetensors", {"steps": 3}, half=False)
-    loaded, meta = seq2seq.load_checkpoint(tmp_path / "m.safetensors")
-    assert loaded.config == model.config and meta == {"steps": 3}
+    model.save(tmp_path / "m.safetensors", {"steps": 3, "loss_curve": [2.5, 1.25]})
+    loaded = Seq2Seq.load(tmp_path / "m.safetensors")
+    assert loaded.config == model.config and not loaded.training
+    assert read_model_file(tmp_path / "m.safetensors").metadata == {
+        "steps": 3, "loss_curve": [2.5, 1.25]}
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), name
-    seq2seq.save_checkpoint(model, tmp_path / "h.safetensors")  # float16 on disk, float32 in memory
-    half, _ = seq2seq.load_checkpoint(tmp_path / "h.safetensors")
+    model.save(tmp_path / "h.safetensors", dtype=torch.float16)  # float16 on disk
+    half = Seq2Seq.load(tmp_path / "h.safetensors")  # float32 in memory
     src, lengths = g2p.encode_words(WORDS)
     assert half.encoder.embedding.weight.dtype == torch.float32
     torch.testing.assert_close(half(src, lengths, src[:, :3])[0],
                                model(src, lengths, src[:, :3])[0], rtol=0, atol=2e-2)
 
 
-def test_checkpoint_metadata_must_be_strict_json(tmp_path: Path) -> None:
+def test_model_file_bad_input(tmp_path: Path) -> None:
     """Before: NaN was written as the bare word NaN, which is not JSON."""
-    with pytest.raises(ValueError, match="^metadata: not JSON-serialisable"):
-        seq2seq.save_checkpoint(MODEL, tmp_path / "m.safetensors", {"loss": float("nan")})
+    with pytest.raises(ValueError, match="^metadata: not JSON data"):
+        MODEL.save(tmp_path / "m.safetensors", {"loss": float("nan")})
     with pytest.raises(ValueError, match="^path: .* is a folder"):
-        seq2seq.save_checkpoint(MODEL, tmp_path)
+        MODEL.save(tmp_path)
+    with pytest.raises(ValueError, match="^device"):
+        Seq2Seq.load(tmp_path / "x.safetensors", device="tpu")
     assert list(tmp_path.iterdir()) == []
-
-
-def test_checkpoint_bad_files(tmp_path: Path) -> None:
-    from lmlab.io import save_tensors
-
-    model = _models()[0]
-    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
-        seq2seq.load_checkpoint(tmp_path / "missing.safetensors")
-    with pytest.raises(TypeError, match="^path"):
-        seq2seq.load_checkpoint(3)  # type: ignore[arg-type]
-    save_tensors({"x": torch.zeros(1)}, tmp_path / "bare.safetensors")
-    with pytest.raises(ValueError, match="^path: bare.safetensors holds no Seq2Seq config"):
-        seq2seq.load_checkpoint(tmp_path / "bare.safetensors")
-    good = tmp_path / "good.safetensors"
-    seq2seq.save_checkpoint(model, good)
-    data = good.read_bytes()
-    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="cut.safetensors"):
-        seq2seq.load_checkpoint(tmp_path / "cut.safetensors")
-    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
-    with pytest.raises(ValueError, match="junk.safetensors"):
-        seq2seq.load_checkpoint(tmp_path / "junk.safetensors")
     other = Seq2Seq(Seq2SeqConfig.tiny(SRC, TGT, hidden_size=8))
-    tensors = {k: v.contiguous() for k, v in other.state_dict().items()}
-    save_tensors(tensors, tmp_path / "mix.safetensors",
-                 metadata={"config": json.dumps(model.config.to_dict())})
-    with pytest.raises(ValueError, match="^path: mix.safetensors's tensors do not fit"):
-        seq2seq.load_checkpoint(tmp_path / "mix.safetensors")
-    with pytest.raises(TypeError, match="^model"):
-        seq2seq.save_checkpoint("model", good)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="^metadata"):
-        seq2seq.save_checkpoint(model, good, {"x": object()})
-    with pytest.raises(TypeError, match="^half"):
-        seq2seq.save_checkpoint(model, good, half=1)  # type: ignore[arg-type]
-
-
+    write_model_file(tmp_path / "mix.safetensors", "Seq2Seq", MODEL.file_config(),
+                     other.state_dict())
+    with pytest.raises(ValueError, match="mix.safetensors: the weights do not fit the config"):
+        Seq2Seq.load(tmp_path / "mix.safetensors")
 
 
 def test_training_script_writes_loadable_checkpoints(tmp_path: Path,
@@ -318,7 +291,9 @@ def test_training_script_writes_loadable_checkpoints(tmp_path: Path,
                                        "g2p_rnn_matched.safetensors"]
     budgets, sizes = [], []
     for p in paths:
-        model, meta = seq2seq.load_checkpoint(p)
+        model, meta = Seq2Seq.load(p), read_model_file(p, tensors=False).metadata
+        assert all(t.dtype == torch.float16 for t in read_model_file(p).tensors.values()
+                   if t.is_floating_point())  # stored as float16, loaded as float32
         assert len(meta["loss_curve"]) == 2
         budgets.append({k: meta[k] for k in ("steps", "batch_size", "lr", "seed")})
         sizes.append(sum(t.numel() for t in model.parameters()))
@@ -326,7 +301,7 @@ def test_training_script_writes_loadable_checkpoints(tmp_path: Path,
         assert g2p.transcribe(model, ["cat"], max_len=3)[0] is not None
     assert budgets[0] == budgets[1] == budgets[2] == {"steps": 4, "batch_size": 8, "lr": 3e-3,
                                                       "seed": 0}
-    rnn_model, attn_model, matched = (seq2seq.load_checkpoint(p)[0] for p in paths)
+    rnn_model, attn_model, matched = (Seq2Seq.load(p) for p in paths)
     assert rnn_model.config.hidden_size == attn_model.config.hidden_size == 16
     assert attn_model.config.attention == "scaled_dot" and matched.config.attention is None
     assert matched.config.hidden_size > 16
@@ -334,7 +309,7 @@ def test_training_script_writes_loadable_checkpoints(tmp_path: Path,
     assert abs(sizes[2] - sizes[1]) / sizes[1] < 0.02
     again = script.main(["--model", "attention", *args, "--threads", "1",
                          "--out", str(tmp_path / "again")])
-    first, second = seq2seq.load_checkpoint(paths[1])[0], seq2seq.load_checkpoint(again[0])[0]
+    first, second = Seq2Seq.load(paths[1]), Seq2Seq.load(again[0])
     for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
         assert torch.equal(a, b), name  # the same command gives the same checkpoint
 

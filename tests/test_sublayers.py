@@ -232,7 +232,7 @@ def test_bert_query_key_value_tensors_fill_the_fused_projection(tmp_path) -> Non
     from transformers import BertConfig, BertModel
 
     from lmlab.data import minilm_dir
-    from lmlab.pretrained import load_bert
+    from lmlab.pretrained import SentenceEncoder
 
     torch.manual_seed(0)
     ref = BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
@@ -240,7 +240,7 @@ def test_bert_query_key_value_tensors_fill_the_fused_projection(tmp_path) -> Non
                                max_position_embeddings=32)).eval()
     ref.save_pretrained(tmp_path, safe_serialization=True)
     shutil.copy(minilm_dir() / "tokenizer.json", tmp_path / "tokenizer.json")
-    attn = load_bert(tmp_path).model.blocks[0].attn
+    attn = SentenceEncoder.from_pretrained(tmp_path).model.blocks[0].attn
     hf = ref.encoder.layer[0].attention.self
     w_q, w_k, w_v = attn.qkv_weights()
     assert torch.equal(w_q, hf.query.weight) and torch.equal(w_k, hf.key.weight)
@@ -251,12 +251,12 @@ def test_bert_query_key_value_tensors_fill_the_fused_projection(tmp_path) -> Non
     save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError,
                        match="missing tensor 'encoder.layer.0.attention.self.value.weight'"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
     tensors["encoder.layer.0.attention.self.value.weight"] = torch.zeros(16, 32)
     save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match=r"'encoder.layer.0.attention.self.value.weight' has "
                                          r"shape \(16, 32\), expected \(32, 32\)"):
-        load_bert(tmp_path)
+        SentenceEncoder.from_pretrained(tmp_path)
 
 
 # ------------------------------------------------------------------------- bad input

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lmlab.generation import generate
-from lmlab.io import read_metadata
-from lmlab.model_files import load_model
+from lmlab.model_files import load, read_model_file
 from lmlab.bpe import BPETokenizer
-from lmlab.transformer import GPT, EncoderDecoder, TransformerConfig
+from lmlab.transformer import GPT, EncoderDecoder
+from lmlab.transformer_config import TransformerConfig
 
 TINY = ["--steps", "30", "--d-model", "32", "--num-layers", "1", "--num-heads", "2",
         "--context-length", "32", "--vocab-size", "300", "--batch-size", "8", "--log-every", "10",
@@ -58,12 +58,12 @@ def test_train_gpt_script_trains_and_is_deterministic(tmp_path: Path, load_scrip
         torch.set_num_threads(threads)
     assert [p.name for p in paths] == ["gpt_shakespeare.safetensors", "encdec_g2p.safetensors"]
     for first, second in zip(paths, again):
-        a, b = load_model(first), load_model(second)
+        a, b = load(first), load(second)
         for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
             assert torch.equal(x, y), name
-    gpt, encdec = load_model(paths[0]), load_model(paths[1])
+    gpt, encdec = load(paths[0]), load(paths[1])
     assert isinstance(gpt, GPT) and isinstance(encdec, EncoderDecoder)
-    meta = read_metadata(paths[0])
+    meta = read_model_file(paths[0], tensors=False).metadata
     curve = json.loads(meta["loss_curve"])
     assert len(curve) == 3 and curve[-1] < curve[0] - 0.3  # it learns
     assert len(json.loads(meta["validation_plays"])) == 3
@@ -74,7 +74,7 @@ def test_train_gpt_script_trains_and_is_deterministic(tmp_path: Path, load_scrip
     tok = BPETokenizer.from_file(tmp_path / "a" / "gpt_shakespeare.bpe.json")
     assert tok.vocab_size == gpt.config.vocab_size == 300
     assert tok.decode(tok.encode("To be, or not to be")) == "To be, or not to be"
-    g2p_curve = json.loads(read_metadata(paths[1])["loss_curve"])
+    g2p_curve = json.loads(read_model_file(paths[1], tensors=False).metadata["loss_curve"])
     assert g2p_curve[-1] < g2p_curve[0]
 
     # --evaluate ends with exactly its two lines, the figures stored at training time

@@ -10,10 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmlab.device import seed_everything
-from lmlab.transformer import (
-    GPT, Encoder, EncoderDecoder, FeedForward, KVCache, MultiHeadAttention, TransformerBlock,
-    TransformerConfig, kv_cache_bytes_per_token,
-)
+from lmlab.sublayers import FeedForward, KVCache, MultiHeadAttention
+from lmlab.transformer import GPT, Encoder, EncoderDecoder, TransformerBlock
+from lmlab.transformer_config import TransformerConfig, kv_cache_bytes_per_token
 
 ATOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -569,6 +568,62 @@ def test_config_helpers_reject_unknown_fields_and_bad_types() -> None:
         kv_cache_bytes_per_token(TransformerConfig.tiny(), "float32")
 
 
+# ------------------------------------------------------------------------------- the LM loss
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_loss_with_targets_is_torchs_cross_entropy_and_its_gradient(name: str) -> None:
+    g = seed_everything(18)
+    model = GPT(CONFIGS[name])
+    ids = torch.randint(0, 256, (3, 12), generator=g)
+    targets = ids[:, 1:].clone()
+    targets[0, :4] = -100  # padding: no loss there
+    logits, loss = model(ids[:, :-1], targets)
+    torch.testing.assert_close(logits, model(ids[:, :-1]))
+    kept = targets != -100
+    expected = -torch.log_softmax(logits.double(), -1)[kept].gather(
+        1, targets[kept][:, None]).mean()  # mean nats over the kept targets, by hand
+    assert loss.dtype == torch.float32 and loss.shape == ()
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-6, atol=1e-6)
+    loss.backward()
+    ours = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    nn.functional.cross_entropy(model(ids[:, :-1]).transpose(1, 2), targets).backward()
+    for a, p in zip(ours, model.parameters()):
+        torch.testing.assert_close(a, p.grad)
+
+
+def test_loss_is_float32_for_a_low_precision_model() -> None:
+    g = seed_everything(19)
+    model = GPT(CONFIGS["gpt2"]).to(torch.bfloat16)
+    ids = torch.randint(0, 256, (2, 9), generator=g)
+    logits, loss = model(ids[:, :-1], ids[:, 1:])
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    expected = nn.functional.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+    assert torch.equal(loss, expected)
+    _, nan = model(ids[:, :-1], torch.full_like(ids[:, 1:], -100))
+    assert torch.isnan(nan)  # nothing to average, as torch's cross_entropy
+
+
+def test_targets_are_checked() -> None:
+    model = GPT(TransformerConfig.tiny())
+    ids = torch.zeros(2, 5, dtype=torch.long)
+    for targets, error, match in [
+        (torch.zeros(2, 4, dtype=torch.long), ValueError, r"^targets: expected shape \(2, 5\)"),
+        (torch.zeros(2, 5), TypeError, "^targets"),
+        ([[0] * 5] * 2, TypeError, "^targets"),
+        (torch.full((2, 5), 256), ValueError, r"^targets: expected ids in \[0, 256\) or -100"),
+        (torch.full((2, 5), -1), ValueError, "^targets: expected ids in"),
+        (torch.zeros(2, 5, dtype=torch.long, device="meta"), ValueError, "^targets"),
+    ]:
+        with pytest.raises(error, match=match):
+            model(ids, targets)
+    with pytest.raises(ValueError, match="^targets: the loss needs"):
+        model(ids, ids, last_only=True)
+    with pytest.raises(ValueError, match="^targets: the loss needs"):
+        model(ids, ids, need_weights=True)
+
+
 # ------------------------------------------------------------------------------- training, GPU
 
 def test_gpt_learns_a_repeating_sequence() -> None:
@@ -578,8 +633,7 @@ def test_gpt_learns_a_repeating_sequence() -> None:
     ids = torch.arange(16).repeat(4, 1) % 5  # 0 1 2 3 4 0 1 ...
     losses = []
     for _ in range(30):
-        logits = model(ids[:, :-1])
-        loss = nn.functional.cross_entropy(logits.reshape(-1, 16), ids[:, 1:].reshape(-1))
+        _, loss = model(ids[:, :-1], ids[:, 1:])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -597,9 +651,8 @@ def test_bf16_training_steps_on_gpu(gpu_device: torch.device) -> None:
     losses = []
     for _ in range(20):
         with autocast(gpu_device):
-            logits = model(ids[:, :-1])
-            loss = nn.functional.cross_entropy(logits.float().reshape(-1, 256),
-                                               ids[:, 1:].reshape(-1))
+            logits, loss = model(ids[:, :-1], ids[:, 1:])
+        assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
         opt.zero_grad()
         loss.backward()
         opt.step()

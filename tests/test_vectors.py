@@ -297,7 +297,7 @@ def test_other_safetensors_files_are_refused_by_name(tmp_path: Path) -> None:
     from lmlab.io import save_tensors
     path = tmp_path / "other.safetensors"
     save_tensors({"weight": torch.zeros(2, 2)}, path)
-    with pytest.raises(ValueError, match="other.safetensors.*WordVectors.save"):
+    with pytest.raises(ValueError, match="other.safetensors: not an lmlab model file"):
         WordVectors.load(path)
     with pytest.raises(FileNotFoundError, match="path"):
         WordVectors.load(tmp_path / "missing.safetensors")
@@ -338,8 +338,9 @@ def test_constructor_rejects_bad_input() -> None:
         ((["a", "b"], good, [1, 2.5]), TypeError, "counts"),
         ((["a", "b"], good, torch.tensor([1.0, 2.0])), TypeError, "counts"),
         ((["a", "b"], good, "12"), TypeError, "counts"),
-        ((["a", "b"], good, None, {"k": 1}), TypeError, "metadata"),
-        ((["a", "b"], good, None, {"words": "x"}), ValueError, "metadata"),
+        ((["a", "b"], good, None, {1: "k"}), TypeError, "metadata"),
+        ((["a", "b"], good, None, {"k": math.nan}), ValueError, "metadata"),
+        ((["a", "b"], good, None, {"k": object()}), TypeError, "metadata"),
         ((["a", "b"], good, None, ["k"]), TypeError, "metadata"),
     ]
     for args, error, message in cases:
@@ -387,7 +388,13 @@ def test_methods_reject_bad_input(tmp_path: Path) -> None:
         (lambda: wv.embed_sentence("king", split=None), TypeError, "split"),
         (lambda: wv.save(42), TypeError, "path"),
         (lambda: wv.save(tmp_path / "x.safetensors", dtype=torch.int8), ValueError, "dtype"),
-        (lambda: wv.save(tmp_path / "x.safetensors", metadata={"sha256": "0"}), ValueError, "metadata"),
+        (lambda: wv.save(tmp_path / "x.safetensors", metadata={"loss": math.inf}), ValueError,
+         "metadata"),
+        (lambda: wv.save(tmp_path / "x.safetensors", metadata={1: "x"}), TypeError, "metadata"),
+        (lambda: WordVectors.load(tmp_path / "x.safetensors", dtype=torch.float16), ValueError,
+         "dtype"),
+        (lambda: WordVectors.load(tmp_path / "x.safetensors", device="tpu"), ValueError,
+         "device"),
         (lambda: wv.save(tmp_path / "missing" / "x.safetensors"), FileNotFoundError, "folder"),
         (lambda: WordVectors.load(None), TypeError, "path"),
         (lambda: WordVectors.load(tmp_path), FileNotFoundError, "path"),

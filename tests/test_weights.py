@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from lmlab.sublayers import MultiHeadAttention
-from lmlab.transformer import GPT, TransformerConfig
+from lmlab.transformer import GPT
+from lmlab.transformer_config import TransformerConfig
 from lmlab.weights import (
     SafetensorsFolder,
     check_names,

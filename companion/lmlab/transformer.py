@@ -14,192 +14,32 @@ Stacked, the same blocks make the three families of chapter 6:
 * :class:`EncoderDecoder` -- an encoder, and a decoder whose blocks also attend to the encoder's
   output (cross-attention; the original transformer, T5).
 
-All are built from one :class:`TransformerConfig`. The sublayers, ``MultiHeadAttention``
-(MHA, GQA and MQA through ``num_kv_heads``, a teaching path and a fast SDPA path, a
-``KVCache``) and ``FeedForward``, live in :mod:`lmlab.sublayers` and are re-exported here.
-Boolean masks mean ``True = may attend``. Positions live in :mod:`lmlab.positions`.
+All are built from one :class:`~lmlab.transformer_config.TransformerConfig`. The sublayers,
+:class:`~lmlab.sublayers.MultiHeadAttention` (MHA, GQA and MQA through ``num_kv_heads``, a
+teaching path and a fast SDPA path, a :class:`~lmlab.sublayers.KVCache`) and
+:class:`~lmlab.sublayers.FeedForward`, live in :mod:`lmlab.sublayers`; positions in
+:mod:`lmlab.positions`. Boolean masks mean ``True = may attend``. Each model saves itself to one
+file and loads from it (``save``, ``load``: :mod:`lmlab.model_files`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from lmlab._checks import (
-    check_bool, check_choice, check_float, check_ids, check_int, check_tensor,
-)
+from lmlab._checks import check_bool, check_ids, check_int, check_tensor, check_values
+from lmlab.model_files import ModelFile, ModelFileMixin
 from lmlab.positions import RotaryEmbedding, sinusoidal_positions
-from lmlab.sublayers import FFNS, FeedForward, KVCache, MultiHeadAttention
+from lmlab.sublayers import FeedForward, KVCache, MultiHeadAttention
+from lmlab.transformer_config import TransformerConfig
 
-__all__ = [
-    "TransformerConfig", "KVCache", "kv_cache_bytes_per_token", "MultiHeadAttention",
-    "FeedForward", "TransformerBlock", "GPT", "Encoder", "EncoderDecoder",
-]
+__all__ = ["TransformerBlock", "GPT", "Encoder", "EncoderDecoder", "IGNORE_INDEX"]
 
-NORMS = ("layernorm", "rmsnorm")
-NORM_PLACEMENTS = ("pre", "post")
-POSITIONS = ("learned", "sinusoidal", "rotary", "none")
-
-
-@dataclass(frozen=True)
-class TransformerConfig:
-    """Every size and switch of a transformer, validated on creation.
-
-    Presets: :meth:`tiny`, :meth:`small`, :meth:`gpt2_small`, and the shapes of the two real
-    models of chapter 7, :meth:`minilm` (BERT) and :meth:`smollm2` (Llama). Each preset takes
-    keyword overrides (``TransformerConfig.tiny(vocab_size=512)``).
-    """
-
-    vocab_size: int = 256  # V, number of token ids
-    context_length: int = 128  # longest sequence the model reads (positions 0..context_length-1)
-    d_model: int = 64  # C, width of every token's vector between blocks
-    num_layers: int = 2  # number of blocks
-    num_heads: int = 4  # H, query heads; d_model must be a multiple of it
-    num_kv_heads: int | None = None  # G, key/value heads (None: = num_heads, i.e. plain MHA)
-    d_ff: int | None = None  # hidden width of the FFN (None: 4 * d_model)
-    ffn: str = "gelu"  # "gelu" (exact, BERT), "gelu_tanh" (GPT-2), "relu", "swiglu" (Llama)
-    norm: str = "layernorm"  # "layernorm" or "rmsnorm" (Llama)
-    norm_placement: str = "pre"  # "pre" (GPT-2, Llama) or "post" (original transformer, BERT)
-    norm_eps: float = 1e-5  # epsilon of every norm (BERT 1e-12)
-    final_norm: bool = True  # a norm after the last block (pre-norm models need it; BERT has none)
-    position: str = "learned"  # "learned", "sinusoidal", "rotary" or "none"
-    rope_base: float = 10000.0  # base of the rotary angles (used when position == "rotary")
-    attention_bias: bool = True  # biases in the q, k, v and output projections
-    mlp_bias: bool = True  # biases in the FFN's linear layers
-    tie_embeddings: bool = True  # the LM head reuses the token embedding matrix
-    type_vocab_size: int = 0  # token types (BERT's sentence A/B); 0 = none
-    embedding_norm: bool = False  # a norm right after the embeddings (BERT)
-    dropout: float = 0.0  # dropout on embeddings, attention weights and residual branches
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
-            check_int(name, getattr(self, name))
-        if self.num_kv_heads is None:
-            object.__setattr__(self, "num_kv_heads", self.num_heads)
-        check_int("num_kv_heads", self.num_kv_heads, maximum=self.num_heads)
-        if self.d_model % self.num_heads:
-            raise ValueError(f"d_model: must be a multiple of num_heads={self.num_heads}, "
-                             f"got {self.d_model}")
-        if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"num_kv_heads: must divide num_heads={self.num_heads}, "
-                             f"got {self.num_kv_heads}")
-        if self.d_ff is None:
-            object.__setattr__(self, "d_ff", 4 * self.d_model)
-        check_int("d_ff", self.d_ff)
-        check_choice("ffn", self.ffn, FFNS)
-        check_choice("norm", self.norm, NORMS)
-        check_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
-        check_choice("position", self.position, POSITIONS)
-        check_float("norm_eps", self.norm_eps, 0.0, 1.0, min_inclusive=False)
-        check_float("rope_base", self.rope_base, 1.0, min_inclusive=False)
-        check_float("dropout", self.dropout, 0.0, 1.0, max_inclusive=False)
-        check_int("type_vocab_size", self.type_vocab_size, minimum=0)
-        for name in ("final_norm", "attention_bias", "mlp_bias", "tie_embeddings",
-                     "embedding_norm"):
-            check_bool(name, getattr(self, name))
-        if self.position == "rotary" and self.head_dim % 2:
-            raise ValueError(f"position: rotary needs an even head_dim, got {self.head_dim}")
-        if self.position == "sinusoidal" and self.d_model % 2:
-            raise ValueError(f"position: sinusoidal needs an even d_model, got {self.d_model}")
-
-    @property
-    def head_dim(self) -> int:
-        """The width ``D`` of one head, ``d_model // num_heads``."""
-        return self.d_model // self.num_heads
-
-    def replace(self, **changes: Any) -> TransformerConfig:
-        """A copy with some fields changed (validated again)."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ValueError(f"changes: unknown fields {unknown}; allowed: "
-                             f"{sorted(f.name for f in dataclasses.fields(self))}")
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a plain dict (JSON-ready)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:
-        """Build from :meth:`to_dict`'s output; an unknown field is an error naming it."""
-        if not isinstance(values, Mapping):
-            raise TypeError(f"values: expected a dict of config fields, got "
-                            f"{type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"config: unknown fields {unknown}; allowed: {sorted(known)}")
-        return cls(**values)
-
-    @classmethod
-    def _preset(cls, values: dict[str, Any], overrides: dict[str, Any]) -> TransformerConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"overrides: unknown fields {unknown}; allowed: {sorted(known)}")
-        return cls(**{**values, **overrides})
-
-    @classmethod
-    def tiny(cls, **overrides: Any) -> TransformerConfig:
-        """2 layers, 64 wide, 4 heads, context 64: for tests and live demos."""
-        return cls._preset(dict(vocab_size=256, context_length=64, d_model=64, num_layers=2,
-                                num_heads=4), overrides)
-
-    @classmethod
-    def small(cls, **overrides: Any) -> TransformerConfig:
-        """4 layers, 128 wide, 4 heads, context 128: trains on a CPU in minutes."""
-        return cls._preset(dict(vocab_size=1024, context_length=128, d_model=128, num_layers=4,
-                                num_heads=4), overrides)
-
-    @classmethod
-    def gpt2_small(cls, **overrides: Any) -> TransformerConfig:
-        """GPT-2 small: 12 layers, 768 wide, 12 heads, context 1024, 124M parameters."""
-        return cls._preset(dict(vocab_size=50257, context_length=1024, d_model=768, num_layers=12,
-                                num_heads=12, ffn="gelu_tanh"), overrides)
-
-    @classmethod
-    def minilm(cls, **overrides: Any) -> TransformerConfig:
-        """all-MiniLM-L6-v2's shape (BERT): post-norm, exact GELU, token types, 6 x 384."""
-        return cls._preset(dict(vocab_size=30522, context_length=512, d_model=384, num_layers=6,
-                                num_heads=12, d_ff=1536, ffn="gelu", norm_placement="post",
-                                norm_eps=1e-12, final_norm=False, type_vocab_size=2,
-                                embedding_norm=True, tie_embeddings=False), overrides)
-
-    @classmethod
-    def smollm2(cls, **overrides: Any) -> TransformerConfig:
-        """SmolLM2-135M's shape (Llama): RMSNorm, rotary, SwiGLU, 9 query and 3 key/value heads."""
-        return cls._preset(dict(vocab_size=49152, context_length=8192, d_model=576, num_layers=30,
-                                num_heads=9, num_kv_heads=3, d_ff=1536, ffn="swiglu",
-                                norm="rmsnorm", position="rotary", rope_base=100000.0,
-                                attention_bias=False, mlp_bias=False), overrides)
-
-
-def kv_cache_bytes_per_token(config: TransformerConfig, dtype: torch.dtype = torch.float32) -> int:
-    """Bytes a key/value cache holds per token: ``2 * layers * G * D * bytes``.
-
-    Args:
-        config: the model's config.
-        dtype: the cache's dtype.
-
-    Returns:
-        Bytes per cached token (per sequence of the batch).
-
-    Example:
-        >>> kv_cache_bytes_per_token(TransformerConfig.smollm2())  # 30 layers, 3 kv heads of 64
-        46080
-    """
-    if not isinstance(config, TransformerConfig):
-        raise TypeError(f"config: expected a TransformerConfig, got {type(config).__name__}")
-    if not isinstance(dtype, torch.dtype):
-        raise TypeError(f"dtype: expected a torch.dtype such as torch.bfloat16, got "
-                        f"{type(dtype).__name__} {dtype!r}")
-    item = torch.empty((), dtype=dtype).element_size()
-    return 2 * config.num_layers * config.num_kv_heads * config.head_dim * item
+IGNORE_INDEX = -100
+"""A target id the language-model loss skips (padding), as ``F.cross_entropy``'s default."""
 
 
 def _norm(config: TransformerConfig) -> nn.Module:
@@ -332,6 +172,18 @@ def _check_ids(name: str, ids: object, vocab_size: int, context_length: int,
     return check_ids(name, ids, vocab_size)
 
 
+def _check_targets(targets: object, ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Next-token targets: ``ids``' shape and device, each in ``[0, V)`` or -100; no sync."""
+    targets = check_tensor("targets", targets, ndim=2, dtype="int")
+    if targets.shape != ids.shape or targets.device != ids.device:
+        raise ValueError(f"targets: expected shape {tuple(ids.shape)} on {ids.device} (one per "
+                         f"id), got {tuple(targets.shape)} on {targets.device}")
+    ok = (((targets >= 0) & (targets < vocab_size)) | (targets == IGNORE_INDEX)).all()
+    return check_values("targets", targets, ok, f"targets: expected ids in [0, {vocab_size}) "
+                        f"or {IGNORE_INDEX} (ignored)",
+                        lambda: f"got values from {int(targets.min())} to {int(targets.max())}")
+
+
 def _check_padding(name: str, mask: object, shape: torch.Size, device: torch.device
                    ) -> torch.Tensor:
     """A ``(B, S)`` boolean padding mask, ``True`` on real tokens, matching its ids."""
@@ -399,8 +251,12 @@ def _init_weights(model: nn.Module, num_layers: int) -> None:
             nn.init.zeros_(module.bias)
 
 
-class GPT(nn.Module):
+class GPT(ModelFileMixin, nn.Module):
     """A decoder-only transformer language model: causal blocks and an LM head.
+
+    ``model(ids)`` gives the next-token logits; ``model(ids, targets)`` also the language-model
+    loss (nanoGPT's ``GPT(config)(idx, targets)``). ``save``/``load`` write and read one model
+    file (:mod:`lmlab.model_files`, kind ``"GPT"``).
 
     Args:
         config: sizes and switches.
@@ -413,9 +269,15 @@ class GPT(nn.Module):
     Example:
         >>> torch.manual_seed(0) and None
         >>> model = GPT(TransformerConfig.tiny())
-        >>> model(torch.tensor([[1, 2, 3]])).shape
+        >>> ids = torch.tensor([[1, 2, 3, 4]])
+        >>> model(ids[:, :-1]).shape
         torch.Size([1, 3, 256])
+        >>> logits, loss = model(ids[:, :-1], ids[:, 1:])  # the next token at each position
+        >>> round(loss.item(), 1)  # about ln(256) = 5.5 before training
+        5.5
     """
+
+    kind = "GPT"
 
     def __init__(self, config: TransformerConfig, cross_d_model: int | None = None) -> None:
         super().__init__()
@@ -435,18 +297,38 @@ class GPT(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.tok_emb.weight
 
+    def file_config(self) -> dict[str, Any]:
+        """The config :meth:`save` writes: ``{"config": ..., "cross_d_model": ...}``."""
+        return {"config": self.config.to_dict(), "cross_d_model": self.cross_d_model}
+
+    @classmethod
+    def from_file_config(cls, file: ModelFile) -> GPT:
+        """An untrained GPT of a model file's config (:meth:`load` fills its weights)."""
+        cross = file.field("cross_d_model")
+        if cross is not None and (isinstance(cross, bool) or not isinstance(cross, int)
+                                  or cross < 1):
+            raise ValueError(f"{file.path}: cross_d_model is {cross!r}; expected null or an "
+                             "int >= 1")
+        return cls(file.config_of(TransformerConfig, "config"), cross)
+
     def new_cache(self) -> list[KVCache]:
         """An empty :class:`KVCache` per block, for :meth:`forward`'s ``cache``."""
         return [KVCache(self.config.context_length) for _ in self.blocks]
 
-    def forward(self, ids: torch.Tensor, *, cache: list[KVCache] | None = None,
-                memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
-                need_weights: bool = False, last_only: bool = False
-                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Next-token logits at every position (or only the last).
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, *,
+                cache: list[KVCache] | None = None, memory: torch.Tensor | None = None,
+                memory_mask: torch.Tensor | None = None, need_weights: bool = False,
+                last_only: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | list[torch.Tensor]]:
+        """Next-token logits at every position (or only the last), and the loss with targets.
 
         Args:
             ids: token ids.
+            targets: the token that should follow each position (``ids`` shifted by one), or
+                :data:`IGNORE_INDEX` (-100) where no loss is wanted (padding). Given, the
+                result is ``(logits, loss)``: the mean cross-entropy over the targets that are
+                not -100, in float32 whatever the model's dtype (nats per token; NaN when every
+                target is -100).
             cache: from :meth:`new_cache`; the ids then continue the cached tokens.
             memory: encoder output ``(B, S, cross_d_model)`` (decoders of an encoder-decoder).
             memory_mask: boolean ``(B, S)``, ``True`` on real source tokens.
@@ -455,7 +337,15 @@ class GPT(nn.Module):
                 logits ``(B, 1, V)``.
 
         Returns:
-            logits ``(B, T, V)``, or ``(logits, [weights per block])``.
+            logits ``(B, T, V)``; ``(logits, loss)`` with ``targets``; ``(logits, [weights
+            per block])`` with ``need_weights``.
+
+        Raises:
+            TypeError: ``ids`` or ``targets`` is not an integer tensor.
+            ValueError: ``targets`` not of ``ids``' shape and device, or a target neither in
+                ``[0, V)`` nor -100 (on a GPU this check is queued without a sync and raises at
+                the next one); ``targets`` with ``need_weights`` or ``last_only``; and the
+                cases of the ids, cache and memory.
         """
         offset = 0
         if cache is not None:
@@ -470,6 +360,11 @@ class GPT(nn.Module):
         check_bool("last_only", last_only)
         _check_ids("ids", ids, self.config.vocab_size, self.config.context_length,
                    self.lm_head.weight, offset)
+        if targets is not None:
+            _check_targets(targets, ids, self.config.vocab_size)
+            if need_weights or last_only:
+                raise ValueError("targets: the loss needs the logits of every position and "
+                                 "no attention weights (need_weights=False, last_only=False)")
         if (memory is None) != (self.cross_d_model is None):
             raise ValueError("memory: needed exactly when the model has cross-attention "
                              f"(cross_d_model={self.cross_d_model})")
@@ -495,6 +390,10 @@ class GPT(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         logits = self.lm_head(x)  # (B, T, V)
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
+                                   ignore_index=IGNORE_INDEX)  # mean over the kept targets
+            return logits, loss
         return (logits, all_weights) if need_weights else logits
 
     def num_parameters(self) -> int:
@@ -502,8 +401,11 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-class Encoder(nn.Module):
+class Encoder(ModelFileMixin, nn.Module):
     """A bidirectional transformer encoder (BERT): every token sees every real token.
+
+    ``save``/``load`` write and read one model file (:mod:`lmlab.model_files`, kind
+    ``"Encoder"``).
 
     Args:
         config: sizes and switches (BERT: ``TransformerConfig.minilm()``).
@@ -517,6 +419,8 @@ class Encoder(nn.Module):
         torch.Size([1, 3, 64])
     """
 
+    kind = "Encoder"
+
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         if not isinstance(config, TransformerConfig):
@@ -526,6 +430,15 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.num_layers))
         self.norm = _norm(config) if config.final_norm else None
         _init_weights(self, config.num_layers)
+
+    def file_config(self) -> dict[str, Any]:
+        """The config :meth:`save` writes: ``{"config": ...}``."""
+        return {"config": self.config.to_dict()}
+
+    @classmethod
+    def from_file_config(cls, file: ModelFile) -> Encoder:
+        """An untrained encoder of a model file's config (:meth:`load` fills its weights)."""
+        return cls(file.config_of(TransformerConfig, "config"))
 
     def forward(self, ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 padding_mask: torch.Tensor | None = None, *, need_weights: bool = False
@@ -569,8 +482,11 @@ class Encoder(nn.Module):
         return (x, all_weights) if need_weights else x
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(ModelFileMixin, nn.Module):
     """An encoder and a decoder that cross-attends to it (the original transformer, T5).
+
+    ``save``/``load`` write and read one model file (:mod:`lmlab.model_files`, kind
+    ``"EncoderDecoder"``).
 
     Args:
         encoder_config: the encoder's sizes; its ``vocab_size`` is the source vocabulary.
@@ -579,6 +495,8 @@ class EncoderDecoder(nn.Module):
     Shape:
         src ``(B, S)``, tgt ``(B, T)``, src_padding_mask ``(B, S)`` -> logits ``(B, T, V)``.
     """
+
+    kind = "EncoderDecoder"
 
     def __init__(self, encoder_config: TransformerConfig,
                  decoder_config: TransformerConfig | None = None) -> None:
@@ -592,6 +510,17 @@ class EncoderDecoder(nn.Module):
                             f"{type(decoder_config).__name__}")
         self.encoder = Encoder(encoder_config)
         self.decoder = GPT(decoder_config, cross_d_model=encoder_config.d_model)
+
+    def file_config(self) -> dict[str, Any]:
+        """The config :meth:`save` writes: ``{"encoder": ..., "decoder": ...}``."""
+        return {"encoder": self.encoder.config.to_dict(),
+                "decoder": self.decoder.config.to_dict()}
+
+    @classmethod
+    def from_file_config(cls, file: ModelFile) -> EncoderDecoder:
+        """An untrained model of a model file's configs (:meth:`load` fills its weights)."""
+        return cls(file.config_of(TransformerConfig, "encoder"),
+                   file.config_of(TransformerConfig, "decoder"))
 
     def encode(self, src: torch.Tensor, src_padding_mask: torch.Tensor | None = None
                ) -> torch.Tensor:

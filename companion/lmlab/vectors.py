@@ -2,8 +2,8 @@
 
 :class:`WordVectors` holds one vector per word of a vocabulary (most frequent word first), from
 any source: :func:`lmlab.word2vec.train_word2vec`, gensim's ``KeyedVectors`` or a file written by
-:meth:`WordVectors.save`. Its evaluations follow gensim's ``evaluate_word_analogies`` and
-``evaluate_word_pairs`` (same questions skipped, same answers graded right, same correlations;
+:meth:`WordVectors.save` (one model file, :mod:`lmlab.model_files`). Its evaluations follow
+gensim's ``evaluate_word_analogies`` and ``evaluate_word_pairs`` (same questions skipped, same answers graded right, same correlations;
 the tests check this on the same vectors), so lmlab's and gensim's vectors can be compared with
 one set of functions. :func:`pearson` and :func:`spearman` are the correlations behind the
 word-similarity scores.
@@ -13,25 +13,21 @@ Letters: V vocabulary size, C width of a vector (``d_model``), N pairs of a corr
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
 
-from lmlab._checks import (check_file, check_finite, check_int, check_str, check_strings,
+from lmlab._checks import (check_finite, check_int, check_path, check_str, check_strings,
                            check_tensor)
+from lmlab.model_files import check_metadata, placement, read_model_file, write_model_file
 from lmlab.vocab import tokenize
-from lmlab.io import save_tensors
 
 __all__ = ["WordVectors", "AnalogyResult", "SimilarityResult", "pearson", "spearman"]
 
-_FORMAT = "lmlab.WordVectors"  # the "format" entry of a saved file's header
-_RESERVED = ("format", "words", "sha256")  # header entries written by save() itself
 _SIMILARITY_SETS = ("wordsim353", "simlex999")  # the sets lmlab.data.load_word_similarity has
 _ANALOGY_TOPN = 5  # gensim looks at the 5 best answers for the first one that is not an input
 
@@ -151,8 +147,8 @@ class WordVectors:
         words: the vocabulary, in row order (unique, non-empty, no tabs or line breaks).
         vectors: one row per word (floating point, finite); kept as float32 on its device.
         counts: corpus counts (non-negative), kept for reference; zeros when ``None``.
-        metadata: string entries kept with the vectors and written by :meth:`save` (how they
-            were made, a loss curve as JSON ...).
+        metadata: JSON entries kept with the vectors and written by :meth:`save` (how they
+            were made, a loss curve ...).
 
     Shape:
         ``vectors``: ``(V, C)``, ``counts``: ``(V,)``
@@ -164,9 +160,11 @@ class WordVectors:
         [('queen', 0.9986178278923035)]
     """
 
+    kind = "WordVectors"  # its kind of model file (lmlab.model_files)
+
     def __init__(self, words: Sequence[str], vectors: torch.Tensor,
                  counts: torch.Tensor | Sequence[int] | None = None,
-                 metadata: Mapping[str, str] | None = None) -> None:
+                 metadata: Mapping[str, Any] | None = None) -> None:
         words = tuple(check_strings("words", words))
         check_tensor("vectors", vectors, ndim=2, dtype="float")
         if vectors.shape[0] != len(words) or vectors.shape[1] < 1:
@@ -194,7 +192,7 @@ class WordVectors:
             raise ValueError(f"counts: expected {len(words)} non-negative ints, got shape "
                              f"{tuple(counts.shape)}")
         self.counts = counts.detach().long().cpu()
-        self.metadata = _check_metadata("metadata", metadata)
+        self.metadata = check_metadata("metadata", metadata)
         self._unit = self.vectors / self.vectors.norm(dim=1, keepdim=True).clamp(min=1e-12)
         # case-insensitive index for the evaluations, built once: gensim's upper-cased keys, each
         # standing for its most frequent spelling (the first row, as rows go by frequency)
@@ -476,90 +474,62 @@ class WordVectors:
             return torch.zeros(self.d_model, device=self.vectors.device)
         return self.vectors[known].mean(dim=0)
 
-    def save(self, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None,
-             dtype: torch.dtype = torch.float32) -> None:
-        """Write the vectors, counts, words and metadata to one safetensors file, atomically.
+    def save(self, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None, *,
+             dtype: torch.dtype | None = None) -> None:
+        """Write the words, vectors, counts and metadata to one model file, atomically.
 
-        The words go in the file's header as a JSON list, with ``self.metadata`` updated by
-        ``metadata`` and a SHA-256 checksum of the tensors, which :meth:`load` verifies.
+        A model file of kind ``"WordVectors"`` (:mod:`lmlab.model_files`): the words in its
+        config, ``self.metadata`` updated by ``metadata`` in its header, and a checksum of the
+        tensors, which :meth:`load` verifies.
 
         Args:
             path: the file to write (its folder must exist).
-            metadata: more string entries for the header (not "format", "words" or "sha256").
-            dtype: ``torch.float32``, or ``torch.float16`` for a file half the size.
+            metadata: more JSON entries for the header (how the vectors were made ...).
+            dtype: ``torch.float16`` for a file half the size (read back as float32); ``None``
+                stores float32.
+
+        Raises:
+            TypeError: ``path`` is not a path, metadata not JSON data.
+            ValueError: a ``dtype`` other than float32 or float16, or vectors too large for it.
+            FileNotFoundError: the folder does not exist.
         """
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path: expected a path (str or os.PathLike), got "
-                            f"{type(path).__name__}")
-        if dtype not in (torch.float32, torch.float16):
-            raise ValueError(f"dtype: expected torch.float32 or torch.float16, got {dtype!r}")
-        extra = {**self.metadata, **_check_metadata("metadata", metadata)}
-        vectors = self.vectors.to(dtype)
-        if not bool(torch.isfinite(vectors).all()):
-            raise ValueError(f"dtype: the vectors do not fit in {dtype} (values up to "
-                             f"{self.vectors.abs().max().item():.3g})")
-        tensors = {"vectors": vectors.cpu().contiguous(), "counts": self.counts.contiguous()}
-        header = {**extra, "format": _FORMAT, "words": json.dumps(self.words, ensure_ascii=False),
-                  "sha256": _checksum(tensors)}
-        save_tensors(tensors, path, metadata=header)
+        check_path("path", path)
+        if dtype not in (None, torch.float32, torch.float16):
+            raise ValueError(f"dtype: expected None, torch.float32 or torch.float16, got "
+                             f"{dtype!r}")
+        extra = {**self.metadata, **check_metadata("metadata", metadata)}
+        write_model_file(path, self.kind, {"words": list(self.words)},
+                         {"vectors": self.vectors, "counts": self.counts}, extra, dtype=dtype)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> WordVectors:
-        """Read vectors written by :meth:`save` (onto the CPU, as float32).
+    def load(cls, path: str | os.PathLike[str], *, device: str | torch.device | None = None,
+             dtype: torch.dtype | None = None) -> WordVectors:
+        """Read vectors written by :meth:`save` (as float32).
 
         Args:
             path: a file written by :meth:`save`.
+            device: where to put the vectors (default: the CPU).
+            dtype: ``None`` or ``torch.float32``: word vectors are kept as float32.
 
         Returns:
-            The vectors, with the metadata of the file (less "format", "words" and "sha256").
+            The vectors, with the metadata of the file.
 
         Raises:
             FileNotFoundError: there is no file at ``path``.
             ValueError: the file is not a complete, unchanged word-vector file (the message
                 names the file).
         """
-        from safetensors import safe_open
-
-        path = check_file("path", path)
+        if dtype not in (None, torch.float32):
+            raise ValueError(f"dtype: word vectors are kept as float32; expected None or "
+                             f"torch.float32, got {dtype!r}")
+        device, _ = placement(device, None)
+        file = read_model_file(path, cls.kind)
+        words = file.field("words")
+        if set(file.tensors) != {"vectors", "counts"}:
+            raise ValueError(f"{file.path}: expected the tensors ['counts', 'vectors'], got "
+                             f"{sorted(file.tensors)}")
         try:
-            with safe_open(str(path), framework="pt") as f:
-                header = dict(f.metadata() or {})
-                tensors = {name: f.get_tensor(name) for name in f.keys()}
-        except Exception as err:  # safetensors' errors name no file
-            raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
-        if header.get("format") != _FORMAT or set(tensors) != {"vectors", "counts"}:
-            raise ValueError(f"{path}: not a file written by WordVectors.save (format "
-                             f"{header.get('format')!r}, tensors {sorted(tensors)})")
-        if header.get("sha256") != _checksum(tensors):
-            raise ValueError(f"{path}: the tensors do not match the file's checksum (corrupted)")
-        try:
-            words = json.loads(header["words"])
-        except (KeyError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: the word list in the header is unreadable ({err})") from None
-        metadata = {k: v for k, v in header.items() if k not in _RESERVED}
-        try:
-            return cls(words, tensors["vectors"].float(), tensors["counts"], metadata)
+            return cls(words, file.tensors["vectors"].float().to(device),
+                       file.tensors["counts"], file.metadata)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: {err}") from None
-
-
-def _check_metadata(name: str, metadata: object) -> dict[str, str]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise TypeError(f"{name}: expected a dict of str to str, got {type(metadata).__name__}")
-    for k, v in metadata.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise TypeError(f"{name}: expected str keys and values, got {k!r}: {type(v).__name__}")
-        if k in _RESERVED:
-            raise ValueError(f"{name}: {k!r} is written by save() itself; use another key")
-    return dict(metadata)
-
-
-def _checksum(tensors: Mapping[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        digest.update(t.numpy().tobytes())
-    return digest.hexdigest()
+            raise ValueError(f"{file.path}: {err}") from None

@@ -22,7 +22,7 @@ import torch
 from lmlab._checks import (check_bool, check_callable, check_float, check_instance, check_int,
                            check_path, check_str, check_strings)
 from lmlab.sublayers import MultiHeadAttention
-from lmlab.transformer import TransformerConfig
+from lmlab.transformer_config import TransformerConfig
 
 __all__ = ["expand_names", "check_names", "fill_weights", "read_json", "SafetensorsFolder",
            "checkpoint_folder", "config_reader", "transformer_config"]
@@ -363,5 +363,3 @@ def transformer_config(label: str, **fields: Any) -> TransformerConfig:
         return TransformerConfig(**fields)
     except (TypeError, ValueError) as err:
         raise ValueError(f"path: {label} gives an invalid model: {err}") from None
-
-

@@ -27,6 +27,7 @@ import numbers
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ from lmlab._checks import (
     check_same_device, check_same_dtype, check_tensor,
 )
 from lmlab.device import get_device
+from lmlab.model_files import ModelFile, ModelFileMixin
 from lmlab.progress import progress
 from lmlab.skipgram import (
     MAX_GRID,
@@ -168,7 +170,7 @@ def sgns_loss(input_vecs: torch.Tensor, target_vecs: torch.Tensor,
     return -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1))
 
 
-class SkipGramNegativeSampling(nn.Module):
+class SkipGramNegativeSampling(ModelFileMixin, nn.Module):
     """Two embedding tables: ``input`` (the word vectors one keeps) and ``output``.
 
     Initialised like word2vec: input rows uniform in ``±0.5 / C``, output rows zero.
@@ -188,9 +190,14 @@ class SkipGramNegativeSampling(nn.Module):
         d_model: C, width of a vector (>= 1).
         generator: for a reproducible initialisation.
 
+    ``save``/``load`` write and read one model file (:mod:`lmlab.model_files`); the vectors
+    with their words are :class:`lmlab.vectors.WordVectors`.
+
     Shape:
         ``input.weight``, ``output.weight``: ``(V, C)``
     """
+
+    kind = "SkipGramNegativeSampling"
 
     def __init__(self, vocab_size: int, d_model: int,
                  generator: torch.Generator | None = None) -> None:
@@ -204,6 +211,18 @@ class SkipGramNegativeSampling(nn.Module):
             init = torch.rand(vocab_size, d_model, generator=generator)
             self.input.weight.copy_((init - 0.5) / d_model)
             self.output.weight.zero_()
+
+    def file_config(self) -> dict[str, Any]:
+        """The config :meth:`save` writes: ``{"vocab_size": V, "d_model": C}``."""
+        return {"vocab_size": self.input.weight.shape[0], "d_model": self.input.weight.shape[1]}
+
+    @classmethod
+    def from_file_config(cls, file: ModelFile) -> SkipGramNegativeSampling:
+        """A model of a model file's shape (:meth:`load` fills its tables)."""
+        try:
+            return cls(file.field("vocab_size"), file.field("d_model"))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{file.path}: the {cls.kind} config is invalid: {err}") from None
 
     def _check_batch(self, center: object, context: object, negatives: object) -> None:
         V, device = self.input.weight.shape[0], self.input.weight.device
@@ -464,7 +483,7 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
     if wanted is not None and wanted.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device: expected 'cpu', 'cuda' or 'mps' (or None: the best "
                          f"available), got {device!r}")
-    device = get_device(wanted)
+    device = get_device(wanted, name="device")
     sents = as_sentences(sentences)
     words, counts = word_counts(sents, config.min_count)
     ids, sentence_ids = _encode(sents, words)
