@@ -112,7 +112,7 @@ def test_python_dash_m_and_errors_without_traceback(tmp_path):
 
 def test_gpt_presets_are_the_decoder_presets_of_transformer_config():
     from lmlab.cli.gpt import PRESETS
-    from lmlab.transformer import TransformerConfig
+    from lmlab.transformer_config import TransformerConfig
 
     presets = [name for name, value in vars(TransformerConfig).items()
                if isinstance(value, classmethod) and not name.startswith("_")
@@ -342,7 +342,8 @@ def api_gpt(stream: torch.Tensor, vocab_size: int, steps: int, seed: int) -> tor
     """What ``lmlab gpt train`` does with GPT_ARGS, spelled out with the Python API."""
     from lmlab.batching import random_windows
     from lmlab.training import TrainConfig, train
-    from lmlab.transformer import GPT, TransformerConfig
+    from lmlab.transformer import GPT
+    from lmlab.transformer_config import TransformerConfig
 
     torch.manual_seed(seed)
     model = GPT(TransformerConfig.tiny(vocab_size=vocab_size, context_length=32))

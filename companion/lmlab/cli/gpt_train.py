@@ -89,7 +89,7 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] 
 
 def _configs(settings: dict[str, Any], vocab_size: int) -> tuple[Any, Any]:
     from lmlab.training import TrainConfig
-    from lmlab.transformer import TransformerConfig
+    from lmlab.transformer_config import TransformerConfig
 
     overrides: dict[str, Any] = {"vocab_size": vocab_size, "dropout": settings["dropout"]}
     if settings["context_length"] is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 from collections.abc import Sequence
@@ -83,12 +82,9 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CLIError(f"{p}: not a tokenizer file (not UTF-8 JSON: {err})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        from tokenizers import Tokenizer as HFTokenizer
+        from lmlab.hf_tokenizers import load_tokenizer_file
 
-        try:
-            backend = HFTokenizer.from_file(str(p))
-        except Exception as err:  # tokenizers raises a bare Exception naming no file
-            raise CLIError(f"{p}: not a readable tokenizers file ({err})") from None
+        backend = load_tokenizer_file(p)
         kind = str(state["model"].get("type", "")).lower()
         if kind != "wordpiece":
             raise CLIError(f"{p}: a {state['model'].get('type')} tokenizer; lmlab reads its "
@@ -184,18 +180,16 @@ def run_train(args: argparse.Namespace) -> int:
 
             tok = BPETokenizer(special_tokens=[EOT])
             text = "\n\n".join(d.text for d in docs)
-            if "show_progress" in inspect.signature(tok.train).parameters:
-                tok.train(text, args.vocab_size, show_progress=progress_enabled())
-            else:
-                tok.train(text, args.vocab_size)
+            tok.train(text, args.vocab_size, show_progress=progress_enabled())
             tok.save(out.path("tokenizer.json"))
             size = tok.vocab_size
         else:
+            from lmlab.hf_tokenizers import save_tokenizer_file
             from lmlab.wordpiece import train_wordpiece
 
             tok = train_wordpiece([d.text for d in docs], args.vocab_size,
                                   lowercase=not args.cased)
-            tok.save(str(out.path("tokenizer.json")))
+            save_tokenizer_file(tok, out.path("tokenizer.json"))
             size = tok.get_vocab_size()
         write_json(out.path(RUN_FILE), {
             "command": "lmlab tokenizer train", "kind": "tokenizer",
