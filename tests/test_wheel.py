@@ -11,6 +11,7 @@ missing, as a user without them would).
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import json
 import os
@@ -231,6 +232,14 @@ def test_bad_input_is_one_line_and_writes_nothing(venv):
 def _imports(path: Path) -> tuple[set[str], set[str]]:
     """Top-level names a module imports at load time, and those it imports inside functions."""
     tree = ast.parse(path.read_text())
+    parent = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def _parents(_tree: ast.AST, node: ast.AST) -> list[ast.AST]:
+        chain = []
+        while node in parent:
+            node = parent[node]
+            chain.append(node)
+        return chain
     eager, lazy = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -247,23 +256,16 @@ def _imports(path: Path) -> tuple[set[str], set[str]]:
     return eager, lazy
 
 
-def _parents(tree: ast.AST, target: ast.AST) -> list[ast.AST]:
-    chain: list[ast.AST] = []
-
-    def walk(node: ast.AST, path: list[ast.AST]) -> bool:
-        if node is target:
-            chain.extend(path)
-            return True
-        return any(walk(child, [*path, node]) for child in ast.iter_child_nodes(node))
-    walk(tree, [])
-    return chain
+@functools.cache
+def _providers() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
 
 
 def _distribution(module: str) -> str | None:
     """The distribution (normalised name) that provides an importable top-level module."""
     if module in sys.stdlib_module_names or module in ("lmlab", "__future__"):
         return None
-    dists = importlib.metadata.packages_distributions().get(module)
+    dists = _providers().get(module)
     assert dists, f"no installed distribution provides {module!r}"
     return re.sub(r"[-_.]+", "-", dists[0]).lower()
 
