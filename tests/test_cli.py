@@ -370,7 +370,7 @@ def test_gpt_train_and_generate_equal_the_api(capsys, corpus, tok_dir, tmp_path)
                          "--steps", 4, "--seed", 3, "--out", tmp_path / "gpt")
     assert code == 0, err
     stream, tok = api_stream(corpus, tok_dir)
-    assert f"read 3 files: {len(stream):,} tokens" in out
+    assert "read 3 files, " in out and f"\n{len(stream):,} tokens: " in out
     assert re.search(r"^step 4/4: train loss \d+\.\d{3}$", out, re.M)
     mine = GPT.load(tmp_path / "gpt" / "model.safetensors")
     assert_same_weights(mine, api_gpt(stream, tok.vocab_size, steps=4, seed=3))
@@ -541,7 +541,7 @@ def test_info(capsys):
     lines = out.splitlines()
     assert lines[0].startswith(f"lmlab {lmlab.__version__} (")
     assert f"torch {torch.__version__}" in lines[1]
-    assert "device: cpu" in lines[2]
+    assert "device: cpu" in lines[3]
     assert any(ln.startswith("SmolLM2-135M-Instruct (lmlab chat): ") for ln in lines)
 
 

@@ -174,6 +174,9 @@ def run_train(args: argparse.Namespace) -> int:
         if B % world_size:
             raise CLIError(f"--batch-size {B}: does not split over {world_size} processes")
         docs = read_documents(files)
+        if rank == 0:
+            echo(f"read {len(docs)} file{'s' * (len(docs) != 1)}, "
+                 f"{sum(len(d.text) for d in docs):,} characters")
         stream = _encode(docs, tok)
         n_val = int(len(stream) * settings["val_fraction"])
         train_ids, val_ids = stream[:len(stream) - n_val], stream[len(stream) - n_val:]
@@ -192,8 +195,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed_everything(settings["seed"])
         model = GPT(config)
         if rank == 0:
-            echo(f"read {len(docs)} file{'s' * (len(docs) != 1)}: {len(stream):,} tokens "
-                 f"({len(train_ids):,} to train on, {n_val:,} held out)")
+            echo(f"{len(stream):,} tokens: {len(train_ids):,} to train on, {n_val:,} held out")
             echo(f"model: {settings['preset']} preset, {model.num_parameters() / 1e6:.2f}M "
                  f"parameters, context {T}, {config.vocab_size:,} tokens; on {device}"
                  + (f" x {world_size} processes" if world_size > 1 else ""))

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     echo(f"lmlab {lmlab.__version__} ({Path(lmlab.__file__).parent})")
     versions = [f"python {platform.python_version()}"]
     versions += [f"{dist} {_version(dist) or 'missing'}" for dist in CORE]
-    echo(", ".join(versions))
+    for start in range(0, len(versions), 4):
+        echo(", ".join(versions[start:start + 4]))
     device = resolve_device(args.device)
     if device.type == "cuda":
         where = (f"{torch.cuda.get_device_name(device)} ({torch.cuda.device_count()} "

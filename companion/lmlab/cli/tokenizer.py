@@ -174,6 +174,7 @@ def run_train(args: argparse.Namespace) -> int:
     out = OutputFolder(args.out, args.force)
     docs = read_documents(files)
     chars = sum(len(d.text) for d in docs)
+    echo(f"read {len(docs)} file{'s' * (len(docs) != 1)}, {chars:,} characters")
     with out:
         if args.kind == "bpe":
             from lmlab.bpe import BPETokenizer
@@ -197,7 +198,6 @@ def run_train(args: argparse.Namespace) -> int:
             "requested_vocab_size": args.vocab_size, "lowercase": not args.cased,
             "files": [str(d.path) for d in docs], "characters": chars})
         where = out.commit()
-    echo(f"read {len(docs)} file{'s' * (len(docs) != 1)}, {chars:,} characters")
     note = "" if size == args.vocab_size else f" (no pair left to merge before {args.vocab_size})"
     echo(f"trained a {args.kind} tokenizer of {size:,} tokens{note}")
     echo(f"wrote {where / 'tokenizer.json'}")
