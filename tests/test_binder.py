@@ -18,20 +18,37 @@ def pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def test_core_and_data_requirements_are_mirrored():
+# What the book extra adds for building the HTML book, which a Binder kernel does not run.
+BUILD_ONLY = ("jupyter-book", "django-static-mathjax")
+
+
+def name(requirement: str) -> str:
+    return re.split(r"[=<>!~\[;\s]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_core_and_extras_are_mirrored():
+    """Binder holds the core, the pretrained and data extras, and the book's run-time needs."""
     project = pyproject()["project"]
+    extras = project["optional-dependencies"]
     binder = set(requirement_lines())
     wanted = [r for r in project["dependencies"] if not r.startswith("torch")]
-    wanted += [r for r in project["optional-dependencies"]["data"] if not r.startswith("lmlab")]
+    for extra in ("pretrained", "data", "book"):
+        wanted += [r for r in extras[extra]
+                   if not r.startswith("lmlab") and name(r) not in BUILD_ONLY]
     missing = [r for r in wanted if r not in binder]
     assert not missing, f"binder/requirements.txt lacks {missing}"
+    assert extras["book"][0] == "lmlab[data,pretrained]"
+    declared = {name(r) for r in wanted} | {"torch"}
+    extra = [r for r in binder if not r.startswith("--") and name(r) not in declared]
+    assert not extra, f"binder/requirements.txt asks for {extra}, which pyproject.toml does not"
 
 
 def test_binder_pins_match_exactly():
-    pins = {re.split(r"[=<>!~]", r)[0].lower(): r for r in requirement_lines() if "==" in r}
-    for r in pyproject()["project"]["optional-dependencies"]["data"]:
-        if "==" in r:
-            assert pins.get(r.split("==")[0].lower()) == r
+    pins = {name(r): r for r in requirement_lines() if "==" in r}
+    for extra in ("pretrained", "data"):
+        for r in pyproject()["project"]["optional-dependencies"][extra]:
+            if "==" in r:
+                assert pins.get(name(r)) == r
 
 
 def test_torch_is_a_cpu_build_in_the_declared_range():
