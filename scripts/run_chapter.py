@@ -1,6 +1,6 @@
 """Execute chapters top to bottom in a fresh kernel and store clean outputs.
 
-    python scripts/run_chapter.py book/06-transformer.ipynb [more.ipynb ...]
+    python scripts/run_chapter.py book/07-gpt.ipynb [more.ipynb ...]
 
 Each notebook runs in a new kernel on the CPU (``LMLAB_DEVICE=cpu``), from the ``book/``
 folder, with the same environment as this process. Afterwards its stored outputs are tidied the
