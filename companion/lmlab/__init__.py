@@ -45,19 +45,20 @@ They are :data:`MAIN_NAMES`. Underneath, one module per concept, layered bottom-
   byte-pair primitives, byte-level BPE and its files, Hugging Face's references, WordPiece,
   tokens as HTML, embeddings and the tied language-model head.
 * :mod:`lmlab.positions`, :mod:`lmlab.sublayers`, :mod:`lmlab.transformer_config` and
-  :mod:`lmlab.transformer` -- chapter 6, positions, multi-head (grouped-query) attention with a
+  :mod:`lmlab.transformer` -- chapters 6-7, positions, multi-head (grouped-query) attention with a
   KV cache, the feed-forward network, the config, blocks, GPT, encoder and encoder-decoder.
-* :mod:`lmlab.generation` -- chapters 6-7, greedy, temperature, top-k and top-p decoding.
+* :mod:`lmlab.generation` -- chapters 7-8, greedy, temperature, top-k and top-p decoding.
 * :mod:`lmlab.weights`, :mod:`lmlab.gguf_file`, :mod:`lmlab.gguf_tokenizer`,
-  :mod:`lmlab.chat_template`, :mod:`lmlab.pretrained` and :mod:`lmlab.llama` -- chapter 7, real
+  :mod:`lmlab.chat_template`, :mod:`lmlab.pretrained` and :mod:`lmlab.llama` -- chapter 8, real
   MiniLM and SmolLM2 weights on lmlab's blocks: loading by table, GGUF files, their tokenizer
   and chat template, BERT sentence embeddings, the Llama family and chat.
-* :mod:`lmlab.gqa` -- chapter 8, a trained model moved between multi-head, grouped-query and
+* :mod:`lmlab.gqa` -- chapter 9, a trained model moved between multi-head, grouped-query and
   multi-query attention (key/value heads split or averaged).
-* :mod:`lmlab.blockwise`, :mod:`lmlab.sparse` and :mod:`lmlab.ring` -- chapter 8, the online
+* :mod:`lmlab.blockwise`, :mod:`lmlab.sparse` and :mod:`lmlab.ring` -- chapter 9, the online
   softmax, sparse patterns and block-sparse attention, ring attention over
   ``torch.distributed``.
 * :mod:`lmlab.exercises` -- the checkers of the chapters' exercises.
+* :mod:`lmlab.cli` -- the ``lmlab`` command line: the course's models on your own text.
 
 Shape letters used in every docstring and shape comment:
 
@@ -96,7 +97,7 @@ _SUBMODULES = ("device", "data", "io", "model_files", "progress", "parallel", "t
                "wordpiece", "display", "embedding", "positions", "sublayers", "transformer_config",
                "transformer", "generation", "weights", "gguf_file", "gguf_tokenizer",
                "chat_template", "pretrained", "llama", "gqa", "blockwise", "sparse", "ring",
-               "exercises")
+               "exercises", "cli")
 
 MAIN_NAMES: dict[str, str] = {
     "GPT": "transformer", "Encoder": "transformer", "EncoderDecoder": "transformer",

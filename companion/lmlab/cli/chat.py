@@ -1,4 +1,4 @@
-"""``lmlab chat``: SmolLM2-135M-Instruct (chapter 7) with its chat template, the answer
+"""``lmlab chat``: SmolLM2-135M-Instruct (chapter 8) with its chat template, the answer
 streamed token by token as it is generated."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``lmlab embed``: all-MiniLM-L6-v2 sentence vectors (chapter 7) of your text, or how similar
+"""``lmlab embed``: all-MiniLM-L6-v2 sentence vectors (chapter 8) of your text, or how similar
 a few sentences are."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``lmlab gpt train|generate``: chapter 6's GPT trained on your text, and sampled.
+"""``lmlab gpt train|generate``: chapter 7's GPT trained on your text, and sampled.
 
 Training runs on one process, or data-parallel on several processes or GPUs when launched by
 ``torchrun`` (``torchrun --nproc_per_node 2 -m lmlab gpt train ...``; see
