@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import regex
 import torch
-from hypothesis import HealthCheck, given, settings, example
-from hypothesis import strategies as st, example
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from lmlab import byte_pairs, data
 from lmlab.bpe import GPT2_PATTERN, BPETokenizer
