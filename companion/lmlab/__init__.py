@@ -12,7 +12,7 @@ The main classes and functions are names of the package itself, imported on firs
     model.save("gpt.safetensors")                    # one file: weights and config
     model = lmlab.load("gpt.safetensors")            # any model file, by the kind it holds
 
-They are :data:`MAIN_NAMES`. Underneath, one module per concept, layered bottom-up:
+They are ``MAIN_NAMES``. Underneath, one module per concept, layered bottom-up:
 
 * :mod:`lmlab.device` -- pick a device (cuda -> mps -> cpu), seed everything, mixed precision.
 * :mod:`lmlab.data` -- corpora, evaluation sets, vocabularies and weights, read from installed
@@ -58,7 +58,7 @@ They are :data:`MAIN_NAMES`. Underneath, one module per concept, layered bottom-
   softmax, sparse patterns and block-sparse attention, ring attention over
   ``torch.distributed``.
 * :mod:`lmlab.exercises` -- the checkers of the chapters' exercises.
-* :mod:`lmlab.cli` -- the ``lmlab`` command line: the course's models on your own text.
+* ``lmlab.cli`` -- the ``lmlab`` command line: the course's models on your own text.
 
 Shape letters used in every docstring and shape comment:
 

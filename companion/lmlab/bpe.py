@@ -517,7 +517,7 @@ class BPETokenizer:
                 ``vocab.bpe`` of GPT-2's format.
 
         Returns:
-            A tokenizer that gives the files' ids (GPT-2: ``vocab_size == 50257``).
+            A tokenizer that gives the files' ids (``vocab_size == 50257`` for GPT-2).
 
         Raises:
             TypeError: ``name_or_path`` is not a str or a path.

@@ -321,7 +321,7 @@ class ModelFileMixin:
 
     @classmethod
     def from_file_config(cls, file: ModelFile) -> Any:
-        """An untrained model built from ``file``'s config (:meth:`load` fills its weights)."""
+        """An untrained model built from ``file``'s config (:meth:`~lmlab.model_files.ModelFileMixin.load` fills its weights)."""
         raise NotImplementedError
 
     def save(self, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None, *,
@@ -349,7 +349,7 @@ class ModelFileMixin:
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str | torch.device | None = None,
              dtype: torch.dtype | None = None) -> Any:
-        """Rebuild a model saved by :meth:`save` from the file alone, in eval mode.
+        """Rebuild a model saved by :meth:`~lmlab.model_files.ModelFileMixin.save` from the file alone, in eval mode.
 
         Args:
             path: the file.
@@ -397,13 +397,13 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device | None = No
         dtype: the floating-point dtype of its weights (default: float32).
 
     Returns:
-        The model: a :class:`~lmlab.transformer.GPT`, :class:`~lmlab.transformer.Encoder`,
+        A :class:`~lmlab.transformer.GPT`, :class:`~lmlab.transformer.Encoder`,
         :class:`~lmlab.transformer.EncoderDecoder`, :class:`~lmlab.seq2seq.Seq2Seq`,
         :class:`~lmlab.vectors.WordVectors` or
-        :class:`~lmlab.word2vec.SkipGramNegativeSampling`.
+        :class:`~lmlab.word2vec.SkipGramNegativeSampling`, whichever the file holds.
 
     Raises:
-        As the class's ``load``.
+        ValueError: the errors of that class's ``load`` (a missing, corrupt or foreign file).
     """
     kind = read_model_file(path, tensors=False).kind
     cls = getattr(importlib.import_module(MODEL_KINDS[kind]), kind)

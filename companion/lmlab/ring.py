@@ -49,7 +49,7 @@ __all__ = ["LAYOUTS", "ring_schedule", "zigzag_chunks", "shard_sequence", "unsha
            "simulate_ring_attention", "ring_attention"]
 
 LAYOUTS = ("contiguous", "zigzag")
-"""How a sequence is cut into shards: ``"contiguous"`` (rank ``r`` holds the ``r``-th of ``N``
+"""The two ways to cut a sequence into shards, ``"contiguous"`` (rank ``r`` holds the ``r``-th of ``N``
 equal parts) or ``"zigzag"`` (rank ``r`` holds chunks ``r`` and ``2N - 1 - r`` of ``2N``)."""
 
 

@@ -192,12 +192,12 @@ class Seq2Seq(ModelFileMixin, nn.Module):
                                             c.attention, c.pad_id)
 
     def file_config(self) -> dict[str, Any]:
-        """The config :meth:`save` writes: the :class:`Seq2SeqConfig`, vocabularies included."""
+        """The config :meth:`~lmlab.model_files.ModelFileMixin.save` writes: the :class:`Seq2SeqConfig`, vocabularies included."""
         return self.config.to_dict()
 
     @classmethod
     def from_file_config(cls, file: ModelFile) -> Seq2Seq:
-        """An untrained model of a model file's config (:meth:`load` fills its weights)."""
+        """An untrained model of a model file's config (:meth:`~lmlab.model_files.ModelFileMixin.load` fills its weights)."""
         return cls(file.config_of(Seq2SeqConfig))
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor,

@@ -213,12 +213,12 @@ class SkipGramNegativeSampling(ModelFileMixin, nn.Module):
             self.output.weight.zero_()
 
     def file_config(self) -> dict[str, Any]:
-        """The config :meth:`save` writes: ``{"vocab_size": V, "d_model": C}``."""
+        """The config :meth:`~lmlab.model_files.ModelFileMixin.save` writes: ``{"vocab_size": V, "d_model": C}``."""
         return {"vocab_size": self.input.weight.shape[0], "d_model": self.input.weight.shape[1]}
 
     @classmethod
     def from_file_config(cls, file: ModelFile) -> SkipGramNegativeSampling:
-        """A model of a model file's shape (:meth:`load` fills its tables)."""
+        """A model of a model file's shape (:meth:`~lmlab.model_files.ModelFileMixin.load` fills its tables)."""
         try:
             return cls(file.field("vocab_size"), file.field("d_model"))
         except (TypeError, ValueError) as err:
