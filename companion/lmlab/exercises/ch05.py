@@ -92,7 +92,7 @@ def exercise_5_1(my_merge: Callable[..., Any]) -> Verdict:
 
         checks.append((f"on {label}", check))
     return verdict("5.1", first_failure(checks),
-                   "Left to right: 7 7 7 7 7 becomes 300 300 7, never 7 300 300.")
+                   "Left to right: 7 7 7 7 7 becomes 300 300 7, not 7 300 300.")
 
 
 def exercise_5_2(best_pair: Callable[..., Any]) -> Verdict:
@@ -131,7 +131,7 @@ def exercise_5_2(best_pair: Callable[..., Any]) -> Verdict:
 
         checks.append((label, check))
     return verdict("5.2", first_failure(checks),
-                   "Ties are common in small texts: the rule decides which merge comes first.")
+                   "In small texts ties are common, and the rule decides them.")
 
 
 def exercise_5_3(answer: Any) -> Verdict:
@@ -185,7 +185,7 @@ def exercise_5_4(vocab_share: Callable[..., Any]) -> Verdict:
         label = f"V={vocab_size}, C={d_model}, {num_layers} layer(s)"
         checks.append((f"on {label}", check))
     return verdict("5.4", first_failure(checks),
-                   "The blocks grow with layers x C^2, the vocabulary only with V x C.")
+                   "Blocks grow with layers x C^2, the vocabulary with V x C.")
 
 
 @functools.cache
@@ -231,5 +231,4 @@ def exercise_5_5(wordpiece: Callable[..., Any]) -> Verdict:
 
         checks.append((f"on {word!r}", check))
     return verdict("5.5", first_failure(checks),
-                   "One unknown character makes the whole word [UNK]: 'snow☃man' loses "
-                   "'snow' and 'man' too.")
+                   "One unknown character makes the whole word [UNK].")
