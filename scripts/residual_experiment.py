@@ -18,7 +18,8 @@ end (nats per character).
 
 Deterministic on one thread: the same command on the same machine writes the same file.
 
-Usage (from the repository root; about 5 minutes of one CPU core with the defaults)::
+Usage (from the repository root; with the defaults about 7 minutes of CPU time on one core,
+27 minutes of wall time on a busy shared machine)::
 
     .venv/bin/python scripts/residual_experiment.py
     .venv/bin/python scripts/residual_experiment.py --layers 2 --steps 5 --seeds 0 --out /tmp/r.json

@@ -98,8 +98,7 @@ def exercise_6_3(parameters_8_heads: Any) -> Verdict:
     assert expected == one  # the point of the exercise
     return compare("6.3", parameters_8_heads, expected, atol=0, rtol=0,
                    what="parameters of MultiHeadAttention(64, num_heads=8)",
-                   remark="The same as with one head: heads split the width, they do not "
-                          "add to it.")
+                   remark="Heads split the width; they add no parameters.")
 
 
 def exercise_6_4(rotate: Any) -> Verdict:
