@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lmlab.device import seed_everything
+from lmlab.model_files import load as lmlab_load
 from lmlab.sublayers import FeedForward, KVCache, MultiHeadAttention
 from lmlab.transformer import GPT, Encoder, EncoderDecoder, TransformerBlock
 from lmlab.transformer_config import TransformerConfig, kv_cache_bytes_per_token
 
 ATOL = dict(rtol=1e-5, atol=1e-5)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _mask(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
@@ -204,6 +208,106 @@ def test_block_keeps_width_and_ablation_switches() -> None:
     assert block(x).shape == x.shape
     block.attention_enabled = block.ffn_enabled = False
     torch.testing.assert_close(block(x), x)  # only the residual paths remain
+
+
+def _torch_sublayers(ref: nn.TransformerEncoderLayer, ffn: str, mask: torch.Tensor | None
+                     ) -> tuple:
+    """torch's attention and FFN of an encoder layer, as functions of one input."""
+    act = F.gelu if ffn == "gelu" else F.relu
+
+    def attend(h: torch.Tensor) -> torch.Tensor:
+        return ref.self_attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+
+    return attend, lambda h: ref.linear2(act(ref.linear1(h)))
+
+
+@pytest.mark.parametrize("placement", ["pre", "post"])
+@pytest.mark.parametrize("ffn", ["gelu", "relu"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_block_without_residual_is_its_sublayers_composed(placement: str, ffn: str,
+                                                          causal: bool) -> None:
+    seed_everything(6)
+    config = TransformerConfig.tiny(d_model=32, num_heads=4, d_ff=48, ffn=ffn, residual=False,
+                                    norm_placement=placement, norm_eps=1e-6)
+    block = TransformerBlock(config).eval()
+    for p in block.parameters():  # non-trivial norms and biases
+        nn.init.normal_(p, 0.0, 0.3)
+    ref = nn.TransformerEncoderLayer(32, 4, 48, dropout=0.0, activation=ffn, batch_first=True,
+                                     layer_norm_eps=1e-6).eval()
+    _copy_into_encoder_layer(block, ref)
+    x = torch.randn(3, 7, 32)
+    mask = nn.Transformer.generate_square_subsequent_mask(7) if causal else None
+    attend, feed = _torch_sublayers(ref, ffn, mask)
+    with torch.no_grad():
+        if placement == "pre":  # x = sublayer(norm(x)), no x + ...
+            expected = feed(ref.norm2(attend(ref.norm1(x))))
+        else:  # x = norm(sublayer(x))
+            expected = ref.norm2(feed(ref.norm1(attend(x))))
+        torch.testing.assert_close(block(x, is_causal=causal), expected, **ATOL)
+    assert not torch.allclose(expected, TransformerBlock(config.replace(residual=True))
+                              .eval().requires_grad_(False)(x, is_causal=causal))
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_block_without_norms_matches_torch_with_identity_norms(residual: bool) -> None:
+    seed_everything(8)
+    config = TransformerConfig.tiny(d_model=32, num_heads=4, d_ff=48, block_norms=False,
+                                    residual=residual)
+    block = TransformerBlock(config).eval()
+    assert isinstance(block.attn_norm, nn.Identity) and isinstance(block.ffn_norm, nn.Identity)
+    assert not [n for n in block.state_dict() if "norm" in n]
+    ref = nn.TransformerEncoderLayer(32, 4, 48, dropout=0.0, activation="gelu",
+                                     batch_first=True, norm_first=True).eval()
+    _copy_into_torch_mha(block.attn, ref.self_attn)
+    with torch.no_grad():
+        ref.linear1.load_state_dict(block.ffn.up_proj.state_dict())
+        ref.linear2.load_state_dict(block.ffn.down_proj.state_dict())
+    x = torch.randn(2, 6, 32)
+    attend, feed = _torch_sublayers(ref, "gelu",
+                                    nn.Transformer.generate_square_subsequent_mask(6))
+    with torch.no_grad():
+        if residual:  # torch's pre-norm layer with its norms taken out
+            h = x + attend(x)
+            expected = h + feed(h)
+        else:
+            expected = feed(attend(x))
+        torch.testing.assert_close(block(x, is_causal=True), expected, **ATOL)
+    # the model keeps its final norm (and the embedding norm when asked for)
+    model = GPT(config.replace(embedding_norm=True))
+    assert isinstance(model.norm, nn.LayerNorm) and isinstance(model.embed.norm, nn.LayerNorm)
+
+
+def test_default_block_is_unchanged_and_checkpoints_load() -> None:
+    config = TransformerConfig.tiny()
+    assert config.residual and config.block_norms
+    assert "residual" not in repr(config) and "block_norms" not in repr(config)
+    assert "residual=False" in repr(config.replace(residual=False))
+    old = {k: v for k, v in config.to_dict().items() if k not in ("residual", "block_norms")}
+    assert TransformerConfig.from_dict(old) == config  # files written before the switches
+    path = ROOT / "book" / "checkpoints" / "gpt_shakespeare.safetensors"
+    model = GPT.load(path)  # strict: every tensor of the file has its place
+    assert model.config.residual and model.config.block_norms
+    ids = torch.arange(1, 17)[None]
+    with torch.no_grad():  # the pre-norm formula written out, bit for bit
+        x, _ = model.embed(ids)
+        for block in model.blocks:
+            x = x + block.attn(block.attn_norm(x), is_causal=True)[0]
+            x = x + block.ffn(block.ffn_norm(x))
+        expected = model.lm_head(model.norm(x))
+        assert torch.equal(model(ids), expected)
+    assert isinstance(lmlab_load(ROOT / "book" / "checkpoints" / "encdec_g2p.safetensors"),
+                      EncoderDecoder)
+
+
+def test_experiment_switches_round_trip_through_a_model_file(tmp_path) -> None:
+    seed_everything(9)
+    model = GPT(TransformerConfig.tiny(residual=False, block_norms=False)).eval()
+    model.save(tmp_path / "m.safetensors")
+    again = GPT.load(tmp_path / "m.safetensors")
+    assert again.config == model.config and not again.config.residual
+    ids = torch.tensor([[3, 1, 4, 1, 5]])
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids), model(ids), rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------------------- models

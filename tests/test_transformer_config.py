@@ -35,6 +35,8 @@ def test_kv_cache_bytes_per_token() -> None:
     ("dropout", 1.0, ValueError, "dropout"),
     ("rope_base", 1.0, ValueError, "rope_base"),
     ("tie_embeddings", 1, TypeError, "tie_embeddings: expected True or False"),
+    ("residual", "no", TypeError, "residual: expected True or False, got str 'no'"),
+    ("block_norms", 0, TypeError, "block_norms: expected True or False, got int 0"),
     ("type_vocab_size", -1, ValueError, "type_vocab_size"),
     ("d_ff", 0, ValueError, "d_ff"),
 ])

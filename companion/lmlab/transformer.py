@@ -24,6 +24,7 @@ file and loads from it (``save``, ``load``: :mod:`lmlab.model_files`).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -34,7 +35,7 @@ from lmlab._checks import check_bool, check_ids, check_int, check_tensor, check_
 from lmlab.model_files import ModelFile, ModelFileMixin
 from lmlab.positions import RotaryEmbedding, sinusoidal_positions
 from lmlab.sublayers import FeedForward, KVCache, MultiHeadAttention
-from lmlab.transformer_config import TransformerConfig
+from lmlab.transformer_config import EXPERIMENT_SWITCHES, TransformerConfig
 
 __all__ = ["TransformerBlock", "GPT", "Encoder", "EncoderDecoder", "IGNORE_INDEX"]
 
@@ -48,12 +49,31 @@ def _norm(config: TransformerConfig) -> nn.Module:
     return nn.LayerNorm(config.d_model, eps=config.norm_eps)
 
 
+def _block_norm(config: TransformerConfig) -> nn.Module:
+    """A norm inside a block, or the identity when the config has ``block_norms=False``."""
+    return _norm(config) if config.block_norms else nn.Identity()
+
+
+def _file_config(file: ModelFile, name: str) -> TransformerConfig:
+    """A model file's config entry ``name``; a file written before the experiment switches
+    (``residual``, ``block_norms``) existed lacks them, and they were on."""
+    values = file.field(name)
+    if isinstance(values, dict) and not set(EXPERIMENT_SWITCHES) <= set(values):
+        values = {**{k: True for k in EXPERIMENT_SWITCHES}, **values}
+        file = dataclasses.replace(file, config={**file.config, name: values})
+    return file.config_of(TransformerConfig, name)
+
+
 class TransformerBlock(nn.Module):
     """Self-attention, optional cross-attention, and the FFN, each with a residual and a norm.
 
     Pre-norm: ``x = x + sublayer(norm(x))``. Post-norm: ``x = norm(x + sublayer(x))``. For
     ablations, ``attention_enabled`` and ``ffn_enabled`` (plain attributes, ``True`` by default)
-    switch a sublayer off, leaving only its residual path.
+    switch a sublayer off, leaving only its residual path (the block then skips it).
+
+    For experiments the config can drop the skip path (``residual=False``: pre-norm
+    ``x = sublayer(norm(x))``, post-norm ``x = norm(sublayer(x))``) or the norms
+    (``block_norms=False``: each ``norm`` is the identity).
 
     Args:
         config: sizes and switches.
@@ -79,20 +99,23 @@ class TransformerBlock(nn.Module):
         c = config
         self.d_model = c.d_model
         self.pre_norm = c.norm_placement == "pre"
-        self.attn_norm = _norm(c)
+        self.residual = c.residual
+        self.attn_norm = _block_norm(c)
         self.attn = MultiHeadAttention(c.d_model, c.num_heads, c.num_kv_heads, c.attention_bias,
                                        c.dropout)
-        self.cross_norm = _norm(c) if cross_attention else None
+        self.cross_norm = _block_norm(c) if cross_attention else None
         self.cross_attn = (MultiHeadAttention(c.d_model, c.num_heads, c.num_kv_heads,
                                               c.attention_bias, c.dropout, kv_d_model)
                            if cross_attention else None)
-        self.ffn_norm = _norm(c)
+        self.ffn_norm = _block_norm(c)
         self.ffn = FeedForward(c.d_model, c.d_ff, c.ffn, c.mlp_bias)
         self.drop = nn.Dropout(c.dropout)
         self.attention_enabled = True
         self.ffn_enabled = True
 
     def _residual(self, x: torch.Tensor, norm: nn.Module, branch: Any) -> torch.Tensor:
+        if not self.residual:  # an experiment: the sublayer alone, no skip path
+            return self.drop(branch(norm(x))) if self.pre_norm else norm(self.drop(branch(x)))
         if self.pre_norm:
             return x + self.drop(branch(norm(x)))
         return norm(x + self.drop(branch(x)))
@@ -309,7 +332,7 @@ class GPT(ModelFileMixin, nn.Module):
                                   or cross < 1):
             raise ValueError(f"{file.path}: cross_d_model is {cross!r}; expected null or an "
                              "int >= 1")
-        return cls(file.config_of(TransformerConfig, "config"), cross)
+        return cls(_file_config(file, "config"), cross)
 
     def new_cache(self) -> list[KVCache]:
         """An empty :class:`KVCache` per block, for :meth:`forward`'s ``cache``."""
@@ -438,7 +461,7 @@ class Encoder(ModelFileMixin, nn.Module):
     @classmethod
     def from_file_config(cls, file: ModelFile) -> Encoder:
         """An untrained encoder of a model file's config (:meth:`load` fills its weights)."""
-        return cls(file.config_of(TransformerConfig, "config"))
+        return cls(_file_config(file, "config"))
 
     def forward(self, ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 padding_mask: torch.Tensor | None = None, *, need_weights: bool = False
@@ -519,8 +542,8 @@ class EncoderDecoder(ModelFileMixin, nn.Module):
     @classmethod
     def from_file_config(cls, file: ModelFile) -> EncoderDecoder:
         """An untrained model of a model file's configs (:meth:`load` fills its weights)."""
-        return cls(file.config_of(TransformerConfig, "encoder"),
-                   file.config_of(TransformerConfig, "decoder"))
+        return cls(_file_config(file, "encoder"),
+                   _file_config(file, "decoder"))
 
     def encode(self, src: torch.Tensor, src_padding_mask: torch.Tensor | None = None
                ) -> torch.Tensor:

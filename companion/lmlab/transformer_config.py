@@ -18,7 +18,7 @@ import torch
 from lmlab._checks import check_bool, check_choice, check_float, check_int
 from lmlab.sublayers import FFNS
 
-__all__ = ["NORMS", "NORM_PLACEMENTS", "POSITIONS", "TransformerConfig",
+__all__ = ["EXPERIMENT_SWITCHES", "NORMS", "NORM_PLACEMENTS", "POSITIONS", "TransformerConfig",
            "kv_cache_bytes_per_token"]
 
 NORMS = ("layernorm", "rmsnorm")
@@ -27,6 +27,8 @@ NORM_PLACEMENTS = ("pre", "post")
 """Where the norms sit: before each sublayer (GPT-2, Llama) or after its residual (BERT)."""
 POSITIONS = ("learned", "sinusoidal", "rotary", "none")
 """How a config encodes positions."""
+EXPERIMENT_SWITCHES = ("block_norms", "residual")
+"""Fields that only experiments turn off; ``True`` in every model file written before them."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class TransformerConfig:
     type_vocab_size: int = 0  # token types (BERT's sentence A/B); 0 = none
     embedding_norm: bool = False  # a norm right after the embeddings (BERT)
     dropout: float = 0.0  # dropout on embeddings, attention weights and residual branches
+    block_norms: bool = True  # False: no norm inside the blocks (final and embedding norms stay)
+    residual: bool = True  # False: no skip path, x = sublayer(norm(x)) (experiments only)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
@@ -82,13 +86,19 @@ class TransformerConfig:
         check_float("rope_base", self.rope_base, 1.0, min_inclusive=False)
         check_float("dropout", self.dropout, 0.0, 1.0, max_inclusive=False)
         check_int("type_vocab_size", self.type_vocab_size, minimum=0)
-        for name in ("final_norm", "attention_bias", "mlp_bias", "tie_embeddings",
-                     "embedding_norm"):
+        for name in ("final_norm", "block_norms", "residual", "attention_bias", "mlp_bias",
+                     "tie_embeddings", "embedding_norm"):
             check_bool(name, getattr(self, name))
         if self.position == "rotary" and self.head_dim % 2:
             raise ValueError(f"position: rotary needs an even head_dim, got {self.head_dim}")
         if self.position == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"position: sinusoidal needs an even d_model, got {self.d_model}")
+
+    def __repr__(self) -> str:
+        # The two experiment switches show only when off, so a usual config reads as before.
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                 if f.name not in EXPERIMENT_SWITCHES or getattr(self, f.name) is not True]
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     @property
     def head_dim(self) -> int:
