@@ -125,8 +125,7 @@ def exercise_7_3(bits_per_char: Any) -> Verdict:
 
     hint = first_failure([(f"{n} nats/token, {t:,} tokens, {c:,} characters",
                            lambda n=n, t=t, c=c: check(n, t, c)) for n, t, c in cases])
-    return verdict("7.3", hint, "The checkpoint's 4.2143 nats per token are 1.92 bits per "
-                                "character.")
+    return verdict("7.3", hint, "The header's figures give 1.92 bits per character.")
 
 
 def exercise_7_4(cache_bytes: Any) -> Verdict:
