@@ -35,7 +35,6 @@ import dataclasses
 import json
 import logging
 import math
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -50,6 +49,7 @@ from lmlab.batching import make_batch, token_windows
 from lmlab.data import load_shakespeare
 from lmlab.device import get_device
 from lmlab.generation import generate
+from lmlab.sample_stats import word_share, words  # what a word is: lmlab.sample_stats.WORD
 from lmlab.bpe import BPETokenizer
 from lmlab.training import TrainConfig, TrainResult, train
 from lmlab.transformer import GPT, IGNORE_INDEX, EncoderDecoder
@@ -61,9 +61,6 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "book" / "checkpoints"
 GPT_FILE, BPE_FILE = "gpt_shakespeare.safetensors", "gpt_shakespeare.bpe.json"
 VALIDATION_EVERY = 12  # plays 11, 23 and 35 (of 38, sorted by path) are held out
 EOT = "<|endoftext|>"
-#: A word: letters, with apostrophes allowed between letters ("o'er", "bewitch'd"); hyphens
-#: and everything else split words. Matched on case-folded text.
-WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 #: How --evaluate samples: 1,000 new tokens after the end-of-text token (how every play
 #: starts in training), temperature 0.8, top-p 0.95, a generator seeded with 0.
 SAMPLE_TOKENS, SAMPLE_TEMPERATURE, SAMPLE_TOP_P, SAMPLE_SEED = 1000, 0.8, 0.95, 0
@@ -297,22 +294,6 @@ def sample_tokens(model: GPT, prompt: Sequence[int], num_tokens: int = SAMPLE_TO
         seq += added
         new += added
     return new
-
-
-def words(text: str) -> list[str]:
-    """The words of a text, case-folded (see :data:`WORD`).
-
-    Example:
-        >>> words("O'er the step-dame's 'house', 2 Henries!")
-        ["o'er", 'the', 'step', "dame's", 'house', 'henries']
-    """
-    return WORD.findall(text.casefold())
-
-
-def word_share(text: str, known: set[str]) -> tuple[int, int]:
-    """``(found, total)``: how many of the text's words (with repeats) are in ``known``."""
-    found = words(text)
-    return sum(w in known for w in found), len(found)
 
 
 def evaluate_gpt(model: GPT, tok: BPETokenizer, stride: int | None = None) -> dict:

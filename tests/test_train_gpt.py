@@ -199,5 +199,5 @@ def test_sample_tokens_continues_past_the_context(load_script_module, tiny_tok) 
 
 
 def test_script_examples(load_script_module) -> None:
-    result = doctest.testmod(load_script_module)
-    assert result.attempted >= 2 and result.failed == 0
+    result = doctest.testmod(load_script_module)  # sliding_windows' (words': lmlab.sample_stats)
+    assert result.attempted >= 1 and result.failed == 0
