@@ -51,7 +51,7 @@ def exercise_8_1(nearest: Any) -> Verdict:
 
         cases.append((f"a ({V}, {C}) table, row {row}, k={k}", check))
     return verdict("8.1", first_failure(cases),
-                   "Cosine similarity ignores length: the row 3 times as long is the nearest.")
+                   "Cosine ignores length: the row 3 times as long comes first.")
 
 
 def exercise_8_2(bytes_per_token: Any) -> Verdict:
@@ -76,7 +76,7 @@ def exercise_8_2(bytes_per_token: Any) -> Verdict:
             cases.append((f"{name} ({config.num_layers} layers, {config.num_kv_heads} "
                           f"key/value heads of {config.head_dim}), {dtype}", check))
     return verdict("8.2", first_failure(cases),
-                   "A key and a value per layer and key/value head, each head_dim numbers.")
+                   "A key and a value per layer and key/value head.")
 
 
 def exercise_8_3(kept: Any) -> Verdict:
@@ -102,7 +102,7 @@ def exercise_8_3(kept: Any) -> Verdict:
             cases.append((f"{V} logits (scale {spread}), temperature {temperature}, p={p}",
                           check))
     return verdict("8.3", first_failure(cases),
-                   "A lower temperature sharpens the distribution, so fewer tokens reach p.")
+                   "Lower temperatures sharpen the distribution: fewer tokens kept.")
 
 
 def exercise_8_4(read: Any) -> Verdict:
@@ -135,4 +135,4 @@ def exercise_8_4(read: Any) -> Verdict:
                      f"layer {layer}, neuron {neuron}")
             cases.append((label, check))
     return verdict("8.4", first_failure(cases),
-                   "The final norm's weight scales each channel before the head reads it.")
+                   "The norm's weight scales each channel before the head.")
