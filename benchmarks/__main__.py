@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ROOT / "benchmarks" / "results" / ("gpu" if torch.cuda.is_available()
                                                          else "cpu")
     names = args.names or list(BENCHMARKS)
-    info = machine_info(args.note)
+    info = {**machine_info(args.note), "planned": names}
     print(f"{info['date']}, {info['cpu']} ({info['cores']} cores), torch {info['torch']}, "
           f"{info['device']}; writing to {out}", flush=True)
     runs = []
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             run = run_one(name, args.quick, out / "logs")
         runs.append(run)
         show(run)
-    for path in write_results(out, info, runs):
+        written = write_results(out, info, runs)  # after each: a stopped run keeps what it did
+    for path in written:
         print(f"wrote {path}")
     failed = [r["benchmark"] for r in runs if r.get("error")]
     if failed:

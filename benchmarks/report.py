@@ -114,16 +114,19 @@ def markdown(info: dict, runs: list[dict]) -> str:
         + (f" *{info['note']}*" if info["note"] else ""),
         "",
     ]
+    missing = [name for name in info.get("planned", []) if name not in
+               {run["benchmark"] for run in runs}]
+    if missing:
+        lines += [f"Not run yet (the run stopped or is still going): {', '.join(missing)}.", ""]
     for run in runs:
-        head = (f"**`{run['benchmark']}`** — `python -m benchmarks {run['benchmark']}`"
-                f"{' --quick' if run.get('quick') else ''} ({run['seconds']:.0f} s, peak "
-                f"resident memory {run['peak_rss_mb']:.0f} MB)")
-        lines += [head, ""]
+        command = f"python -m benchmarks {run['benchmark']}{' --quick' if run.get('quick') else ''}"
+        if run.get("skipped"):
+            lines += [f"**{run['benchmark']}** — `{command}`: skipped ({run['skipped']})", ""]
+            continue
+        lines += [f"**{run['benchmark']}** — `{command}` ({run['seconds']:.0f} s, peak "
+                  f"resident memory {run['peak_rss_mb']:.0f} MB)", ""]
         if run.get("error"):
             lines += [f"Failed: `{run['error']}`", ""]
-            continue
-        if run.get("skipped"):
-            lines += [f"Skipped: {run['skipped']}", ""]
             continue
         lines += ["| what | reference | ours | ratio | goal | met | threads |",
                   "|---|---|---|---|---|---|---|"]
@@ -186,3 +189,22 @@ def write_results(out: Path, info: dict, runs: list[dict]) -> list[Path]:
         with atomic_write(written[-1], "wb") as f:
             f.write(png)
     return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmarks.report FOLDER``: write ``results.md`` and ``ratios.png`` again
+    from the folder's ``results.json`` (after a change of their layout)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not (Path(args[0]) / "results.json").is_file():
+        raise SystemExit(f"usage: python -m benchmarks.report FOLDER (a folder holding "
+                         f"results.json), got {args}")
+    out = Path(args[0])
+    result = json.loads((out / "results.json").read_text())
+    for path in write_results(out, result["machine"], result["benchmarks"]):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
