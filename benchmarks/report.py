@@ -114,6 +114,17 @@ def markdown(info: dict, runs: list[dict]) -> str:
         + (f" *{info['note']}*" if info["note"] else ""),
         "",
     ]
+    goals = [r for run in runs for r in run.get("rows", []) if r["met"] is not None]
+    if goals:
+        short = [f"{r['benchmark']} ({r['what']}: {r['ratio']:.2f}×, goal "
+                 f"{r['goal_op'].replace('>=', '≥').replace('<=', '≤')} {r['goal_value']:g}×)"
+                 for r in goals if not r["met"]]
+        if any(run.get("quick") for run in runs):
+            lines += ["A `--quick` run: tiny sizes, one round; its figures check that the "
+                      "benchmarks run and say nothing about the goals.", ""]
+        else:
+            lines += [f"**Goals met in this run: {len(goals) - len(short)} of {len(goals)}.**"
+                      + (f" Not met: {'; '.join(short)}." if short else ""), ""]
     missing = [name for name in info.get("planned", []) if name not in
                {run["benchmark"] for run in runs}]
     if missing:
@@ -155,21 +166,28 @@ def plot_ratios(runs: list[dict]) -> bytes | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     scores = [r.ratio / r.goal_value if r.goal_op == ">=" else r.goal_value / r.ratio
               for r in rows]
-    labels = [f"{r.benchmark}: {r.what}"[:70] for r in rows]
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
-    ax.barh(range(len(rows)), scores, color=["tab:green" if s >= 1 else "tab:red"
-                                             for s in scores])
+    labels = [f"{r.benchmark}: {r.what}"[:64] for r in rows]
+    fig, ax = plt.subplots(figsize=(10, 0.3 * len(rows) + 1.2))
+    # bars from the goal (1) to the score: right of the line met, left not met
+    ax.barh(range(len(rows)), [s - 1 for s in scores], left=1,
+            color=["tab:green" if s >= 1 else "tab:red" for s in scores])
     ax.axvline(1.0, color="black", linewidth=1)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}×"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    low, high = min(min(scores), 0.5) / 1.2, max(max(scores), 2.0) * 1.2
+    ax.set_xlim(low, high)
+    ax.set_xticks([t for t in (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 10, 20) if low <= t <= high])
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("ratio as a multiple of its goal (right of the line: goal met)")
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
 
