@@ -18,6 +18,7 @@ Run from the repository root, with lmlab importable (``PYTHONPATH=companion`` or
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -87,7 +88,8 @@ def run_one(name: str, quick: bool, logs: Path) -> dict:
             process.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - start
         os.replace(log, logs / f"{name}.log")
-        run = {"benchmark": name, "quick": quick, "seconds": seconds,
+        finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        run = {"benchmark": name, "quick": quick, "seconds": seconds, "finished": finished,
                "peak_rss_mb": usage.ru_maxrss / 1024, "rows": []}
         if process.returncode != 0:
             tail = (logs / f"{name}.log").read_text(errors="replace").strip().splitlines()

@@ -134,7 +134,8 @@ def markdown(info: dict, runs: list[dict]) -> str:
         if run.get("skipped"):
             lines += [f"**{run['benchmark']}** — `{command}`: skipped ({run['skipped']})", ""]
             continue
-        lines += [f"**{run['benchmark']}** — `{command}` ({run['seconds']:.0f} s, peak "
+        when = f"finished {run['finished']}, " if run.get("finished") else ""
+        lines += [f"**{run['benchmark']}** — `{command}` ({when}{run['seconds']:.0f} s, peak "
                   f"resident memory {run['peak_rss_mb']:.0f} MB)", ""]
         if run.get("error"):
             lines += [f"Failed: `{run['error']}`", ""]
@@ -209,17 +210,48 @@ def write_results(out: Path, info: dict, runs: list[dict]) -> list[Path]:
     return written
 
 
+def merge(first: dict, other: dict) -> dict:
+    """``first``'s results with ``other``'s benchmarks added, or replacing those of the same
+    name; both must come from the same machine, torch and device."""
+    for key in ("machine", "cpu", "cores", "torch", "device"):
+        if first["machine"][key] != other["machine"][key]:
+            raise SystemExit(f"cannot merge: {key} differs ({first['machine'][key]!r} and "
+                             f"{other['machine'][key]!r})")
+    for run in first["benchmarks"] + other["benchmarks"]:
+        run.setdefault("finished", None)
+    for source in (first, other):
+        for run in source["benchmarks"]:
+            run["finished"] = run["finished"] or source["machine"]["date"]
+    names = [run["benchmark"] for run in other["benchmarks"]]
+    runs = [run for run in first["benchmarks"] if run["benchmark"] not in names]
+    runs += other["benchmarks"]
+    info = dict(first["machine"])
+    info["planned"] = list(dict.fromkeys(info.get("planned", []) + other["machine"].get(
+        "planned", [])))
+    if other["machine"]["date"] != info["date"]:
+        info["date"] = f"{info['date']} to {other['machine']['date']}"
+    return {"machine": info, "benchmarks": runs}
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m benchmarks.report FOLDER``: write ``results.md`` and ``ratios.png`` again
-    from the folder's ``results.json`` (after a change of their layout)."""
+    """``python -m benchmarks.report FOLDER [MORE ...]``: write ``results.md`` and
+    ``ratios.png`` again from the folder's ``results.json``; with more folders, first add
+    their benchmarks to it (replacing those of the same name) and copy their logs."""
+    import shutil
     import sys
 
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not (Path(args[0]) / "results.json").is_file():
-        raise SystemExit(f"usage: python -m benchmarks.report FOLDER (a folder holding "
-                         f"results.json), got {args}")
+    bad = [a for a in args if not (Path(a) / "results.json").is_file()]
+    if not args or bad:
+        raise SystemExit(f"usage: python -m benchmarks.report FOLDER [MORE ...], each a "
+                         f"folder holding results.json; not such a folder: {bad or 'none given'}")
     out = Path(args[0])
     result = json.loads((out / "results.json").read_text())
+    for folder in map(Path, args[1:]):
+        result = merge(result, json.loads((folder / "results.json").read_text()))
+        for log in (folder / "logs").glob("*.log"):
+            (out / "logs").mkdir(exist_ok=True)
+            shutil.copyfile(log, out / "logs" / log.name)
     for path in write_results(out, result["machine"], result["benchmarks"]):
         print(f"wrote {path}")
 

@@ -127,3 +127,22 @@ def test_markdown_shows_a_failed_benchmark() -> None:
     text = markdown(info, [{"benchmark": "gqa", "seconds": 1.0, "peak_rss_mb": 1.0,
                             "rows": [], "error": "SystemExit: ids differ"}])
     assert "Failed: `SystemExit: ids differ`" in text
+
+
+def test_report_merges_runs_replacing_same_names(tmp_path) -> None:
+    from benchmarks.report import merge
+
+    def result(date: str, names: list[str], cpu: str = "c") -> dict:
+        machine = {"machine": "m", "cpu": cpu, "cores": 2, "torch": "t", "device": "cpu",
+                   "date": date, "planned": names}
+        return {"machine": machine, "benchmarks": [
+            {"benchmark": n, "seconds": 1.0, "peak_rss_mb": 1.0, "rows": [], "tag": date}
+            for n in names]}
+
+    merged = merge(result("d1", ["gqa", "sparse"]), result("d2", ["sparse", "kv_cache"]))
+    assert [(r["benchmark"], r["tag"], r["finished"]) for r in merged["benchmarks"]] == [
+        ("gqa", "d1", "d1"), ("sparse", "d2", "d2"), ("kv_cache", "d2", "d2")]
+    assert merged["machine"]["planned"] == ["gqa", "sparse", "kv_cache"]
+    assert merged["machine"]["date"] == "d1 to d2"
+    with pytest.raises(SystemExit, match="cpu differs"):
+        merge(result("d1", ["gqa"]), result("d2", ["gqa"], cpu="other"))
