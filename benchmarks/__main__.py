@@ -90,6 +90,7 @@ def run_one(name: str, quick: bool, logs: Path) -> dict:
         os.replace(log, logs / f"{name}.log")
         finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         run = {"benchmark": name, "quick": quick, "seconds": seconds, "finished": finished,
+               "cpu_seconds": usage.ru_utime + usage.ru_stime,  # its processes', all cores
                "peak_rss_mb": usage.ru_maxrss / 1024, "rows": []}
         if process.returncode != 0:
             tail = (logs / f"{name}.log").read_text(errors="replace").strip().splitlines()
@@ -102,8 +103,10 @@ def run_one(name: str, quick: bool, logs: Path) -> dict:
 def show(run: dict) -> None:
     print(f"\n{run['benchmark']}  ({run['seconds']:.0f} s, peak {run['peak_rss_mb']:.0f} MB)",
           flush=True)
-    if run.get("error") or run.get("skipped"):
-        print(f"  {'FAILED: ' + run['error'] if run.get('error') else 'skipped: ' + run['skipped']}")
+    if run.get("error"):
+        print(f"  FAILED: {run['error']}")
+    if run.get("skipped"):
+        print(f"  skipped: {run['skipped']}")
     for r in run["rows"]:
         ref = "-" if r["reference_value"] is None else f"{r['reference_value']:.4g}"
         met = {True: "goal met", False: "goal NOT met", None: ""}[r["met"]]

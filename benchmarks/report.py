@@ -135,8 +135,9 @@ def markdown(info: dict, runs: list[dict]) -> str:
             lines += [f"**{run['benchmark']}** — `{command}`: skipped ({run['skipped']})", ""]
             continue
         when = f"finished {run['finished']}, " if run.get("finished") else ""
-        lines += [f"**{run['benchmark']}** — `{command}` ({when}{run['seconds']:.0f} s, peak "
-                  f"resident memory {run['peak_rss_mb']:.0f} MB)", ""]
+        cpu = f", {run['cpu_seconds']:.0f} s of CPU" if run.get("cpu_seconds") else ""
+        lines += [f"**{run['benchmark']}** — `{command}` ({when}{run['seconds']:.0f} s{cpu}, "
+                  f"peak resident memory {run['peak_rss_mb']:.0f} MB)", ""]
         if run.get("error"):
             lines += [f"Failed: `{run['error']}`", ""]
             continue
