@@ -30,11 +30,8 @@ import random
 import string
 import time
 
-os.environ.setdefault("RAYON_NUM_THREADS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from lmlab.gguf_file import GGUFFile, smollm2_gguf_file  # noqa: E402
-from lmlab.gguf_tokenizer import GGUFTokenizer  # noqa: E402
+from lmlab.gguf_file import GGUFFile, smollm2_gguf_file
+from lmlab.gguf_tokenizer import GGUFTokenizer
 
 
 def reference_tokenizer(file: GGUFFile):
@@ -75,6 +72,10 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser.add_argument("--start", type=int, default=4000, help="the first length n")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
+    # before tokenizers' thread pool starts (on its first parallel call); set in main, not on
+    # import, so that importing reference_tokenizer from here changes no one's thread count
+    os.environ.setdefault("RAYON_NUM_THREADS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     lengths = [args.start * 2 ** i for i in range(4)]
     file = GGUFFile(smollm2_gguf_file())
     ours = GGUFTokenizer.from_gguf(file)

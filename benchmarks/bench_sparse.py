@@ -42,7 +42,10 @@ def best_of(fn, repeats: int) -> float:
     return best
 
 
-def main() -> None:
+def main(lengths: tuple[int, ...] = LENGTHS, rounds: int = SCALING_ROUNDS) -> dict:
+    """Print both tables; return ``{"dense": {(kind, T): {name: seconds}}, "scaling": ...}``
+    (``scaling`` as :func:`scaling` returns it). ``lengths`` must include 4096 for the goal
+    line, which is printed only then."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
     pattern = SparsePattern(window=WINDOW)
@@ -52,7 +55,7 @@ def main() -> None:
               f"{'dense/bs64':>11}{'dense/bs128':>12}")
     print(header)
     times: dict[tuple[str, int], dict[str, float]] = {}
-    for T in LENGTHS:
+    for T in lengths:
         dense_repeats = 3 if T <= 4096 else 2
         q, k, v = (torch.randn(B, H, T, D, requires_grad=True) for _ in range(3))
         grad = torch.randn(B, H, T, D)
@@ -82,28 +85,30 @@ def main() -> None:
                   f"{row['bs128']:>10.3f}s{row['dense'] / row['bs64']:>10.2f}x"
                   f"{row['dense'] / row['bs128']:>11.2f}x")
 
-    best = {kind: max(times[(kind, 4096)]["dense"] / times[(kind, 4096)][n]
-                      for n in ("bs64", "bs128")) for kind in ("forward", "fwd+bwd")}
-    print(f"\ngoal: >= 3x over dense at T=4096: forward {best['forward']:.2f}x, "
-          f"forward+backward {best['fwd+bwd']:.2f}x (best tile size)")
+    if 4096 in lengths:
+        best = {kind: max(times[(kind, 4096)]["dense"] / times[(kind, 4096)][n]
+                          for n in ("bs64", "bs128")) for kind in ("forward", "fwd+bwd")}
+        print(f"\ngoal: >= 3x over dense at T=4096: forward {best['forward']:.2f}x, "
+              f"forward+backward {best['fwd+bwd']:.2f}x (best tile size)")
     print("\ncost of doubling T, dense (time at 2T / time at T): " + "  ".join(
         f"{kind} " + " ".join(f"{times[(kind, 2 * T)]['dense'] / times[(kind, T)]['dense']:.2f}x"
-                              for T in LENGTHS[:-1]) for kind in ("forward", "fwd+bwd")))
-    scaling()
+                              for T in lengths[:-1]) for kind in ("forward", "fwd+bwd")))
+    return {"dense": times, "scaling": scaling(lengths, rounds)}
 
 
-def scaling() -> None:
-    """Ours alone from T = 1024 to 16384, in interleaved rounds.
+def scaling(base: tuple[int, ...] = LENGTHS, rounds: int = SCALING_ROUNDS) -> dict:
+    """Ours alone from ``base[0]`` to ``2 * base[-1]`` (1024 to 16384), in interleaved rounds;
+    returns ``{(tile size, "forward" or "fwd+bwd", T): best seconds}``.
 
     The machine's speed drifts over seconds; sweeping every T once per round and keeping each
     T's best over the rounds exposes all lengths to the same drift.
     """
-    lengths = (*LENGTHS, 2 * LENGTHS[-1])
+    lengths = (*base, 2 * base[-1])
     pattern = SparsePattern(window=WINDOW)
     inputs = {T: [torch.randn(B, H, T, D, requires_grad=True) for _ in range(4)]
               for T in lengths}
     best = {}
-    for _ in range(SCALING_ROUNDS):
+    for _ in range(rounds):
         for T in lengths:
             q, k, v, grad = inputs[T]
             for bs in (64, 128):
@@ -113,7 +118,7 @@ def scaling() -> None:
                     block_sparse_attention(q, k, v, pattern, bs), grad), 3)
                 for key, t in (((bs, "forward", T), fwd), ((bs, "fwd+bwd", T), both)):
                     best[key] = min(best.get(key, float("inf")), t)
-    print(f"\nours alone, best of {SCALING_ROUNDS} interleaved rounds; cost of doubling T "
+    print(f"\nours alone, best of {rounds} interleaved rounds; cost of doubling T "
           f"(time at 2T / time at T) for T = " + ", ".join(map(str, lengths[:-1])) + ":")
     for bs in (64, 128):
         for kind in ("forward", "fwd+bwd"):
@@ -121,11 +126,12 @@ def scaling() -> None:
             print(f"  bs{bs:<4} {kind:<8} " + "  ".join(f"{r:5.2f}x" for r in ratios)
                   + f"   ({best[(bs, kind, lengths[-1])] * 1e3:.0f} ms at T={lengths[-1]})")
     for bs in (64, 128):
-        for top, label in ((LENGTHS[-1], "the issue's range"), (lengths[-1], "all")):
+        for top, label in ((base[-1], "the issue's range"), (lengths[-1], "all")):
             worst = max(best[(bs, kind, 2 * T)] / best[(bs, kind, T)]
                         for kind in ("forward", "fwd+bwd") for T in lengths[:-1] if 2 * T <= top)
             print(f"goal: doubling T costs ours <= 2.2x: tiles of {bs}, T up to {top} "
                   f"({label}): worst doubling {worst:.2f}x")
+    return best
 
 
 if __name__ == "__main__":

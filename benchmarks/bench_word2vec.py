@@ -38,6 +38,29 @@ def quality(wv: WordVectors) -> dict[str, float]:
     }
 
 
+def run_gensim(sentences: list[list[str]], epochs: int, workers: int
+               ) -> tuple[int, float, WordVectors]:
+    """gensim's skip-gram on ``sentences``: effective words, wall seconds (vocabulary building
+    included) and the vectors."""
+    start = time.perf_counter()
+    model = Word2Vec(sg=1, negative=5, window=5, min_count=5, sample=1e-3, vector_size=100,
+                     workers=workers, seed=0, alpha=0.025, min_alpha=1e-4)
+    model.build_vocab(sentences)
+    effective, _raw = model.train(sentences, total_examples=model.corpus_count, epochs=epochs)
+    seconds = time.perf_counter() - start
+    return effective, seconds, WordVectors(model.wv.index_to_key,
+                                           torch.from_numpy(model.wv.vectors.copy()))
+
+
+def run_lmlab(sentences: list[list[str]], epochs: int, workers: int
+              ) -> tuple[int, float, WordVectors]:
+    """:func:`run_gensim` for :func:`lmlab.word2vec.train_word2vec` on the CPU."""
+    config = Word2VecConfig(epochs=epochs, workers=workers)
+    start = time.perf_counter()
+    ours, history = train_word2vec(sentences, config, device="cpu", show_progress=False)
+    return history.effective_words, time.perf_counter() - start, ours
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -50,19 +73,10 @@ def main() -> None:
     print(f"corpus: SOTU, {len(sentences):,} sentences, {sum(map(len, sentences)):,} words; "
           f"epochs={args.epochs}, threads={args.workers}, torch {torch.__version__}")
 
-    start = time.perf_counter()
-    model = Word2Vec(sg=1, negative=5, window=5, min_count=5, sample=1e-3, vector_size=100,
-                     workers=args.workers, seed=0, alpha=0.025, min_alpha=1e-4)
-    model.build_vocab(sentences)
-    effective, _raw = model.train(sentences, total_examples=model.corpus_count, epochs=args.epochs)
-    gensim_s = time.perf_counter() - start
-    gensim_wv = WordVectors(model.wv.index_to_key, torch.from_numpy(model.wv.vectors.copy()))
+    effective, gensim_s, gensim_wv = run_gensim(sentences, args.epochs, args.workers)
     runs = [("gensim", "cpu", effective, gensim_s, quality(gensim_wv))]
-
-    config = Word2VecConfig(epochs=args.epochs, workers=args.workers)
-    start = time.perf_counter()
-    ours, history = train_word2vec(sentences, config, device="cpu", show_progress=False)
-    runs.append(("lmlab", "cpu", history.effective_words, time.perf_counter() - start, quality(ours)))
+    words, seconds, ours = run_lmlab(sentences, args.epochs, args.workers)
+    runs.append(("lmlab", "cpu", words, seconds, quality(ours)))
 
     if torch.cuda.is_available():
         gpu_config = Word2VecConfig(epochs=args.epochs, batch_size=16384, chunk_words=1 << 20)
