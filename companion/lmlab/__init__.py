@@ -48,10 +48,14 @@ They are ``MAIN_NAMES``. Underneath, one module per concept, layered bottom-up:
   :mod:`lmlab.transformer` -- chapters 6-7, positions, multi-head (grouped-query) attention with a
   KV cache, the feed-forward network, the config, blocks, GPT, encoder and encoder-decoder.
 * :mod:`lmlab.generation` -- chapters 7-8, greedy, temperature, top-k and top-p decoding.
+* :mod:`lmlab.sample_stats` -- chapter 7, what generated text is made of: real words, repeated
+  n-grams, distinct tokens.
 * :mod:`lmlab.weights`, :mod:`lmlab.gguf_file`, :mod:`lmlab.gguf_tokenizer`,
   :mod:`lmlab.chat_template`, :mod:`lmlab.pretrained` and :mod:`lmlab.llama` -- chapter 8, real
   MiniLM and SmolLM2 weights on lmlab's blocks: loading by table, GGUF files, their tokenizer
   and chat template, BERT sentence embeddings, the Llama family and chat.
+* :mod:`lmlab.knockout` -- chapter 8, sublayers and FFN neurons switched off, and value
+  vectors read through the LM head.
 * :mod:`lmlab.gqa` -- chapter 9, a trained model moved between multi-head, grouped-query and
   multi-query attention (key/value heads split or averaged).
 * :mod:`lmlab.blockwise`, :mod:`lmlab.sparse` and :mod:`lmlab.ring` -- chapter 9, the online
@@ -94,10 +98,10 @@ __version__ = "0.1.0"
 _SUBMODULES = ("device", "data", "io", "model_files", "progress", "parallel", "training_state",
                "training", "vocab", "bow", "vectors", "skipgram", "word2vec", "attention", "rnn",
                "batching", "seq2seq", "g2p", "byte_pairs", "bpe_files", "bpe", "hf_tokenizers",
-               "wordpiece", "display", "embedding", "positions", "sublayers", "transformer_config",
-               "transformer", "generation", "weights", "gguf_file", "gguf_tokenizer",
-               "chat_template", "pretrained", "llama", "gqa", "blockwise", "sparse", "ring",
-               "exercises", "cli")
+               "wordpiece", "display", "embedding", "positions", "sublayers",
+               "transformer_config", "transformer", "generation", "sample_stats", "weights",
+               "gguf_file", "gguf_tokenizer", "chat_template", "pretrained", "llama", "knockout",
+               "gqa", "blockwise", "sparse", "ring", "exercises", "cli")
 
 MAIN_NAMES: dict[str, str] = {
     "GPT": "transformer", "Encoder": "transformer", "EncoderDecoder": "transformer",
