@@ -95,8 +95,8 @@ _SUBMODULES = ("device", "data", "io", "model_files", "progress", "parallel", "t
                "batching", "seq2seq", "g2p", "byte_pairs", "bpe_files", "bpe", "hf_tokenizers",
                "wordpiece", "display", "embedding", "positions", "sublayers", "transformer_config",
                "transformer", "generation", "weights", "gguf_file", "gguf_tokenizer",
-               "chat_template", "pretrained", "llama", "gqa", "blockwise", "sparse", "ring",
-               "exercises")
+               "chat_template", "pretrained", "llama", "knockout", "gqa", "blockwise", "sparse",
+               "ring", "exercises")
 
 MAIN_NAMES: dict[str, str] = {
     "GPT": "transformer", "Encoder": "transformer", "EncoderDecoder": "transformer",
