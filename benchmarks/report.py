@@ -128,7 +128,7 @@ def markdown(info: dict, runs: list[dict]) -> str:
     missing = [name for name in info.get("planned", []) if name not in
                {run["benchmark"] for run in runs}]
     if missing:
-        lines += [f"Not run yet (the run stopped or is still going): {', '.join(missing)}.", ""]
+        lines += [f"Not in this table (the run was stopped before them, or is still going): {', '.join(missing)}.", ""]
     for run in runs:
         command = f"python -m benchmarks {run['benchmark']}{' --quick' if run.get('quick') else ''}"
         if run.get("skipped"):
@@ -218,19 +218,16 @@ def merge(first: dict, other: dict) -> dict:
         if first["machine"][key] != other["machine"][key]:
             raise SystemExit(f"cannot merge: {key} differs ({first['machine'][key]!r} and "
                              f"{other['machine'][key]!r})")
-    for run in first["benchmarks"] + other["benchmarks"]:
-        run.setdefault("finished", None)
-    for source in (first, other):
-        for run in source["benchmarks"]:
-            run["finished"] = run["finished"] or source["machine"]["date"]
     names = [run["benchmark"] for run in other["benchmarks"]]
     runs = [run for run in first["benchmarks"] if run["benchmark"] not in names]
     runs += other["benchmarks"]
     info = dict(first["machine"])
     info["planned"] = list(dict.fromkeys(info.get("planned", []) + other["machine"].get(
         "planned", [])))
-    if other["machine"]["date"] != info["date"]:
-        info["date"] = f"{info['date']} to {other['machine']['date']}"
+    dates = sorted({first["machine"]["date"], other["machine"]["date"]})
+    info["date"] = " to ".join(dates)
+    order = {name: i for i, name in enumerate(info["planned"])}
+    runs.sort(key=lambda run: order.get(run["benchmark"], len(order)))
     return {"machine": info, "benchmarks": runs}
 
 
@@ -253,6 +250,11 @@ def main(argv: list[str] | None = None) -> None:
         for log in (folder / "logs").glob("*.log"):
             (out / "logs").mkdir(exist_ok=True)
             shutil.copyfile(log, out / "logs" / log.name)
+    from benchmarks.suite import BENCHMARKS  # merged runs in the suite's order
+
+    order = {name: i for i, name in enumerate(BENCHMARKS)}
+    result["machine"].get("planned", []).sort(key=lambda name: order.get(name, len(order)))
+    result["benchmarks"].sort(key=lambda run: order.get(run["benchmark"], len(order)))
     for path in write_results(out, result["machine"], result["benchmarks"]):
         print(f"wrote {path}")
 
