@@ -125,7 +125,7 @@ class TransformerBlock(nn.Module):
                 cache: KVCache | None = None, memory: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, need_weights: bool = False,
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
-        """One block; see :meth:`MultiHeadAttention.forward` for the arguments.
+        """One block; see :meth:`~lmlab.sublayers.MultiHeadAttention.forward` for the arguments.
 
         ``memory`` is the encoder output ``(B, S, kv_d_model)`` for cross-attention,
         ``memory_mask`` its mask (broadcastable to ``(B, H, T, S)``, like ``mask``).
@@ -134,7 +134,7 @@ class TransformerBlock(nn.Module):
             TypeError: ``x`` or ``memory`` is not a floating-point tensor.
             ValueError: ``x`` is not ``(B, T, d_model)``; ``memory`` is missing on a block with
                 cross-attention, given to one without, or not ``(B, S, kv_d_model)``; and
-                :meth:`MultiHeadAttention.forward`'s cases.
+                :meth:`~lmlab.sublayers.MultiHeadAttention.forward`'s cases.
         """
         check_tensor("x", x, ndim=3, dtype="float")
         if x.shape[-1] != self.d_model or x.shape[0] == 0 or x.shape[1] == 0:
@@ -321,12 +321,12 @@ class GPT(ModelFileMixin, nn.Module):
             self.lm_head.weight = self.embed.tok_emb.weight
 
     def file_config(self) -> dict[str, Any]:
-        """The config :meth:`save` writes: ``{"config": ..., "cross_d_model": ...}``."""
+        """The config ``save`` writes: ``{"config": ..., "cross_d_model": ...}``."""
         return {"config": self.config.to_dict(), "cross_d_model": self.cross_d_model}
 
     @classmethod
     def from_file_config(cls, file: ModelFile) -> GPT:
-        """An untrained GPT of a model file's config (:meth:`load` fills its weights)."""
+        """An untrained GPT of a model file's config (``load`` fills its weights)."""
         cross = file.field("cross_d_model")
         if cross is not None and (isinstance(cross, bool) or not isinstance(cross, int)
                                   or cross < 1):
@@ -455,12 +455,12 @@ class Encoder(ModelFileMixin, nn.Module):
         _init_weights(self, config.num_layers)
 
     def file_config(self) -> dict[str, Any]:
-        """The config :meth:`save` writes: ``{"config": ...}``."""
+        """The config ``save`` writes: ``{"config": ...}``."""
         return {"config": self.config.to_dict()}
 
     @classmethod
     def from_file_config(cls, file: ModelFile) -> Encoder:
-        """An untrained encoder of a model file's config (:meth:`load` fills its weights)."""
+        """An untrained encoder of a model file's config (``load`` fills its weights)."""
         return cls(_file_config(file, "config"))
 
     def forward(self, ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
@@ -535,13 +535,13 @@ class EncoderDecoder(ModelFileMixin, nn.Module):
         self.decoder = GPT(decoder_config, cross_d_model=encoder_config.d_model)
 
     def file_config(self) -> dict[str, Any]:
-        """The config :meth:`save` writes: ``{"encoder": ..., "decoder": ...}``."""
+        """The config ``save`` writes: ``{"encoder": ..., "decoder": ...}``."""
         return {"encoder": self.encoder.config.to_dict(),
                 "decoder": self.decoder.config.to_dict()}
 
     @classmethod
     def from_file_config(cls, file: ModelFile) -> EncoderDecoder:
-        """An untrained model of a model file's configs (:meth:`load` fills its weights)."""
+        """An untrained model of a model file's configs (``load`` fills its weights)."""
         return cls(_file_config(file, "encoder"),
                    _file_config(file, "decoder"))
 

@@ -24,7 +24,8 @@ __all__ = ["EXPERIMENT_SWITCHES", "NORMS", "NORM_PLACEMENTS", "POSITIONS", "Tran
 NORMS = ("layernorm", "rmsnorm")
 """The norms a config may choose."""
 NORM_PLACEMENTS = ("pre", "post")
-"""Where the norms sit: before each sublayer (GPT-2, Llama) or after its residual (BERT)."""
+"""The two places for the norms, before each sublayer (GPT-2, Llama) or after its residual
+(BERT)."""
 POSITIONS = ("learned", "sinusoidal", "rotary", "none")
 """How a config encodes positions."""
 EXPERIMENT_SWITCHES = ("block_norms", "residual")
