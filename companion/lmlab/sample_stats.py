@@ -25,8 +25,8 @@ from lmlab._checks import check_int, check_str
 
 __all__ = ["WORD", "words", "word_share", "repeated_ngram_share", "distinct_share"]
 
-#: A word: letters, with apostrophes allowed between letters ("o'er", "bewitch'd"); hyphens,
-#: digits and everything else split words. Matched on case-folded text.
+#: What counts as a word, letters with apostrophes allowed between letters ("o'er", "bewitch'd");
+#: hyphens, digits and everything else split words. Matched on case-folded text.
 WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 
 
