@@ -33,4 +33,7 @@ def tokens_html(tokens: Sequence[str]) -> str:
     spans = [f'<span style="background:{_COLOURS[i % len(_COLOURS)]};padding:2px 3px;'
              f'margin:1px;border-radius:3px;white-space:pre">{html.escape(t)}</span>'
              for i, t in enumerate(tokens)]
-    return '<div style="font-family:monospace;line-height:2.2">' + "".join(spans) + "</div>"
+    # flex-wrap: a long text breaks between tokens (never inside one) instead of running out
+    # of its box; each span keeps its own spaces (white-space:pre)
+    return ('<div style="font-family:monospace;line-height:2.2;display:flex;flex-wrap:wrap">'
+            + "".join(spans) + "</div>")
