@@ -293,8 +293,13 @@ def token_z_scores(model: GPT, token: int) -> torch.Tensor:
     check_instance("model", model, GPT)
     E, gamma = _readout(model)
     token = check_int("token", token, 0, E.shape[0] - 1)
-    U = _value_vectors(model) * gamma[None, :, None]  # (L, C, F)
-    Ec = E - E.mean(0)  # (V, C)
-    cov = Ec.T @ Ec / E.shape[0]  # (C, C)
-    sd = ((cov @ U) * U).sum(1).sqrt()  # (L, F): sqrt(u^T cov u) per unit
-    return torch.einsum("c,lcf->lf", Ec[token], U) / sd  # (L, F)
+    mean = E.mean(0)  # (C,)
+    # the head's covariance without a centred (V, C) copy of the head
+    cov = E.T @ E / E.shape[0] - torch.outer(mean, mean)  # (C, C)
+    target = E[token] - mean  # (C,)
+    z = []
+    for block in model.blocks:  # one layer at a time: no (L, C, F) temporaries
+        u = block.ffn.down_proj.weight.detach() * gamma[:, None]  # (C, F)
+        sd = ((cov @ u) * u).sum(0).sqrt()  # (F,): sqrt(u^T cov u) per unit
+        z.append(target @ u / sd)
+    return torch.stack(z)  # (L, F)
