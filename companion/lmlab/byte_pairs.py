@@ -2,8 +2,8 @@
 
 A byte-level tokenizer starts from the 256 bytes and learns *merges*: "the pair (a, b) becomes
 the new token idx". Training counts adjacent pairs (:func:`get_stats`) and merges the most
-frequent one (:func:`merge`), breaking ties between equally frequent pairs by :func:`tie_key`;
-encoding applies the learned merges in the order they were learned (:func:`merge_ranked`, in
+frequent one (:func:`merge`), breaking ties between equally frequent pairs by :func:`tie_key`
+(a trainer updates the counts merge by merge with :func:`merge_counting`); encoding applies the learned merges in the order they were learned (:func:`merge_ranked`, in
 time near-linear in the chunk's length). Byte tokens are *shown* with GPT-2's printable
 characters (:func:`bytes_to_unicode`: a space is ``Ġ``). Both byte-level tokenizers,
 :class:`lmlab.bpe.BPETokenizer` and :class:`lmlab.gguf_tokenizer.GGUFTokenizer`, build on these
@@ -16,20 +16,21 @@ functions::
     >>> merge_ranked([1, 2, 3, 1, 2], {(1, 2): 0, (4, 3): 1}, {(1, 2): 4, (4, 3): 5})
     [5, 4]
 
-The functions check their arguments; on the types the tokenizers pass (lists, tuples and
-dicts of ints) the checks take a few hundred nanoseconds, so training and encoding call the
-public functions in their inner loops.
+The functions check their arguments, except in the inner loops of the tokenizers:
+:func:`merge_counting` never does, and ``merge_ranked(..., check=False)`` skips it for a
+tokenizer's own tables (the checks cost more than merging a short word).
 """
 
 from __future__ import annotations
 
 import functools
 import heapq
+from collections import defaultdict
 from collections.abc import Sequence
 
 from lmlab._checks import check_int
 
-__all__ = ["bytes_to_unicode", "tie_key", "get_stats", "merge", "merge_ranked"]
+__all__ = ["bytes_to_unicode", "tie_key", "get_stats", "merge", "merge_counting", "merge_ranked"]
 
 _SHORT_CHUNK = 48  # chunks up to this many bytes are merged by the simple quadratic loop
 
@@ -161,35 +162,96 @@ def merge(ids: Sequence[int], pair: tuple[int, int], idx: int) -> list[int]:
         _check_ids("ids", ids)
         _check_pair(pair)
         check_int("idx", idx, minimum=0)
-    return _merge(ids, pair, idx)
-
-
-def _merge(ids: Sequence[int], pair: tuple[int, int], idx: int) -> list[int]:
+        ids = list(ids)
     a, b = pair
     out: list[int] = []
-    i, n = 0, len(ids)
-    while i < n:
-        if i < n - 1 and ids[i] == a and ids[i + 1] == b:
-            out.append(idx)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
+    i, last = 0, len(ids) - 1
+    index = ids.index  # finds the next ``a`` in C; the rest of the list is copied in slices
+    try:
+        while True:
+            j = index(a, i)
+            if j < last and ids[j + 1] == b:
+                out += ids[i:j]
+                out.append(idx)
+                i = j + 2
+            else:
+                out += ids[i:j + 1]
+                i = j + 1
+    except ValueError:  # no ``a`` left
+        out += ids[i:]
+    return out
+
+
+def merge_counting(word: list[int], pair: tuple[int, int], new: int, freq: int,
+                    delta: defaultdict[tuple[int, int], int],
+                    where: defaultdict[tuple[int, int], set[int]], wi: int) -> list[int] | None:
+    """Merge ``pair`` into ``new`` in ``word`` (left to right, as :func:`merge`
+    does) and add the change in pair counts to ``delta`` (``freq`` per occurrence): the pair
+    itself and its two neighbours' pairs, as Hugging Face ``tokenizers`` (``Word::merge``) does,
+    instead of recounting the whole word. The new pairs get ``wi`` (the word's index) in
+    ``where``.
+    Returns the merged word, or None if ``pair`` is not in it.
+
+    :meth:`lmlab.bpe.BPETokenizer.train` calls it once per word that may hold the pair, so it
+    does not check its arguments.
+
+    Example:
+        >>> from collections import defaultdict
+        >>> delta, where = defaultdict(int), defaultdict(set)
+        >>> merge_counting([1, 2, 1, 2], (1, 2), 9, 3, delta, where, 0)
+        [9, 9]
+        >>> dict(delta), dict(where)
+        ({(1, 2): -6, (2, 1): -3, (9, 1): 0, (9, 9): 3}, {(9, 1): {0}, (9, 9): {0}})
+    """
+    a, b = pair
+    out: list[int] = []
+    i, last = 0, len(word) - 1
+    try:
+        while True:
+            j = word.index(a, i)
+            if j < last and word[j + 1] == b:
+                out += word[i:j]
+                delta[pair] -= freq
+                if out:  # the left neighbour as merged so far: the merges go left to right
+                    left = out[-1]
+                    delta[left, a] -= freq
+                    delta[left, new] += freq
+                    where[left, new].add(wi)
+                if j + 2 <= last:
+                    right = word[j + 2]
+                    delta[b, right] -= freq
+                    delta[new, right] += freq
+                    where[new, right].add(wi)
+                out.append(new)
+                i = j + 2
+            else:
+                out += word[i:j + 1]
+                i = j + 1
+    except ValueError:  # no ``a`` after position i
+        pass
+    if len(out) == i:  # nothing merged: the pair left this word in an earlier merge
+        return None
+    out += word[i:]
     return out
 
 
 def _merge_short(ids: list[int], ranks: dict[tuple[int, int], int],
                  merges: dict[tuple[int, int], int]) -> list[int]:
-    """Apply merges by rank: find the lowest-ranked pair, merge it everywhere, repeat."""
-    while len(ids) >= 2:
-        best, best_rank = None, len(ranks)
-        for pair in zip(ids, ids[1:]):
-            rank = ranks.get(pair)
-            if rank is not None and rank < best_rank:
-                best, best_rank = pair, rank
-        if best is None:
-            break
-        ids = _merge(ids, best, merges[best])
+    """Apply merges by rank: merge the leftmost lowest-ranked pair, update its two neighbours'
+    ranks, repeat. Finding the pair is ``min`` and ``index`` on a list of ranks (C loops), so a
+    merge costs a few dictionary look-ups instead of a rescan of every pair."""
+    if len(ids) < 2:
+        return list(ids)
+    ids, get, none = list(ids), ranks.get, len(ranks)  # `none`: above every rank
+    rank = [get(pair, none) for pair in zip(ids, ids[1:])]  # rank[i]: ids[i] with ids[i + 1]
+    while (best := min(rank, default=none)) < none:
+        i = rank.index(best)
+        new = ids[i] = merges[ids[i], ids[i + 1]]
+        del ids[i + 1], rank[i]
+        if i < len(rank):
+            rank[i] = get((new, ids[i + 1]), none)
+        if i:
+            rank[i - 1] = get((ids[i - 1], new), none)
     return ids
 
 
@@ -235,7 +297,7 @@ def _merge_long(ids: list[int], ranks: dict[tuple[int, int], int],
 
 
 def merge_ranked(ids: Sequence[int], ranks: dict[tuple[int, int], int],
-                 merges: dict[tuple[int, int], int]) -> list[int]:
+                 merges: dict[tuple[int, int], int], *, check: bool = True) -> list[int]:
     """Encode one chunk: apply learned merges by rank until none applies (BPE's encoding).
 
     Repeatedly merge the adjacent pair with the lowest rank; among equal pairs the leftmost
@@ -249,6 +311,9 @@ def merge_ranked(ids: Sequence[int], ranks: dict[tuple[int, int], int],
         ids: the chunk's token ids (its bytes' ids), ints >= 0.
         ranks: each mergeable pair's rank (lower merges first).
         merges: each mergeable pair's new id; the same pairs as ``ranks``.
+        check: validate ``ids`` and the tables first. ``False`` skips that, for a caller that
+            built them itself and calls once per chunk (a tokenizer's hot loop): ``ids`` must
+            then be a list.
 
     Returns:
         A new list of ids.
@@ -261,6 +326,10 @@ def merge_ranked(ids: Sequence[int], ranks: dict[tuple[int, int], int],
         >>> merge_ranked([1, 2, 3, 1, 2], {(1, 2): 0, (4, 3): 1}, {(1, 2): 4, (4, 3): 5})
         [5, 4]
     """
+    if check is False:
+        if len(ids) <= _SHORT_CHUNK:
+            return _merge_short(ids, ranks, merges)  # type: ignore[arg-type]
+        return _merge_long(ids, ranks, merges)  # type: ignore[arg-type]
     if type(ids) is not list:
         _check_ids("ids", ids)
         ids = list(ids)
