@@ -443,10 +443,11 @@ class MultiHeadAttention(nn.Module):
         """SDPA; ``is_causal`` only for ``T == S`` with ``mask`` None (its own kernel)."""
         group = self.num_heads // self.num_kv_heads
         B, H, T, D = q.shape
-        if T == 1 and mask is None and not p and q.device.type == "cpu":
+        if T == 1 and group > 1 and mask is None and not p and q.device.type == "cpu":
             # One decode step on CPU: the `group` query heads that share a key/value head
             # become `group` rows of one matrix product, so each cached key is read once.
-            # (benchmarks/bench_gqa.py: faster than SDPA's enable_gqa on CPU; GPUs keep SDPA.)
+            # (benchmarks/bench_gqa.py: faster than SDPA's enable_gqa on CPU, slower than SDPA
+            # without groups; GPUs keep SDPA.)
             G = self.num_kv_heads
             qg = q.reshape(B, G, group, D) * D ** -0.5  # (B, G, H/G, D): head h -> kv h // group
             weights = torch.softmax(qg @ k.transpose(-2, -1), dim=-1)  # (B, G, H/G, S)
