@@ -62,13 +62,13 @@ def decode_hf(model, ids: torch.Tensor, n: int) -> tuple[float, list[int]]:
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
-    logits = model(ids, cache=cache, use_cache=True).logits
+    logits = model(ids, past_key_values=cache, use_cache=True).logits
     out = []
     start = time.perf_counter()
     for _ in range(n):
         nxt = logits[:, -1].argmax(-1, keepdim=True)
         out.append(int(nxt))
-        logits = model(nxt, cache=cache, use_cache=True).logits
+        logits = model(nxt, past_key_values=cache, use_cache=True).logits
     return time.perf_counter() - start, out
 
 
