@@ -378,15 +378,22 @@ def sparse(quick: bool) -> list[Row]:
                             ">=", 3.0, threads="1"))
     best = result["scaling"]
     top = 2 * lengths[-1]
+    worst_by_tile = {}
     for bs in (64, 128):
         worst, at = max((best[(bs, kind, 2 * t)] / best[(bs, kind, t)], (kind, t))
                         for kind in ("forward", "fwd+bwd") for t in lengths)
+        worst_by_tile[bs] = worst
         rows.append(Row("sparse", f"doubling T up to {top:,}, tiles of {bs} (worst doubling)",
                         f"time at T={at[1]:,}", best[(bs, at[0], at[1])],
                         best[(bs, at[0], 2 * at[1])], "s", worst,
-                        "time at 2T / time at T (2: linear)", "<=", 2.2, threads="1",
-                        note=f"worst at {at[0]}, T={at[1]:,} -> {2 * at[1]:,}; the goal is "
-                        "met when one tile size meets it"))
+                        "time at 2T / time at T (2: linear)", threads="1",
+                        note=f"worst at {at[0]}, T={at[1]:,} -> {2 * at[1]:,}"))
+    tile = min(worst_by_tile, key=worst_by_tile.__getitem__)
+    rows.append(Row("sparse", f"doubling T up to {top:,}, the better tile size ({tile})",
+                    "linear scaling", 2.0, worst_by_tile[tile], "x (time at 2T / at T)",
+                    worst_by_tile[tile], "time at 2T / time at T (2: linear)", "<=", 2.2,
+                    threads="1", note="the goal (issue 20) asks it of one tile size: the row "
+                    "above with the smaller worst doubling"))
     return rows
 
 
