@@ -332,18 +332,22 @@ class BPETokenizer:
         """:meth:`_encode_chunks` of the pattern's chunks, each distinct word encoded once (the
         loops over all the words are C loops: ``set``, ``map``, ``chain``)."""
         words = _WORDS.findall(text)
-        cache = self._word_cache
+        cache = table = self._word_cache
         distinct = set(words)
         missing = distinct.difference(cache)
-        if not missing:
-            return list(chain.from_iterable(map(cache.__getitem__, words)))
-        table = {w: self._encode_chunks(self._compiled.findall(w)) for w in missing}
-        table.update((w, cache[w]) for w in distinct.difference(missing))
-        if size := self.cache_size:
-            keep = [w for w in missing if len(w) <= _LONGEST_CACHED_WORD][:size]
-            if len(cache) + len(keep) > size:
-                cache.clear()
-            cache.update((w, table[w]) for w in keep)
+        if missing:
+            new = {w: self._encode_chunks(self._compiled.findall(w)) for w in missing}
+            size = self.cache_size
+            if (len(cache) + len(new) <= size
+                    and all(len(w) <= _LONGEST_CACHED_WORD for w in missing)):
+                cache.update(new)  # the usual case: remember them all
+            else:  # the cache is off or full, or a word is too long to remember
+                table = new
+                table.update((w, cache[w]) for w in distinct.difference(missing))
+                keep = [w for w in missing if len(w) <= _LONGEST_CACHED_WORD][:size]
+                if len(cache) + len(keep) > size:
+                    cache.clear()
+                cache.update((w, new[w]) for w in keep)
         return list(chain.from_iterable(map(table.__getitem__, words)))
 
     def encode_ordinary(self, text: str) -> list[int]:
