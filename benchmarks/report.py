@@ -224,8 +224,9 @@ def merge(first: dict, other: dict) -> dict:
     info = dict(first["machine"])
     info["planned"] = list(dict.fromkeys(info.get("planned", []) + other["machine"].get(
         "planned", [])))
-    dates = sorted({first["machine"]["date"], other["machine"]["date"]})
-    info["date"] = " to ".join(dates)
+    stamps = sorted({*first["machine"]["date"].split(" to "),
+                     *other["machine"]["date"].split(" to ")})  # "YYYY-MM-DD HH:MM UTC"
+    info["date"] = f"{stamps[0]} to {stamps[-1]}" if len(stamps) > 1 else stamps[0]
     order = {name: i for i, name in enumerate(info["planned"])}
     runs.sort(key=lambda run: order.get(run["benchmark"], len(order)))
     return {"machine": info, "benchmarks": runs}
