@@ -237,11 +237,12 @@ def test_link_targets_point_at_listed_chapters():
         "myst_substitutions"]
     listed = set(toc_files())
     for name, value in substitutions.items():
-        target = re.fullmatch(r"\[[^\]]+\]\(([\w-]+)\.ipynb(#[\w-]+)?\)", value)
-        assert target, f"{name}: {value!r} is not [text](NN-chapter.ipynb#anchor)"
+        target = re.fullmatch(r"\[[^\]]+\]\(([\w-]+)\.(?:ipynb|md)(#[\w-]+)?\)", value)
+        assert target, f"{name}: {value!r} is not [text](NN-chapter.ipynb#anchor) or a page.md"
         assert target.group(1) in listed, f"{name} points at {target.group(1)}, not in _toc.yml"
     chapters = [f for f in toc_files() if re.match(r"\d\d-", f)]
-    linked = {re.search(r"\(([\w-]+)\.ipynb", v).group(1) for v in substitutions.values()}
+    linked = {m.group(1) for v in substitutions.values()
+              if (m := re.search(r"\(([\w-]+)\.ipynb", v))}
     assert set(chapters) <= linked, f"chapters without a link target: {set(chapters) - linked}"
 
 
