@@ -3,8 +3,9 @@
 A byte-level tokenizer starts from the 256 bytes and learns *merges*: "the pair (a, b) becomes
 the new token idx". Training counts adjacent pairs (:func:`get_stats`) and merges the most
 frequent one (:func:`merge`), breaking ties between equally frequent pairs by :func:`tie_key`
-(a trainer updates the counts merge by merge with :func:`merge_counting`); encoding applies the learned merges in the order they were learned (:func:`merge_ranked`, in
-time near-linear in the chunk's length). Byte tokens are *shown* with GPT-2's printable
+(a trainer updates the counts merge by merge with :func:`merge_counting`); encoding applies the
+learned merges in the order they were learned (:func:`merge_ranked`, in time near-linear in the
+chunk's length). Byte tokens are *shown* with GPT-2's printable
 characters (:func:`bytes_to_unicode`: a space is ``Ġ``). Both byte-level tokenizers,
 :class:`lmlab.bpe.BPETokenizer` and :class:`lmlab.gguf_tokenizer.GGUFTokenizer`, build on these
 functions::
@@ -30,7 +31,8 @@ from collections.abc import Sequence
 
 from lmlab._checks import check_int
 
-__all__ = ["bytes_to_unicode", "tie_key", "get_stats", "merge", "merge_counting", "merge_ranked"]
+__all__ = ["bytes_to_unicode", "tie_key", "get_stats", "merge", "merge_counting",
+           "merge_ranked"]
 
 _SHORT_CHUNK = 48  # chunks up to this many bytes are merged by the simple quadratic loop
 
@@ -185,15 +187,25 @@ def merge(ids: Sequence[int], pair: tuple[int, int], idx: int) -> list[int]:
 def merge_counting(word: list[int], pair: tuple[int, int], new: int, freq: int,
                     delta: defaultdict[tuple[int, int], int],
                     where: defaultdict[tuple[int, int], set[int]], wi: int) -> list[int] | None:
-    """Merge ``pair`` into ``new`` in ``word`` (left to right, as :func:`merge`
-    does) and add the change in pair counts to ``delta`` (``freq`` per occurrence): the pair
-    itself and its two neighbours' pairs, as Hugging Face ``tokenizers`` (``Word::merge``) does,
-    instead of recounting the whole word. The new pairs get ``wi`` (the word's index) in
-    ``where``.
-    Returns the merged word, or None if ``pair`` is not in it.
+    """Merge ``pair`` into ``new`` in ``word`` and record how the pair counts change.
 
-    :meth:`lmlab.bpe.BPETokenizer.train` calls it once per word that may hold the pair, so it
-    does not check its arguments.
+    The merge is :func:`merge`'s (left to right). The change in counts goes into ``delta``,
+    ``freq`` per occurrence: the pair itself and its two neighbours' pairs, as Hugging Face
+    ``tokenizers`` (``Word::merge``) does, instead of recounting the whole word. The new pairs
+    get ``wi`` (the word's index) in ``where``. :meth:`lmlab.bpe.BPETokenizer.train` calls it
+    once per word that may hold the pair, so it does not check its arguments.
+
+    Args:
+        word: the word's current token ids.
+        pair: the pair being merged.
+        new: the merged token's id.
+        freq: how often the word occurs in the training text.
+        delta: pair -> change in count, added to.
+        where: pair -> indices of the words that may hold it, added to.
+        wi: this word's index.
+
+    Returns:
+        The merged word, or None if ``pair`` is not in it.
 
     Example:
         >>> from collections import defaultdict
