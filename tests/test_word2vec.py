@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmlab import data
 from lmlab.device import seed_everything
@@ -86,6 +88,30 @@ def test_sgd_step_equals_autograd_step(V: int, B: int, M: int, K: int, C: int) -
         for name in ("input", "output"):
             ref = getattr(reference, name).weight
             torch.testing.assert_close(getattr(model, name).weight, ref - lr * ref.grad, atol=1e-6, rtol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 8), min_size=1, max_size=40), st.integers(1, 4),
+       st.integers(1, 20), st.integers(0, 2**16))
+def test_batches_by_width_train_every_window_once_without_cutting_a_context(
+        sentence_lengths: list[int], window: int, size: int, seed: int) -> None:
+    from lmlab.skipgram import skipgram_windows
+    from lmlab.word2vec import _batches_by_width
+    sents = torch.repeat_interleave(torch.arange(len(sentence_lengths)),
+                                    torch.tensor(sentence_lengths))
+    ids = torch.arange(sents.shape[0])  # each id is its position: windows are distinct
+    gen = torch.Generator().manual_seed(seed)
+    center, context = skipgram_windows(ids, sents, window, generator=gen)
+    before = {(int(c), tuple(o.tolist())) for c, o in zip(center, context)}
+    c2, o2, batches = _batches_by_width(center, context, size, gen)
+    seen = []
+    for b, e, width in batches:
+        assert 0 < e - b <= size and 1 <= width <= 2 * window
+        assert (o2[b:e, width:] == -1).all()  # no real context beyond the batch's width
+        assert (o2[b:e, :width] >= 0).any(dim=0).all()  # and no column that is pads only
+        seen.extend(range(b, e))
+    assert sorted(seen) == list(range(center.shape[0]))
+    assert {(int(c), tuple(o.tolist())) for c, o in zip(c2, o2)} == before
 
 
 def test_initialisation_is_word2vec_s() -> None:

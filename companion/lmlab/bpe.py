@@ -71,10 +71,20 @@ corpus in about half the time ``regex`` takes to find GPT-2's chunks. The ids ar
 against ``tokenizers`` on every code point (tests/test_regex_sweep.py) and on text dense in
 every kind of whitespace (tests/test_bpe.py)."""
 _WORD_PATTERNS = frozenset({GPT2_PATTERN})  # patterns whose chunks never cross a word's end
+_BATCH_CHARACTERS = 1 << 20  # encode_batch: texts of about this many characters at a time
 _LONGEST_CACHED_WORD = 64  # characters; longer words (runs without spaces) are not remembered
 
 MAX_VOCAB_SIZE = 2**20
 """The largest vocabulary lmlab trains or accepts (1,048,576 ids; real models use 30k-256k)."""
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes to UTF-8 (it has no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _special_set(name: str, value: object, specials: dict[str, int]) -> set[str]:
@@ -331,11 +341,15 @@ class BPETokenizer:
         return out
 
     def _encode_words(self, text: str) -> list[int]:
-        """:meth:`_encode_chunks` of the pattern's chunks, each distinct word encoded once (the
-        loops over all the words are C loops: ``set``, ``map``, ``chain``)."""
-        words = _WORDS.findall(text)
+        """:meth:`_encode_chunks` of the pattern's chunks, each distinct word encoded once."""
+        return self._encode_word_lists([_WORDS.findall(text)])[0]
+
+    def _encode_word_lists(self, texts_words: list[list[str]]) -> list[list[int]]:
+        """The ids of several texts cut into words (see :data:`_WORDS`), each distinct word of
+        them all encoded once (the loops over all the words are C loops: ``set``, ``map``,
+        ``chain``)."""
         cache = table = self._word_cache
-        distinct = set(words)
+        distinct = set(chain.from_iterable(texts_words))
         missing = distinct.difference(cache)
         if missing:
             new = {w: self._encode_chunks(self._compiled.findall(w)) for w in missing}
@@ -350,7 +364,28 @@ class BPETokenizer:
                 if len(cache) + len(keep) > size:
                     cache.clear()
                 cache.update((w, new[w]) for w in keep)
-        return list(chain.from_iterable(map(table.__getitem__, words)))
+        look_up = table.__getitem__
+        return [list(chain.from_iterable(map(look_up, words))) for words in texts_words]
+
+    def _encode_many(self, texts: list[str]) -> list[list[int]]:
+        """:meth:`_encode_plain` of each text; with a word pattern, texts of about a million
+        characters at a time share one pass over their distinct words."""
+        if not self._by_words:
+            return [self._encode_plain(t) for t in texts]
+        out: list[list[int]] = []
+        start, chars = 0, 0
+        for end, text in enumerate(texts, 1):
+            chars += len(text)
+            if chars >= _BATCH_CHARACTERS or end == len(texts):
+                block = texts[start:end]
+                try:
+                    out.extend(self._encode_word_lists(list(map(_WORDS.findall, block))))
+                except UnicodeEncodeError as err:
+                    i = start + next(i for i, t in enumerate(block) if not _is_utf8(t))
+                    raise ValueError(f"texts[{i}]: cannot encode a lone surrogate "
+                                     f"({err.reason}); text must be valid Unicode") from err
+                start, chars = end, 0
+        return out
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode ``text`` as plain text: special-token strings are split like any other text.
@@ -454,6 +489,8 @@ class BPETokenizer:
                 if found := disallowed.search(t):
                     raise ValueError(f"texts[{i}]: contains the special token "
                                      f"{found.group()!r}, which is disallowed (see encode)")
+        if allowed is None:
+            return self._encode_many(texts)
         return [self._encode_checked(t, allowed, None) for t in texts]
 
     def decode(self, ids: Iterable[int]) -> str:

@@ -28,7 +28,7 @@ from lmlab.vocab import as_documents
 
 __all__ = [
     "MAX_GRID", "as_sentences", "word_counts", "keep_probabilities", "noise_distribution",
-    "sample_negatives", "skipgram_windows", "skipgram_pairs",
+    "sample_negatives", "AliasTable", "skipgram_windows", "skipgram_pairs",
 ]
 
 MAX_GRID = 2**26
@@ -191,6 +191,65 @@ def sample_negatives(probs: torch.Tensor, shape: tuple[int, ...],
     if n == 0:
         return torch.empty(tuple(shape), dtype=torch.long, device=probs.device)
     return torch.multinomial(probs, n, replacement=True, generator=generator).view(tuple(shape))
+
+
+class AliasTable:
+    """Draws from a fixed distribution in constant time per draw: Walker's alias method.
+
+    :func:`sample_negatives` searches the cumulative distribution for every draw and checks
+    ``probs`` on every call. A trainer that draws negatives at every step builds this table once
+    instead: each of the V slots keeps its own word with probability ``keep[i]`` and otherwise
+    gives its ``alias[i]``, so one draw is a uniform slot and a uniform number, with no search
+    and no host sync. The draws have exactly the distribution of ``probs`` (up to the rounding
+    of ``keep`` to ``probs``' dtype); a word of probability 0 is never drawn.
+
+    Args:
+        probs: a distribution over the vocabulary (:func:`noise_distribution`): non-negative,
+            finite, not all zero. The table lives on its device.
+
+    Shape:
+        ``probs``: ``(V,)``; ``keep``, ``alias``: ``(V,)``
+
+    Example:
+        >>> table = AliasTable(torch.tensor([0.0, 0.2, 0.8]))
+        >>> draws = table.sample((10000,), generator=torch.Generator().manual_seed(0))
+        >>> [round(n / 10000, 1) for n in torch.bincount(draws, minlength=3).tolist()]
+        [0.0, 0.2, 0.8]
+    """
+
+    def __init__(self, probs: torch.Tensor) -> None:
+        check_tensor("probs", probs, ndim=1, dtype="float")
+        check_finite("probs", probs)
+        if probs.numel() == 0 or bool((probs < 0).any()) or not bool(probs.sum() > 0):
+            raise ValueError("probs: expected non-negative probabilities, not all zero")
+        p = probs.detach().double().cpu()
+        V = p.shape[0]
+        scaled = (p * (V / p.sum())).tolist()  # mean 1: a slot holds exactly one unit
+        keep, alias = [1.0] * V, list(range(V))
+        small = [i for i, x in enumerate(scaled) if x < 1.0]
+        large = [i for i, x in enumerate(scaled) if x >= 1.0]
+        while small and large:  # Vose: fill each short slot from a tall one
+            i, j = small.pop(), large.pop()
+            keep[i], alias[i] = scaled[i], j
+            scaled[j] -= 1.0 - scaled[i]
+            (small if scaled[j] < 1.0 else large).append(j)
+        # what is left is 1 up to rounding: those slots keep their own word
+        self.keep = torch.tensor(keep, dtype=probs.dtype, device=probs.device)
+        self.alias = torch.tensor(alias, dtype=torch.long, device=probs.device)
+
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator | None = None
+               ) -> torch.Tensor:
+        """Word ids drawn with replacement, on the table's device (``shape``: non-negative sizes).
+
+        No checks beyond what building the shape needs: a trainer's hot path calls this.
+        """
+        slot = torch.randint(0, self.keep.shape[0], shape, generator=generator,
+                             device=self.keep.device)
+        u = torch.rand(shape, generator=generator, device=self.keep.device,
+                       dtype=self.keep.dtype)
+        flat = slot.view(-1)  # index_select: several times faster than keep[slot] on a CPU
+        keep = self.keep.index_select(0, flat).view(slot.shape)
+        return torch.where(u < keep, slot, self.alias.index_select(0, flat).view(slot.shape))
 
 
 def skipgram_windows(ids: torch.Tensor, sentence_ids: torch.Tensor, window: int,

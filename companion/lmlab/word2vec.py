@@ -45,8 +45,8 @@ from lmlab.skipgram import (
     MAX_GRID,
     as_sentences,
     keep_probabilities,
+    AliasTable,
     noise_distribution,
-    sample_negatives,
     skipgram_windows,
     word_counts,
 )
@@ -271,7 +271,7 @@ class SkipGramNegativeSampling(ModelFileMixin, nn.Module):
 
         The gradient of the loss with respect to a score ``s`` is ``sigmoid(s) - label``; each
         table row moves by ``lr`` times the sum of its gradients, added in place with
-        ``index_add_`` (as word2vec's C code does pair by pair). No autograd graph, no optimizer
+        ``scatter_add_`` (as word2vec's C code does pair by pair). No autograd graph, no optimizer
         state, only the touched rows. Equal to ``lr`` times the gradient of ``forward(...)``
         times the number of pairs.
 
@@ -309,8 +309,10 @@ class SkipGramNegativeSampling(ModelFileMixin, nn.Module):
         g = (sign.clamp(min=0) - torch.sigmoid(scores)) * mask  # (B, M, 1+K) label - s
         grad_v = torch.bmm(g, u)  # (B, M, C)
         grad_u = torch.bmm(g.transpose(1, 2), v)  # (B, 1+K, C)
-        W_in.index_add_(0, rows.reshape(-1), grad_v.reshape(-1, C), alpha=lr)
-        W_out.index_add_(0, targets.reshape(-1), grad_u.reshape(-1, C), alpha=lr)
+        # scatter_add_ adds rows as index_add_ does, about 2x faster on a CPU
+        W_in.scatter_add_(0, rows.reshape(-1, 1).expand(-1, C), grad_v.reshape(-1, C).mul_(lr))
+        W_out.scatter_add_(0, targets.reshape(-1, 1).expand(-1, C),
+                           grad_u.reshape(-1, C).mul_(lr))
         loss = -(F.logsigmoid(scores * sign) * mask).sum()
         return loss / mask.sum().clamp(min=1)
 
@@ -363,11 +365,38 @@ def _encode(sentences: list[Sequence[str]], words: Sequence[str]
     return torch.from_numpy(flat[known]), torch.from_numpy(sent[known])
 
 
+def _batches_by_width(center: torch.Tensor, context: torch.Tensor, size: int,
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor,
+                                                          list[tuple[int, int, int]]]:
+    """Shuffled windows regrouped so that a batch needs few ``-1`` pad columns.
+
+    A window of a center with ``b`` drawn has at most ``2 b`` contexts, yet every row of
+    ``context`` is ``2 * window`` wide; a step on the full width spends about 40% of its work
+    on pads. Here the windows are ordered by their number of contexts (stably, so they stay
+    shuffled within a width), cut into batches of ``size``, each cut to its widest row, and the
+    batches are shuffled. Every window is still trained on once per epoch.
+
+    Returns:
+        ``(center, context, batches)``: the windows reordered and ``(start, end, width)`` of
+        each batch in training order (one host sync, once per chunk).
+    """
+    n_context = (context >= 0).sum(dim=1)  # (B,) real contexts first, then pads
+    order = torch.sort(n_context, stable=True).indices
+    center, context = center.index_select(0, order), context.index_select(0, order)
+    n_context = n_context.index_select(0, order)
+    B = center.shape[0]
+    ends = torch.arange(size, B + size, size, device=center.device).clamp(max=B)
+    widths = n_context[ends - 1].tolist() if B else []
+    spans = [(b, e) for b, e in zip(range(0, B, size), ends.tolist())]
+    shuffle = torch.randperm(len(spans), generator=generator, device=center.device).tolist()
+    return center, context, [(*spans[i], widths[i]) for i in shuffle]
+
+
 class _Run:
     """The shared state of one training run (read and written by every worker thread)."""
 
     def __init__(self, model: SkipGramNegativeSampling, ids: torch.Tensor,
-                 sentence_ids: torch.Tensor, keep: torch.Tensor, noise: torch.Tensor,
+                 sentence_ids: torch.Tensor, keep: torch.Tensor, noise: AliasTable,
                  config: Word2VecConfig, record_every: int, bar: object) -> None:
         self.model, self.ids, self.sentence_ids = model, ids, sentence_ids
         self.keep, self.noise, self.config = keep, noise, config
@@ -403,15 +432,16 @@ class _Run:
             n_kept = int(kept.sum())
             center, context = skipgram_windows(ids[kept], sents[kept], cfg.window, generator=gen)
             order = torch.randperm(center.shape[0], generator=gen, device=device)
-            center, context = center[order], context[order]
-            B = center.shape[0]
-            for b in range(0, B, size):
-                frac = (self.done + b / max(B, 1)) / self.total  # share of training done
+            center, context = center.index_select(0, order), context.index_select(0, order)
+            center, context, batches = _batches_by_width(center, context, size, gen)
+            B, seen = center.shape[0], 0
+            for b, e, width in batches:
+                frac = (self.done + seen / max(B, 1)) / self.total  # share of training done
                 lr = cfg.lr - (cfg.lr - cfg.min_lr) * frac
-                c, o = center[b:b + size], context[b:b + size]
-                negatives = sample_negatives(self.noise, (c.shape[0], cfg.negatives), generator=gen)
+                c, o = center[b:e], context[b:e, :width]
+                negatives = self.noise.sample((e - b, cfg.negatives), generator=gen)
                 running += self.model._step(c, o, negatives, lr)
-                steps += 1
+                steps, seen = steps + 1, seen + e - b
                 if steps % self.record_every == 0:
                     loss = running.item() / self.record_every
                     running.zero_()
@@ -419,7 +449,7 @@ class _Run:
                         h = self.history
                         h.loss.append(loss)
                         h.lr.append(lr)
-                        h.words.append(h.effective_words + int(n_kept * min(1.0, (b + size) / B)))
+                        h.words.append(h.effective_words + int(n_kept * seen / B))
                         self.bar.set_postfix(loss=f"{loss:.3f}")
             with self.lock:
                 self.history.effective_words += n_kept
@@ -440,8 +470,10 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
     subsample (:func:`~lmlab.skipgram.keep_probabilities`), build every center's window
     (:func:`~lmlab.skipgram.skipgram_windows`), shuffle the windows, and take SGD steps on
     batches of ``config.batch_size`` windows with ``config.negatives`` fresh negatives each
-    (:meth:`SkipGramNegativeSampling.sgd_step`). The learning rate falls linearly from ``lr`` to
-    ``min_lr`` over all epochs.
+    (:meth:`SkipGramNegativeSampling.sgd_step`, negatives drawn with
+    :class:`~lmlab.skipgram.AliasTable`). The windows of a batch have similar numbers of
+    contexts, so that a step carries few pad columns; the batches themselves come in random
+    order. The learning rate falls linearly from ``lr`` to ``min_lr`` over all epochs.
 
     With ``config.workers = 1`` (the default) training runs in the caller's thread with the
     caller's PyTorch thread count, and the same call gives the same vectors on the same machine
@@ -491,7 +523,7 @@ def train_word2vec(sentences: Iterable[str | Sequence[str]],
     generator = torch.Generator().manual_seed(config.seed)
     model = SkipGramNegativeSampling(len(words), config.d_model, generator=generator).to(device)
     keep = keep_probabilities(counts, config.sample).to(device)  # (V,)
-    noise = noise_distribution(counts, config.ns_exponent).to(device)  # (V,)
+    noise = AliasTable(noise_distribution(counts, config.ns_exponent).to(device))
     bar = progress(total=config.epochs * math.ceil(ids.shape[0] / config.chunk_words),
                    desc="word2vec", enabled=show_progress)
     run = _Run(model, ids.to(device), sentence_ids.to(device), keep, noise, config,
