@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import chain
 
 import torch
 
@@ -75,7 +76,7 @@ def word_counts(sentences: Iterable[str | Sequence[str]], min_count: int = 5
         (('the', 'cat'), [3, 2])
     """
     check_int("min_count", min_count)
-    counter = Counter(w for s in as_sentences(sentences) for w in s)
+    counter = Counter(chain.from_iterable(as_sentences(sentences)))  # a C loop over the words
     kept = sorted(((w, c) for w, c in counter.items() if c >= min_count),
                   key=lambda wc: (-wc[1], wc[0]))
     if not kept:

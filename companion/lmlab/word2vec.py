@@ -27,6 +27,7 @@ import numbers
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -289,32 +290,42 @@ class SkipGramNegativeSampling(ModelFileMixin, nn.Module):
         """
         self._check_batch(center, context, negatives)
         lr = check_float("lr", lr, minimum=0.0, min_inclusive=False)
-        return self._step(center, context, negatives, lr)
+        weight = (context >= 0).unsqueeze(2)  # (B, M, 1) pads get a zero gradient
+        targets = torch.cat([center.unsqueeze(1), negatives], dim=1)  # (B, 1+K)
+        sign = _signs(targets.shape[1], self.input.weight)
+        return self._step(context.clamp(min=0), weight, targets, sign, lr)
 
     @torch.no_grad()
-    def _step(self, center: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor,
-              lr: float) -> torch.Tensor:
-        """:meth:`sgd_step` without the checks, for batches the trainer built itself."""
+    def _step(self, rows: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+              sign: torch.Tensor, lr: float) -> torch.Tensor:
+        """:meth:`sgd_step` without the checks, on batches the trainer built itself.
+
+        ``rows``: ``(B, M)`` context ids (a pad may hold any valid id), ``weight``: ``(B, M, 1)``
+        1 for a real context and 0 for a pad, ``targets``: ``(B, 1+K)`` the center, then the
+        negatives, ``sign``: ``(1+K,)`` from :func:`_signs`.
+        """
         W_in, W_out = self.input.weight.data, self.output.weight.data
         C = W_in.shape[1]
-        mask = (context >= 0).unsqueeze(2)  # (B, M, 1)
-        rows = context.clamp(min=0)  # (B, M) pads read row 0 and get a zero gradient
-        targets = torch.cat([center.unsqueeze(1), negatives], dim=1)  # (B, 1+K)
         # index_select copies the same rows as W[rows] does, about 4x faster on a CPU
         v = W_in.index_select(0, rows.reshape(-1)).view(*rows.shape, C)  # (B, M, C)
         u = W_out.index_select(0, targets.reshape(-1)).view(*targets.shape, C)  # (B, 1+K, C)
         scores = torch.bmm(v, u.transpose(1, 2))  # (B, M, 1+K)
-        sign = torch.full((targets.shape[1],), -1.0, dtype=scores.dtype, device=scores.device)
-        sign[0] = 1.0  # (1+K,) +1 for the real center, -1 for the negatives
-        g = (sign.clamp(min=0) - torch.sigmoid(scores)) * mask  # (B, M, 1+K) label - s
+        g = (sign.clamp(min=0) - torch.sigmoid(scores)) * weight  # (B, M, 1+K) label - s
         grad_v = torch.bmm(g, u)  # (B, M, C)
         grad_u = torch.bmm(g.transpose(1, 2), v)  # (B, 1+K, C)
         # scatter_add_ adds rows as index_add_ does, about 2x faster on a CPU
         W_in.scatter_add_(0, rows.reshape(-1, 1).expand(-1, C), grad_v.reshape(-1, C).mul_(lr))
         W_out.scatter_add_(0, targets.reshape(-1, 1).expand(-1, C),
                            grad_u.reshape(-1, C).mul_(lr))
-        loss = -(F.logsigmoid(scores * sign) * mask).sum()
-        return loss / mask.sum().clamp(min=1)
+        loss = -(F.logsigmoid(scores * sign) * weight).sum()
+        return loss / weight.sum().clamp(min=1)
+
+
+def _signs(n_targets: int, like: torch.Tensor) -> torch.Tensor:
+    """``(1+K,)``: +1 for the real center, -1 for each negative (dtype and device of ``like``)."""
+    sign = torch.full((n_targets,), -1.0, dtype=like.dtype, device=like.device)
+    sign[0] = 1.0
+    return sign
 
 
 # --------------------------------------------------------------------------- training
@@ -358,8 +369,9 @@ def _encode(sentences: list[Sequence[str]], words: Sequence[str]
             ) -> tuple[torch.Tensor, torch.Tensor]:
     index = {w: i for i, w in enumerate(words)}
     lengths = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
-    flat = np.fromiter((index.get(w, -1) for s in sentences for w in s), dtype=np.int64,
-                       count=int(lengths.sum()))
+    # map over two iterables is index.get(word, -1) for every word, in a C loop
+    flat = np.fromiter(map(index.get, chain.from_iterable(sentences), repeat(-1)),
+                       dtype=np.int64, count=int(lengths.sum()))
     sent = np.repeat(np.arange(len(sentences), dtype=np.int64), lengths)
     known = flat >= 0  # words below min_count are skipped, as in gensim
     return torch.from_numpy(flat[known]), torch.from_numpy(sent[known])
@@ -420,6 +432,7 @@ class _Run:
         cfg, device = self.config, self.ids.device
         gen = torch.Generator(device).manual_seed(cfg.seed + 1 + worker)
         running, steps = torch.zeros((), device=device), 0
+        sign = _signs(1 + cfg.negatives, self.model.input.weight)
         # the workers share batch_size: twice the windows in flight at once made SGD diverge
         size = max(1, cfg.batch_size // workers)
         for job in range(worker, self.total, workers):
@@ -434,13 +447,16 @@ class _Run:
             order = torch.randperm(center.shape[0], generator=gen, device=device)
             center, context = center.index_select(0, order), context.index_select(0, order)
             center, context, batches = _batches_by_width(center, context, size, gen)
+            # what every step needs, made once for the chunk and sliced per batch
+            weight, rows = (context >= 0).unsqueeze(2), context.clamp(min=0)
             B, seen = center.shape[0], 0
             for b, e, width in batches:
                 frac = (self.done + seen / max(B, 1)) / self.total  # share of training done
                 lr = cfg.lr - (cfg.lr - cfg.min_lr) * frac
-                c, o = center[b:e], context[b:e, :width]
                 negatives = self.noise.sample((e - b, cfg.negatives), generator=gen)
-                running += self.model._step(c, o, negatives, lr)
+                targets = torch.cat([center[b:e, None], negatives], dim=1)
+                running += self.model._step(rows[b:e, :width], weight[b:e, :width], targets,
+                                            sign, lr)
                 steps, seen = steps + 1, seen + e - b
                 if steps % self.record_every == 0:
                     loss = running.item() / self.record_every
