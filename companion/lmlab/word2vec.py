@@ -449,14 +449,14 @@ class _Run:
             center, context, batches = _batches_by_width(center, context, size, gen)
             # what every step needs, made once for the chunk and sliced per batch
             weight, rows = (context >= 0).unsqueeze(2), context.clamp(min=0)
+            negatives = self.noise.sample((center.shape[0], cfg.negatives), generator=gen)
+            targets = torch.cat([center.unsqueeze(1), negatives], dim=1)  # (B, 1+K)
             B, seen = center.shape[0], 0
             for b, e, width in batches:
                 frac = (self.done + seen / max(B, 1)) / self.total  # share of training done
                 lr = cfg.lr - (cfg.lr - cfg.min_lr) * frac
-                negatives = self.noise.sample((e - b, cfg.negatives), generator=gen)
-                targets = torch.cat([center[b:e, None], negatives], dim=1)
-                running += self.model._step(rows[b:e, :width], weight[b:e, :width], targets,
-                                            sign, lr)
+                running += self.model._step(rows[b:e, :width], weight[b:e, :width],
+                                            targets[b:e], sign, lr)
                 steps, seen = steps + 1, seen + e - b
                 if steps % self.record_every == 0:
                     loss = running.item() / self.record_every
