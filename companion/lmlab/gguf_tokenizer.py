@@ -14,8 +14,7 @@ from collections.abc import Iterable, Sequence
 import regex
 
 from lmlab._checks import check_instance, check_int, check_str, check_strings
-from lmlab._gc import collector_paused
-from lmlab.bpe import GPT2_PATTERN
+from lmlab.bpe import GPT2_PATTERN, collector_paused
 from lmlab.byte_pairs import bytes_to_unicode, merge_ranked
 from lmlab.gguf_file import GGUFFile
 
@@ -249,7 +248,7 @@ class GGUFTokenizer:
         if not isinstance(texts, Iterable):
             raise TypeError(f"texts: expected a list of strings, got {type(texts).__name__}")
         texts = check_strings("texts", list(texts), allow_empty=True)
-        with collector_paused():  # many small lists, no cycles (see lmlab._gc)
+        with collector_paused():  # many small lists, no cycles
             return [self.encode(t, allowed_special) for t in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
