@@ -44,9 +44,9 @@ from lmlab.model_files import ModelFile, ModelFileMixin
 from lmlab.progress import progress
 from lmlab.skipgram import (
     MAX_GRID,
+    AliasTable,
     as_sentences,
     keep_probabilities,
-    AliasTable,
     noise_distribution,
     skipgram_windows,
     word_counts,
