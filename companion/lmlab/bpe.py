@@ -54,7 +54,8 @@ from lmlab.byte_pairs import bytes_to_unicode, merge_counting, merge_ranked, tie
 from lmlab.io import save_json
 from lmlab.progress import progress
 
-__all__ = ["GPT2_PATTERN", "MAX_VOCAB_SIZE", "BPETokenizer", "PRETRAINED_TOKENIZERS", "collector_paused"]
+__all__ = ["GPT2_PATTERN", "MAX_VOCAB_SIZE", "BPETokenizer", "PRETRAINED_TOKENIZERS",
+           "collector_paused"]
 
 logger = logging.getLogger(__name__)
 

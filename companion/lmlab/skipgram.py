@@ -157,6 +157,14 @@ def noise_distribution(counts: torch.Tensor, exponent: float = 0.75) -> torch.Te
     return (weights / weights.sum()).float()
 
 
+def _check_probs(probs: object) -> None:
+    """A distribution over the vocabulary: a 1-D float tensor, finite, non-negative, not all 0."""
+    check_tensor("probs", probs, ndim=1, dtype="float")
+    check_finite("probs", probs)
+    if probs.numel() == 0 or bool((probs < 0).any()) or not bool(probs.sum() > 0):
+        raise ValueError("probs: expected non-negative probabilities, not all zero")
+
+
 def sample_negatives(probs: torch.Tensor, shape: tuple[int, ...],
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw word ids from ``probs`` with replacement (on ``probs.device``).
@@ -177,10 +185,7 @@ def sample_negatives(probs: torch.Tensor, shape: tuple[int, ...],
         >>> sample_negatives(torch.tensor([0.0, 1.0]), (2, 3)).tolist()
         [[1, 1, 1], [1, 1, 1]]
     """
-    check_tensor("probs", probs, ndim=1, dtype="float")
-    check_finite("probs", probs)
-    if probs.numel() == 0 or bool((probs < 0).any()) or not bool(probs.sum() > 0):
-        raise ValueError("probs: expected non-negative probabilities, not all zero")
+    _check_probs(probs)
     if not isinstance(shape, (tuple, list)):
         raise TypeError(f"shape: expected a tuple of ints, got {type(shape).__name__}")
     for i, n in enumerate(shape):
@@ -219,10 +224,7 @@ class AliasTable:
     """
 
     def __init__(self, probs: torch.Tensor) -> None:
-        check_tensor("probs", probs, ndim=1, dtype="float")
-        check_finite("probs", probs)
-        if probs.numel() == 0 or bool((probs < 0).any()) or not bool(probs.sum() > 0):
-            raise ValueError("probs: expected non-negative probabilities, not all zero")
+        _check_probs(probs)
         p = probs.detach().double().cpu()
         V = p.shape[0]
         scaled = (p * (V / p.sum())).tolist()  # mean 1: a slot holds exactly one unit

@@ -290,10 +290,8 @@ class SkipGramNegativeSampling(ModelFileMixin, nn.Module):
         """
         self._check_batch(center, context, negatives)
         lr = check_float("lr", lr, minimum=0.0, min_inclusive=False)
-        weight = (context >= 0).unsqueeze(2)  # (B, M, 1) pads get a zero gradient
-        targets = torch.cat([center.unsqueeze(1), negatives], dim=1)  # (B, 1+K)
-        sign = _signs(targets.shape[1], self.input.weight)
-        return self._step(context.clamp(min=0), weight, targets, sign, lr)
+        rows, weight, targets = _step_inputs(center, context, negatives)
+        return self._step(rows, weight, targets, _signs(targets.shape[1], self.input.weight), lr)
 
     @torch.no_grad()
     def _step(self, rows: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
@@ -319,6 +317,15 @@ class SkipGramNegativeSampling(ModelFileMixin, nn.Module):
                            grad_u.reshape(-1, C).mul_(lr))
         loss = -(F.logsigmoid(scores * sign) * weight).sum()
         return loss / weight.sum().clamp(min=1)
+
+
+def _step_inputs(center: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What :meth:`SkipGramNegativeSampling._step` reads: ``rows`` ``(B, M)`` (pads read row 0),
+    ``weight`` ``(B, M, 1)`` (0 for a pad: a zero gradient) and ``targets`` ``(B, 1+K)`` (the
+    center, then the negatives). Sliced along B (and M for rows and weight), they stay valid."""
+    targets = torch.cat([center.unsqueeze(1), negatives], dim=1)
+    return context.clamp(min=0), (context >= 0).unsqueeze(2), targets
 
 
 def _signs(n_targets: int, like: torch.Tensor) -> torch.Tensor:
@@ -448,9 +455,8 @@ class _Run:
             center, context = center.index_select(0, order), context.index_select(0, order)
             center, context, batches = _batches_by_width(center, context, size, gen)
             # what every step needs, made once for the chunk and sliced per batch
-            weight, rows = (context >= 0).unsqueeze(2), context.clamp(min=0)
             negatives = self.noise.sample((center.shape[0], cfg.negatives), generator=gen)
-            targets = torch.cat([center.unsqueeze(1), negatives], dim=1)  # (B, 1+K)
+            rows, weight, targets = _step_inputs(center, context, negatives)
             B, seen = center.shape[0], 0
             for b, e, width in batches:
                 frac = (self.done + seen / max(B, 1)) / self.total  # share of training done
