@@ -4,7 +4,8 @@ B = 4, H = 8 query heads of D = 64, cache S = 2048, float32, one thread, attenti
 projections). For G = 8 (MHA), 2 (GQA-2) and 1 (MQA) key/value heads, four ways:
 
 * ``lmlab``: the fast path of :class:`lmlab.sublayers.MultiHeadAttention` (what its decode
-  step runs), on the same q, k, v;
+  step runs), on the same q, k, v: with B x H = 32 query rows, one grouped matrix product for
+  G < H (below 32 rows it hands the step to SDPA, which is faster there);
 * ``sdpa gqa``: ``scaled_dot_product_attention(..., enable_gqa=True)``;
 * ``grouped``: a plain grouped matrix product, queries viewed as ``(B, G, H / G, D)`` against
   the ``G`` key heads;

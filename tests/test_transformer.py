@@ -45,16 +45,27 @@ def test_fast_path_equals_teaching_path(num_kv_heads: int, masking: str, T: int)
 
 
 @pytest.mark.parametrize("num_kv_heads", [8, 2, 1])
-def test_one_query_decode_path_equals_sdpa(num_kv_heads: int) -> None:
-    # One query against a long cache takes the grouped matrix-product path on CPU.
+@pytest.mark.parametrize("batch", [3, 4])  # 24 and 32 query rows: SDPA, then grouped products
+def test_one_query_decode_path_equals_sdpa(num_kv_heads: int, batch: int,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # One query per head on CPU: with B * H >= 32 rows and shared key/value heads, one grouped
+    # matrix product (SDPA must not run); otherwise SDPA.
     seed_everything(2)
     attn = MultiHeadAttention(64, 8, num_kv_heads).eval()
-    q = torch.randn(3, 8, 1, 8)
-    k, v = torch.randn(3, num_kv_heads, 50, 8), torch.randn(3, num_kv_heads, 50, 8)
+    q = torch.randn(batch, 8, 1, 8)
+    k, v = torch.randn(batch, num_kv_heads, 50, 8), torch.randn(batch, num_kv_heads, 50, 8)
     group = 8 // num_kv_heads
     expected = F.scaled_dot_product_attention(q, k.repeat_interleave(group, 1),
                                               v.repeat_interleave(group, 1))
+    sdpa, sdpa_calls = F.scaled_dot_product_attention, []
+
+    def counting_sdpa(*args, **kwargs):
+        sdpa_calls.append(1)
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", counting_sdpa)
     torch.testing.assert_close(attn._fast(q, k, v, None, 0.0, False), expected, **ATOL)
+    assert len(sdpa_calls) == (0 if batch * 8 >= 32 and group > 1 else 1)
 
 
 def test_cross_attention_fast_equals_teaching() -> None:

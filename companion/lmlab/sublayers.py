@@ -38,6 +38,13 @@ FFNS = ("gelu", "gelu_tanh", "relu", "swiglu")
 # torch >= 2.5 lets SDPA share key/value heads between query heads without copying them.
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
 
+# A CPU decode step with at least this many query rows (batch x query heads) shares key/value
+# heads by one grouped matrix product; fewer rows go to SDPA. With one thread, against SDPA's
+# enable_gqa: 1.1x-2.1x at 32 rows or more for caches of 256-4,096 tokens; at 6-12 rows 0.5x-0.9x
+# below 1,024 cached tokens and at most 1.1x above (the product's three calls cost more than
+# the keys it reads once).
+_GROUPED_DECODE_ROWS = 32
+
 
 def _check_like(name: str, value: torch.Tensor, weight: torch.Tensor) -> None:
     """``value`` must be on the weights' device, and of their dtype (or, under autocast, of
@@ -443,11 +450,12 @@ class MultiHeadAttention(nn.Module):
         """SDPA; ``is_causal`` only for ``T == S`` with ``mask`` None (its own kernel)."""
         group = self.num_heads // self.num_kv_heads
         B, H, T, D = q.shape
-        if T == 1 and group > 1 and mask is None and not p and q.device.type == "cpu":
+        if (T == 1 and group > 1 and B * H >= _GROUPED_DECODE_ROWS and mask is None and not p
+                and q.device.type == "cpu"):
             # One decode step on CPU: the `group` query heads that share a key/value head
             # become `group` rows of one matrix product, so each cached key is read once.
-            # (benchmarks/bench_gqa.py: faster than SDPA's enable_gqa on CPU, slower than SDPA
-            # without groups; GPUs keep SDPA.)
+            # (benchmarks/bench_gqa.py: faster than SDPA's enable_gqa for enough query rows;
+            # GPUs keep SDPA.)
             G = self.num_kv_heads
             qg = q.reshape(B, G, group, D) * D ** -0.5  # (B, G, H/G, D): head h -> kv h // group
             weights = torch.softmax(qg @ k.transpose(-2, -1), dim=-1)  # (B, G, H/G, S)
