@@ -7,7 +7,8 @@
 
 Each benchmark runs in a process of its own (its thread settings, imports and memory stay its
 own; the runner records its wall time and peak resident memory), prints reference, ours and
-their ratio as it finishes, and its full output goes to ``<out>/logs/<name>.log``. The run is
+their ratio as it finishes, and its full output, its rows last, goes to
+``<out>/logs/<name>.log``. The run is
 written to ``<out>/results.json``, ``<out>/results.md`` and ``<out>/ratios.png``. Without
 ``--out`` only the full suite may run (it replaces the committed ``benchmarks/results/cpu``,
 or ``benchmarks/results/gpu`` where CUDA is available).
@@ -68,9 +69,11 @@ def worker(name: str, quick: bool, result: Path) -> None:
     from benchmarks.suite import BENCHMARKS
     from lmlab.io import atomic_write
 
-    rows = BENCHMARKS[name](quick)
+    rows = [row.as_dict() for row in BENCHMARKS[name](quick)]
+    print(f"\n{name}: rows", flush=True)  # the log then holds every benchmark's rows
+    show_rows(rows)
     with atomic_write(result) as f:
-        json.dump([row.as_dict() for row in rows], f)
+        json.dump(rows, f)
 
 
 def run_one(name: str, quick: bool, logs: Path) -> dict:
@@ -107,7 +110,12 @@ def show(run: dict) -> None:
         print(f"  FAILED: {run['error']}")
     if run.get("skipped"):
         print(f"  skipped: {run['skipped']}")
-    for r in run["rows"]:
+    show_rows(run["rows"])
+
+
+def show_rows(rows: list[dict]) -> None:
+    """Each row: what, reference, ours, ratio and goal, one row in two lines."""
+    for r in rows:
         ref = "-" if r["reference_value"] is None else f"{r['reference_value']:.4g}"
         met = {True: "goal met", False: "goal NOT met", None: ""}[r["met"]]
         goal = f"goal {r['goal_op']} {r['goal_value']:g}" if r["goal_op"] else ""
