@@ -7,8 +7,8 @@ Both models hold the same float32 weights, read from the same GGUF file (``llm-s
    ``transformers.BertModel`` and its sentence embeddings against sentence-transformers;
    SmolLM2's logits against ``transformers``' Llama on four prompts and a chat prompt.
 1. Prefill: one forward pass over a 256-token prompt, tokens/s. Goal: lmlab >= 1.0x.
-2. Decode with the key/value cache: after that prompt, one token per step (greedy), tokens/s.
-   Goal: lmlab >= 1.0x.
+2. Decode with the key/value cache: after that prompt, one token per step (greedy), tokens/s,
+   the two models stepping in lockstep (:func:`decode_both`). Goal: lmlab >= 1.0x.
 3. lmlab's generation of 256 new tokens with the cache against without it (each step recomputes
    the whole sequence), from a short prompt.
 
@@ -43,33 +43,35 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
-def decode_lmlab(model, ids: torch.Tensor, n: int) -> tuple[float, list[int]]:
-    """Greedy decoding of ``n`` tokens with lmlab's cache after the prompt ``ids`` (1, T):
-    the seconds the ``n`` steps took (the prompt's pass not counted) and the tokens."""
-    cache = model.new_cache()
-    logits = model(ids, cache=cache)
-    out = []
-    start = time.perf_counter()
-    for _ in range(n):
-        nxt = logits[:, -1].argmax(-1, keepdim=True)
-        out.append(int(nxt))
-        logits = model(nxt, cache=cache)
-    return time.perf_counter() - start, out
+def decode_both(ours, theirs, ids: torch.Tensor, n: int
+                ) -> dict[str, tuple[float, list[int]]]:
+    """Greedy decoding of ``n`` tokens after the prompt ``ids`` (1, T) with each model's cache,
+    lmlab's and transformers' ``DynamicCache``, in lockstep: each new token is computed by one
+    model, then the other (which goes first alternates), so both see the same machine load.
 
-
-def decode_hf(model, ids: torch.Tensor, n: int) -> tuple[float, list[int]]:
-    """:func:`decode_lmlab` for a transformers causal LM with its ``DynamicCache``."""
+    Returns ``{"lmlab": (seconds, tokens), "hf": (seconds, tokens)}``: the seconds each model's
+    ``n`` steps took (the prompt's pass not counted) and its tokens.
+    """
     from transformers import DynamicCache
 
-    cache = DynamicCache(config=model.config)
-    logits = model(ids, past_key_values=cache, use_cache=True).logits
-    out = []
-    start = time.perf_counter()
+    cache_ours, cache_hf = ours.new_cache(), DynamicCache(config=theirs.config)
+    steps = {
+        "lmlab": lambda x: ours(x, cache=cache_ours),
+        "hf": lambda x: theirs(x, past_key_values=cache_hf, use_cache=True).logits,
+    }
+    logits = {name: step(ids) for name, step in steps.items()}
+    seconds = dict.fromkeys(steps, 0.0)
+    tokens: dict[str, list[int]] = {name: [] for name in steps}
+    order = list(steps)
     for _ in range(n):
-        nxt = logits[:, -1].argmax(-1, keepdim=True)
-        out.append(int(nxt))
-        logits = model(nxt, past_key_values=cache, use_cache=True).logits
-    return time.perf_counter() - start, out
+        order.reverse()
+        for name in order:
+            nxt = logits[name][:, -1].argmax(-1, keepdim=True)
+            tokens[name].append(int(nxt))
+            start = time.perf_counter()
+            logits[name] = steps[name](nxt)
+            seconds[name] += time.perf_counter() - start
+    return {name: (seconds[name], tokens[name]) for name in steps}
 
 
 def load_models():
@@ -155,10 +157,9 @@ def main() -> None:
     n = args.decode_tokens
 
     with torch.no_grad():
-        runs_ours = [decode_lmlab(ours, ids, n) for _ in range(args.repeats)]
-        runs_theirs = [decode_hf(theirs, ids, n) for _ in range(args.repeats)]
-    d_ours, tokens_ours = min(r[0] for r in runs_ours), runs_ours[-1][1]
-    d_theirs, tokens_theirs = min(r[0] for r in runs_theirs), runs_theirs[-1][1]
+        runs = [decode_both(ours, theirs, ids, n) for _ in range(args.repeats)]
+    d_ours, tokens_ours = min(r["lmlab"][0] for r in runs), runs[-1]["lmlab"][1]
+    d_theirs, tokens_theirs = min(r["hf"][0] for r in runs), runs[-1]["hf"][1]
     print(f"\ndecode with the cache, {n} tokens after the {T}-token prompt (prompt not timed)")
     print(f"  lmlab GPT           : {n / d_ours:8.1f} tokens/s")
     print(f"  transformers Llama  : {n / d_theirs:8.1f} tokens/s")
