@@ -9,7 +9,8 @@ Each benchmark runs in a process of its own (its thread settings, imports and me
 own; the runner records its wall time and peak resident memory), prints reference, ours and
 their ratio as it finishes, and its full output, its rows last, goes to
 ``<out>/logs/<name>.log``. The run is
-written to ``<out>/results.json``, ``<out>/results.md`` and ``<out>/ratios.png``. Without
+written to ``<out>/results.json``, ``<out>/results.md`` and ``<out>/ratios.png``; a full run
+also to ``<out>/runs/`` and ``<out>/spread.md`` (:mod:`benchmarks.spread`). Without
 ``--out`` only the full suite may run (it replaces the committed ``benchmarks/results/cpu``,
 or ``benchmarks/results/gpu`` where CUDA is available).
 
@@ -155,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(run)
         show(run)
         written = write_results(out, info, runs)  # after each: a stopped run keeps what it did
+    if not args.quick and not args.names:  # a full run joins the spread over runs
+        from benchmarks.spread import archive, write_spread
+
+        written += [archive(out, {"machine": info, "benchmarks": runs}), write_spread(out)]
     for path in written:
         print(f"wrote {path}")
     failed = [r["benchmark"] for r in runs if r.get("error")]

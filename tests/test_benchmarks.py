@@ -75,6 +75,7 @@ def test_quick_run_writes_json_markdown_plot_and_logs(quick_run) -> None:
     assert "**chapter_memory** — `python -m benchmarks chapter_memory --quick`: skipped" in table
     assert (out / "ratios.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "ratio" in done.stdout and "wrote" in done.stdout
+    assert not (out / "runs").exists()  # only a full run joins the spread
 
 
 @pytest.mark.parametrize("args, message", [
@@ -147,3 +148,32 @@ def test_report_merges_runs_replacing_same_names(tmp_path) -> None:
     assert merged["machine"]["date"] == "d1 to d2"
     with pytest.raises(SystemExit, match="cpu differs"):
         merge(result("d1", ["gqa"]), result("d2", ["gqa"], cpu="other"))
+
+
+def test_spread_counts_each_goal_over_the_runs(tmp_path) -> None:
+    from benchmarks.spread import archive, write_spread
+
+    def result(date: str, sparse_ratio: float, tile: int, with_bpe: bool) -> dict:
+        rows = [Row("sparse", f"doubling T, the better tile size ({tile})", "linear", 2.0,
+                    sparse_ratio, "x", sparse_ratio, "2T / T", "<=", 2.2).as_dict(),
+                Row("sparse", "no goal", "dense", 1.0, 2.0, "s", 2.0, "x").as_dict()]
+        runs = [{"benchmark": "sparse", "rows": rows}]
+        if with_bpe:
+            runs.append({"benchmark": "bpe_training", "rows": [Row(
+                "bpe_training", "8k", "tokenizers", 2.0, 3.0, "s", 1.5, "ours / ref", "<=",
+                1.5).as_dict()]})
+        return {"machine": {"date": date}, "benchmarks": runs}
+
+    archive(tmp_path, result("2026-12-03 09:00 UTC to 2026-12-03 09:30 UTC", 2.1, 64, True))
+    archive(tmp_path, result("2026-12-02 10:00 UTC", 2.3, 128, False))  # older, listed first
+    table = write_spread(tmp_path).read_text()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "2026-12-02-1000.json", "2026-12-03-0900.json"]
+    header = next(line for line in table.splitlines() if line.startswith("| benchmark"))
+    assert header.index("2026-12-02 10:00") < header.index("2026-12-03 09:00")
+    # the same goal whichever tile won; a miss in bold; a run without the row gets a dash
+    assert "| sparse | doubling T, the better tile size | ≤ 2.2× | **2.30×** | 2.10× | 1 of 2 |" \
+        in table
+    assert "| bpe_training | 8k | ≤ 1.5× | — | 1.50× | 1 of 1 |" in table
+    assert "no goal" not in table
+    assert "2026-12-03 09:00 UTC (to 2026-12-03 09:30 UTC)" in table
