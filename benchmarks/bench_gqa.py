@@ -13,11 +13,16 @@ projections). For G = 8 (MHA), 2 (GQA-2) and 1 (MQA) key/value heads, four ways:
 
 Goals (issue 12): never slower than ``enable_gqa``; >= 2.4x (GQA-2) and >= 3.5x (MQA) over MHA.
 
-Run: ``OMP_NUM_THREADS=1 PYTHONPATH=companion python benchmarks/bench_gqa.py``
+With ``--sweep`` it also compares the grouped product with ``enable_gqa`` over batch sizes, head
+counts and cache lengths (:func:`sweep`): the measurement behind the 32 query rows from which
+``MultiHeadAttention`` takes the product.
+
+Run: ``OMP_NUM_THREADS=1 PYTHONPATH=companion python benchmarks/bench_gqa.py [--sweep]``
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
@@ -71,6 +76,49 @@ def measure(repeats: int = REPEATS, calls: int = CALLS) -> dict[int, dict[str, f
     return times
 
 
+SWEEP_SHAPES = ((1, 6, 2, 64), (1, 9, 3, 64), (1, 12, 4, 64), (4, 8, 2, 64), (8, 4, 1, 32),
+                (1, 32, 8, 128))  # (B, H, G, D); SmolLM2-135M has H = 9, G = 3, D = 64
+SWEEP_LENGTHS = (64, 256, 512, 1024, 2048, 4096)
+
+
+def sweep(shapes=SWEEP_SHAPES, lengths=SWEEP_LENGTHS, rounds: int = 5) -> dict:
+    """SDPA enable_gqa time over the grouped product's time for one decode step, for each
+    ``(B, H, G, D)`` and cache length (> 1: the grouped product is faster): the measurement
+    behind the 32 query rows (B x H) from which :class:`lmlab.sublayers.MultiHeadAttention`
+    takes the grouped product on CPU. Returns ``{(B, H, G, D, S): ratio}``."""
+    ratios = {}
+    for b, h, g, d in shapes:
+        for t in lengths:
+            q = torch.randn(b, h, 1, d)
+            k, v = torch.randn(b, g, t, d), torch.randn(b, g, t, d)
+            group = h // g
+
+            def product():
+                qg = q.reshape(b, g, group, d) * d ** -0.5
+                return (torch.softmax(qg @ k.transpose(-2, -1), dim=-1) @ v).view(b, h, 1, d)
+
+            def sdpa():
+                return F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+
+            torch.testing.assert_close(product(), sdpa(), atol=1e-5, rtol=1e-5)
+            calls = max(5, int(1e6 / (b * h * t * d)))
+            best = {"product": float("inf"), "sdpa": float("inf")}
+            for _ in range(rounds):
+                for name, fn in (("product", product), ("sdpa", sdpa)):
+                    start = time.perf_counter()
+                    for _ in range(calls):
+                        fn()
+                    best[name] = min(best[name], (time.perf_counter() - start) / calls)
+            ratios[(b, h, g, d, t)] = best["sdpa"] / best["product"]
+    print("\none decode step, SDPA enable_gqa time / grouped product time (> 1: product faster)")
+    print(f"{'B':>3}{'H':>4}{'G':>4}{'D':>5}{'B*H':>5}  " + "".join(f"{f'S={t}':>8}"
+                                                            for t in lengths))
+    for b, h, g, d in shapes:
+        print(f"{b:>3}{h:>4}{g:>4}{d:>5}{b * h:>5}  " + "".join(
+            f"{ratios[(b, h, g, d, t)]:>7.2f}x" for t in lengths))
+    return ratios
+
+
 def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -90,6 +138,8 @@ def main() -> None:
     print("lmlab over MHA SDPA: " + "  ".join(
         f"G={G} {times[8]['sdpa gqa'] / times[G]['lmlab']:.2f}x" for G in (2, 1))
         + "   (goal: >= 2.4x at G=2, >= 3.5x at G=1)")
+    if "--sweep" in sys.argv[1:]:
+        sweep()
 
 
 if __name__ == "__main__":

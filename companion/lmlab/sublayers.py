@@ -42,7 +42,7 @@ _SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
 # heads by one grouped matrix product; fewer rows go to SDPA. With one thread, against SDPA's
 # enable_gqa: 1.1x-2.1x at 32 rows or more for caches of 256-4,096 tokens; at 6-12 rows 0.5x-0.9x
 # below 1,024 cached tokens and at most 1.1x above (the product's three calls cost more than
-# the keys it reads once).
+# the keys it reads once). Measured by `python benchmarks/bench_gqa.py --sweep`.
 _GROUPED_DECODE_ROWS = 32
 
 
