@@ -45,7 +45,9 @@ def measure(repeats: int = REPEATS, calls: int = CALLS) -> dict[int, dict[str, f
     """Seconds per call of each way, for G = 8, 2, 1 key/value heads (outputs checked equal).
 
     The ways are timed in interleaved rounds (each round times every way once), so all of them
-    see the same machine load; each keeps its fastest round.
+    see the same machine load; each keeps its fastest round. The order turns by one way each
+    round: a way timed just after ``repeat`` (which writes two large copies) ran up to twice as
+    slow, so no way is always the one after it.
     """
     times: dict[int, dict[str, float]] = {}
     for G in (8, 2, 1):
@@ -66,12 +68,15 @@ def measure(repeats: int = REPEATS, calls: int = CALLS) -> dict[int, dict[str, f
             best = {name: float("inf") for name in ways}
             for name, fn in ways.items():
                 fn()  # warm-up
+            order = list(ways)
             for _ in range(repeats):
-                for name, fn in ways.items():
+                for name in order:
+                    fn = ways[name]
                     start = time.perf_counter()
                     for _ in range(calls):
                         fn()
                     best[name] = min(best[name], (time.perf_counter() - start) / calls)
+                order = order[1:] + order[:1]  # each way also runs first, and after each other
             times[G] = best
     return times
 
